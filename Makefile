@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11):
+#   make book   build the rendered course into _build/html (the main job)
+#   make test   run the project's tests
+# Both create or reuse the virtualenv in .venv from requirements.txt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is installed on its own first, so that requirements.txt (torch>=2.3) keeps it.
+# Override for a GPU machine, e.g.  make TORCH="torch==2.13.0" (PyPI's Linux wheel is CUDA-enabled)
+TORCH ?= torch==2.13.0
+
+.PHONY: book test exercises fixtures vendor clean
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+vendor: $(BIN)/.installed
+	bash tools/vendor_assets.sh
+
+book: $(BIN)/.installed vendor
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+# Regenerate the student notebooks from solutions/ (never edit exercises/ by hand).
+exercises: $(BIN)/.installed
+	$(BIN)/python -m autograder release
+
+# Regenerate the visible-check fixtures from the reference solutions.
+fixtures: $(BIN)/.installed
+	$(BIN)/python -m autograder fixtures
+
+clean:
+	rm -rf _build

@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 # torch is installed on its own first, so that requirements.txt (torch>=2.3) keeps it.
 # Override for a GPU machine, e.g.  make TORCH="torch==2.13.0" (PyPI's Linux wheel is CUDA-enabled)
 TORCH ?= torch==2.13.0
+# nbgrader runs `alembic` by name: the virtualenv's bin must come first.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: book test exercises fixtures vendor clean
 

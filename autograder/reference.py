@@ -1,0 +1,40 @@
+"""The reference solutions, read from the ``solutions/`` notebooks: their one source.
+
+Only instructors have ``solutions/``; students never need it. The setup cells
+(read-only, not graded) and the solution cells are run, in order, in a fresh
+namespace; test cells and scratch cells are skipped.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+
+from .config import course_root
+
+
+def notebook_path(assignment: str, root: Path | None = None) -> Path:
+    return (root or course_root()) / "solutions" / assignment / f"{assignment}.ipynb"
+
+
+def reference_sources(notebook: nbformat.NotebookNode) -> list[str]:
+    """The code cells that make up the reference: setup cells and solution cells."""
+    sources = []
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and (meta.get("solution") or (meta.get("locked") and not meta.get("grade"))):
+            sources.append(cell.source)
+    return sources
+
+
+@functools.lru_cache(maxsize=None)
+def load(assignment: str) -> SimpleNamespace:
+    path = notebook_path(assignment)
+    if not path.is_file():
+        raise FileNotFoundError(f"The reference notebook {path} is missing: hidden checks need solutions/.")
+    namespace: dict = {"__name__": f"reference_{assignment}"}
+    for source in reference_sources(nbformat.read(path, as_version=4)):
+        exec(compile(source, str(path), "exec"), namespace)
+    return SimpleNamespace(**namespace)

@@ -1,0 +1,38 @@
+"""nbgrader configuration: run every nbgrader command from the repository root.
+
+    nbgrader generate_assignment ch04_scaled_dot_product --force
+    nbgrader autograde ch04_scaled_dot_product
+    nbgrader generate_feedback ch04_scaled_dot_product
+    nbgrader export
+
+Hidden checks read AUTOGRADER_SEED (a secret integer) and AUTOGRADER_DEVICE (cpu or cuda)
+from the environment; see autograder/config.py.
+"""
+import os
+
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+here = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.root = here
+c.CourseDirectory.course_id = "build-a-transformer"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "gradebook.db")
+
+# Student stubs: what replaces each ### BEGIN SOLUTION ... ### END SOLUTION region.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Grading: nbgrader's default 30 s per cell is too short for training cells on a CPU.
+c.Execute.timeout = 300
+c.Execute.interrupt_on_timeout = True
+
+# Any stderr output in a test cell scores 0. The checks themselves print warnings to stdout,
+# but torch and numpy may still warn on stderr (deprecations, device notices): drop those.
+c.IgnorePattern.pattern = r"(?m)^.*\b\w*Warning: |^\s*warnings\.warn\("
+
+# Feedback goes to students: strip the hidden tests from it (their outputs never show the
+# hidden inputs or expected values; see autograder/checks.py).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

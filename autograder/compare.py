@@ -114,7 +114,7 @@ def compare(got: Any, expected: Any, where: str, show_values: bool = True) -> Op
 def same(a: Any, b: Any, dtype: torch.dtype) -> bool:
     """Loose structural equality, used to recognise a known wrong version's output."""
     if isinstance(b, torch.Tensor):
-        if not isinstance(a, torch.Tensor) or tuple(a.shape) != tuple(b.shape):
+        if not isinstance(a, torch.Tensor) or tuple(a.shape) != tuple(b.shape) or a.device.type == "meta":
             return False
         a, b = a.detach().cpu(), b.detach().cpu()
         if not b.is_floating_point():

@@ -27,7 +27,7 @@ vendor: $(BIN)/.installed
 book: $(BIN)/.installed vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed vendor
 	$(BIN)/python -m pytest
 
 # Regenerate the student notebooks from solutions/ (never edit exercises/ by hand).

@@ -12,7 +12,3 @@ class CheckFailure(AssertionError):
     def _render_traceback_(self):
         red, reset = "\x1b[0;31m", "\x1b[0m"
         return [f"{red}CheckFailure{reset}: {self}"]
-
-
-class ForbiddenCall(CheckFailure):
-    """The student's code called a function or class that the exercise forbids."""

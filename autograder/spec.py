@@ -6,7 +6,10 @@ An exercise module (``autograder/exercises/<assignment>.py``) creates one
 - ``@ex.cases``: the inputs, visible (fixed, stored as fixtures) and hidden
   (fresh from the secret seed, including edge cases);
 - ``@ex.prop("...")``: properties that must hold whatever the inputs
-  (rows sum to 1, gradients flow, masked weights are exactly 0...);
+  (rows sum to 1, gradients flow, masked weights are exactly 0...). A property
+  never calls the student's code itself: given a generator it returns the cases
+  it needs and a ``judge`` that reads their results, so the verdict can be
+  reached in another process than the one that ran the student's code;
 - ``@ex.mistake("...")``: the catalogue of known wrong versions. Each is built
   from the reference (so the catalogue never spells out a solution) and its
   message names the mistake in the student's terms.
@@ -55,26 +58,46 @@ def shapes(**tensors) -> str:
 
 @dataclass
 class Case:
-    """One call: ``impl(*args, **kwargs)``, or for a module ``impl(*init)`` loaded with ``state``."""
+    """One call: ``impl(*args, **kwargs)``, or for a module ``impl(*init)`` loaded with ``state``.
+
+    ``grad``: also backpropagate a fixed weighting of the floating outputs and report the
+    gradients of the floating inputs (and of the module's parameters).
+    ``inspect``: for a module, only construct it and report its submodules and parameters.
+    """
 
     label: str
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     init: Optional[tuple] = None
     state: Optional[dict] = None
+    grad: bool = False
+    inspect: bool = False
 
     def to(self, device: torch.device, dtype: Optional[torch.dtype]) -> "Case":
         return replace(self, args=cast(self.args, device, dtype), kwargs=cast(self.kwargs, device, dtype),
                        state=cast(self.state, device, dtype))
 
     def as_data(self) -> dict:
-        return {"label": self.label, "args": self.args, "kwargs": self.kwargs,
-                "init": self.init, "state": self.state}
+        return {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
+                "state": self.state, "grad": self.grad, "inspect": self.inspect}
 
     @classmethod
     def from_data(cls, data: dict) -> "Case":
         init = tuple(data["init"]) if data["init"] is not None else None
-        return cls(data["label"], tuple(data["args"]), dict(data["kwargs"]), init, data["state"])
+        return cls(data["label"], tuple(data["args"]), dict(data["kwargs"]), init, data["state"],
+                   bool(data.get("grad")), bool(data.get("inspect")))
+
+
+@dataclass
+class Result:
+    """What running one case produced: plain data only, so it can cross a process boundary."""
+
+    output: Any = None
+    grads: Optional[dict] = None  # "args.0", "kwargs.mask", "params.W_q.weight" -> tensor or None
+    structure: Optional[dict] = None  # for ``inspect`` cases: {"modules": {...}, "parameters": {...}}
+    error: Optional[str] = None  # the sentence that says how the student's code failed
+    forbidden: list = field(default_factory=list)  # names of forbidden built-ins it used
+    warnings: list = field(default_factory=list)
 
 
 @dataclass
@@ -91,8 +114,10 @@ class Mistake:
 
 @dataclass
 class Property:
+    """``probe(generator) -> (cases, judge)``; ``judge(results, dtype)`` returns None or the failure sentence."""
+
     description: str
-    test: Callable  # (impl, ctx) -> None, raising CheckFailure via ctx.fail
+    probe: Callable
 
 
 class Exercise:
@@ -118,9 +143,9 @@ class Exercise:
         return make
 
     def prop(self, description: str) -> Callable:
-        def register(test: Callable) -> Callable:
-            self.properties.append(Property(description, test))
-            return test
+        def register(probe: Callable) -> Callable:
+            self.properties.append(Property(description, probe))
+            return probe
         return register
 
     def mistake(self, message: str, expect: Optional[str] = None) -> Callable:
@@ -133,16 +158,21 @@ class Exercise:
     def make_cases(self, generator: torch.Generator, hidden: bool) -> list[Case]:
         return list(self._cases(generator, hidden))
 
-    def call(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
-        """Run one case. Raises CheckFailure for a module that cannot take the case's weights."""
-        if not self.module:
-            return impl(*case.args, **case.kwargs)
+    def instantiate(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> nn.Module:
+        """Build the module of a module exercise, on the run's device and dtype, with the case's weights."""
         model = impl(*case.init)
         if not isinstance(model, nn.Module):
             raise CheckFailure(f"`{self.name}(...)` should create a torch.nn.Module, but it made {type(model).__name__}.")
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-        load_weights(model, case.state, self.name)
-        return model(*case.args, **case.kwargs)
+        if case.state is not None:
+            load_weights(model, case.state, self.name)
+        return model
+
+    def call(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
+        """Run one case's forward computation (used for the reference and the catalogue of mistakes)."""
+        if not self.module:
+            return impl(*case.args, **case.kwargs)
+        return self.instantiate(impl, case, device, dtype)(*case.args, **case.kwargs)
 
 
 def load_weights(model: nn.Module, state: dict, name: str) -> None:
@@ -173,3 +203,24 @@ def linear_weight(generator: torch.Generator, out_features: int, in_features: in
     """A weight like nn.Linear's default initialisation, from the case's generator."""
     bound = 1 / math.sqrt(in_features)
     return (torch.rand(out_features, in_features, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+
+
+def close(a: torch.Tensor, b: torch.Tensor, dtype: Optional[torch.dtype]) -> bool:
+    """``a`` and ``b`` agree within the tolerance of ``dtype`` (compared on the CPU in float64)."""
+    from .tolerance import tolerance
+
+    rtol, atol = tolerance(dtype or torch.float32)
+    return bool(torch.allclose(a.detach().cpu().double(), b.detach().cpu().double(), rtol=rtol, atol=atol))
+
+
+def gradients_reach(names: dict) -> Callable:
+    """A judge for a ``grad`` case: every named input ("args.0" -> "q") gets a finite gradient."""
+    def judge(results, dtype):
+        grads = results[0].grads or {}
+        for key, name in names.items():
+            grad = grads.get(key)
+            if grad is None or not torch.isfinite(grad).all():
+                return (f"No finite gradient reaches `{name}`: keep every step in torch "
+                        "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn.")
+        return None
+    return judge

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..spec import Case, Exercise, randn, shapes
+from ..compare import describe
+from ..spec import Case, Exercise, close, randn, shapes
 
 ASSIGNMENT = "ch00_warmup"
 
@@ -25,16 +26,22 @@ def _(g, hidden):
     return cases
 
 
-@pairwise_dot.prop("entry (i, j) is the dot product of a[i] and b[j]")
-def _(impl, ctx):
-    a, b = ctx.randn(4, 3), ctx.randn(6, 3)
-    result = ctx.run(impl, Case(shapes(a=a, b=b), (a, b)))
-    i, j = 2, 5
-    if tuple(result.shape) != (4, 6):
-        ctx.fail(f"pairwise_dot(a, b) with a (4, 3) and b (6, 3) should have shape (4, 6), got {tuple(result.shape)}.")
-    if not torch.allclose(result[i, j], (a[i] * b[j]).sum(), rtol=1e-4, atol=1e-5):
-        ctx.fail("Entry (2, 5) of pairwise_dot(a, b) should be the dot product of a[2] and b[5], "
-                 "that is (a[2] * b[5]).sum(), but it is not.")
+@pairwise_dot.prop("entry (i, j) is the dot product of a[i] and b[j], and gradients reach a and b")
+def _(g):
+    a, b = randn(g, 4, 3), randn(g, 6, 3)
+
+    def judge(results, dtype):
+        (result,) = results
+        got = result.output
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (4, 6):
+            return f"pairwise_dot(a, b) with a (4, 3) and b (6, 3) should be a (4, 6) tensor, got {describe(got)}."
+        if not close(got[2, 5], (a[2] * b[5]).sum(), dtype):
+            return ("Entry (2, 5) of pairwise_dot(a, b) should be the dot product of a[2] and b[5], "
+                    "that is (a[2] * b[5]).sum(), but it is not.")
+        if result.grads["args.0"] is None or result.grads["args.1"] is None:
+            return "No gradient reaches `a` or `b`: keep every step in torch (no .detach(), numpy or .item())."
+        return None
+    return [Case(shapes(a=a, b=b), (a, b), grad=True)], judge
 
 
 @pairwise_dot.mistake("the result is transposed: entry (i, j) should pair a[i] with b[j], shape (n, m), not (m, n).")
@@ -77,14 +84,18 @@ def _(g, hidden):
 
 
 @to_heads.prop("head j holds features j*d_head to (j+1)*d_head of every token")
-def _(impl, ctx):
-    x = ctx.randn(2, 3, 12)
-    y = ctx.run(impl, Case(shapes(x=x, n_heads=3), (x, 3)))
-    if tuple(y.shape) != (2, 3, 3, 4):
-        ctx.fail(f"to_heads(x, 3) with x of shape (2, 3, 12) should have shape (2, 3, 3, 4), got {tuple(y.shape)}.")
-    if not torch.equal(y[1, 2, 0], x[1, 0, 8:12]):
-        ctx.fail("to_heads(x, 3)[1, 2, 0] (batch 1, head 2, token 0) should be x[1, 0, 8:12], the third block "
-                 "of 4 features of that token, but it is not.")
+def _(g):
+    x = randn(g, 2, 3, 12)
+
+    def judge(results, dtype):
+        got = results[0].output
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 3, 3, 4):
+            return f"to_heads(x, 3) with x of shape (2, 3, 12) should be a (2, 3, 3, 4) tensor, got {describe(got)}."
+        if not close(got[1, 2, 0], x[1, 0, 8:12], dtype):
+            return ("to_heads(x, 3)[1, 2, 0] (batch 1, head 2, token 0) should be x[1, 0, 8:12], the third block "
+                    "of 4 features of that token, but it is not.")
+        return None
+    return [Case(shapes(x=x, n_heads=3), (x, 3))], judge
 
 
 @to_heads.mistake("the features are split as '(d_head h)' instead of '(h d_head)': head j must take "

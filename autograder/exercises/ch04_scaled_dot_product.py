@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec import Case, Exercise, linear_weight, randn, shapes
+from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 SDPA_WHY = "the point is to build attention from its parts"
@@ -68,23 +68,23 @@ def _(g, hidden):
 
 
 @softmax.prop("sums to 1 along dim")
-def _(impl, ctx):
-    for dim in (0, 1, -1):
-        x = ctx.randn(3, 4, 5, scale=4)
-        y = ctx.run(impl, Case(shapes(x=x, dim=dim), (x,), {"dim": dim}))
-        total = y.sum(dim)
-        if not torch.allclose(total, torch.ones_like(total), atol=1e-5):
-            ctx.fail(f"softmax(x, dim={dim}) should sum to 1 along dim {dim}, but the sums range from "
-                     f"{total.min().item():.4g} to {total.max().item():.4g}.")
+def _(g):
+    xs = {dim: randn(g, 3, 4, 5, scale=4) for dim in (0, 1, -1)}
+
+    def judge(results, dtype):
+        for (dim, x), result in zip(xs.items(), results):
+            total = result.output.double().sum(dim) if isinstance(result.output, torch.Tensor) else None
+            if total is None or not torch.allclose(total, torch.ones_like(total), atol=1e-5):
+                spread = f"range from {total.min().item():.4g} to {total.max().item():.4g}" if total is not None else "are missing"
+                return f"softmax(x, dim={dim}) should sum to 1 along dim {dim}, but the sums {spread}."
+        return None
+    return [Case(shapes(x=x, dim=dim), (x,), {"dim": dim}) for dim, x in xs.items()], judge
 
 
 @softmax.prop("gradients flow back to the input")
-def _(impl, ctx):
-    x = ctx.randn(2, 5, requires_grad=True)
-    y = ctx.run(impl, Case(shapes(x=x), (x,)))
-    if not isinstance(y, torch.Tensor) or not y.requires_grad:
-        ctx.fail("The output of softmax is not connected to x for autograd: avoid .detach(), .item(), "
-                 "numpy, or building the result with torch.tensor(...).")
+def _(g):
+    x = randn(g, 2, 5)
+    return [Case(shapes(x=x), (x,), grad=True)], gradients_reach({"args.0": "x"})
 
 
 @softmax.mistake("exp() overflows for large inputs. Subtract the maximum along `dim` before exp: "
@@ -134,12 +134,9 @@ def _(g, hidden):
 
 
 @attention_scores.prop("gradients flow back to q and k")
-def _(impl, ctx):
-    q, k = ctx.randn(2, 3, 4, requires_grad=True), ctx.randn(2, 5, 4, requires_grad=True)
-    scores = ctx.run(impl, Case(shapes(q=q, k=k), (q, k)))
-    scores.sum().backward()
-    if q.grad is None or k.grad is None:
-        ctx.fail("The scores are not connected to q and k for autograd: avoid .detach(), numpy and torch.tensor(...).")
+def _(g):
+    q, k = randn(g, 2, 3, 4), randn(g, 2, 5, 4)
+    return [Case(shapes(q=q, k=k), (q, k), grad=True)], gradients_reach({"args.0": "q", "args.1": "k"})
 
 
 @attention_scores.mistake("the scores are not divided by sqrt(d_k).")
@@ -198,30 +195,32 @@ def _(g, hidden):
 
 
 @scaled_dot_product_attention.prop("the weights' rows sum to 1 and masked weights are exactly 0")
-def _(impl, ctx):
-    q, k, v = ctx.randn(2, 4, 8), ctx.randn(2, 6, 8), ctx.randn(2, 6, 3)
-    mask = _random_mask(ctx.generator, 2, 4, 6).to(ctx.device)
-    out, weights = ctx.run(impl, Case(shapes(q=q, k=k, v=v, mask=mask), (q, k, v), {"mask": mask}))
-    sums = weights.sum(-1)
-    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
-        ctx.fail(f"Each row of `weights` should sum to 1 (softmax over the keys, the last axis); "
-                 f"the row sums range from {sums.min().item():.4g} to {sums.max().item():.4g}.")
-    leaked = weights[~mask.expand_as(weights)]
-    if (leaked != 0).any():
-        ctx.fail(f"Where the mask is False the weight must be exactly 0, but the largest such weight is "
-                 f"{leaked.abs().max().item():.3g}. Fill masked scores with -inf before the softmax.")
-    if not torch.allclose(out, weights @ v, rtol=1e-4, atol=1e-5):
-        ctx.fail("`out` should be the weighted sum of the values, weights @ v, with the same `weights` you return.")
+def _(g):
+    q, k, v = randn(g, 2, 4, 8), randn(g, 2, 6, 8), randn(g, 2, 6, 3)
+    mask = _random_mask(g, 2, 4, 6)
+
+    def judge(results, dtype):
+        out, weights = results[0].output
+        weights = weights.detach().cpu()
+        sums = weights.double().sum(-1)
+        if not torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
+            return (f"Each row of `weights` should sum to 1 (softmax over the keys, the last axis); "
+                    f"the row sums range from {sums.min().item():.4g} to {sums.max().item():.4g}.")
+        leaked = weights[~mask.expand_as(weights)]
+        if (leaked != 0).any():
+            return (f"Where the mask is False the weight must be exactly 0, but the largest such weight is "
+                    f"{leaked.abs().max().item():.3g}. Fill masked scores with -inf before the softmax.")
+        if not close(out, weights.double() @ v, dtype):
+            return "`out` should be the weighted sum of the values, weights @ v, with the same `weights` you return."
+        return None
+    return [Case(shapes(q=q, k=k, v=v, mask=mask), (q, k, v), {"mask": mask})], judge
 
 
 @scaled_dot_product_attention.prop("gradients flow back to q, k and v")
-def _(impl, ctx):
-    q, k, v = (ctx.randn(1, 3, 4, requires_grad=True) for _ in range(3))
-    out, _ = ctx.run(impl, Case(shapes(q=q, k=k, v=v), (q, k, v)))
-    out.pow(2).sum().backward()
-    for name, tensor in (("q", q), ("k", k), ("v", v)):
-        if tensor.grad is None or not torch.isfinite(tensor.grad).all():
-            ctx.fail(f"No finite gradient reaches `{name}`: keep every step in torch (no .detach(), numpy or .item()).")
+def _(g):
+    q, k, v = (randn(g, 1, 3, 4) for _ in range(3))
+    return [Case(shapes(q=q, k=k, v=v), (q, k, v), grad=True)], gradients_reach(
+        {"args.0": "q", "args.1": "k", "args.2": "v"})
 
 
 def _masked_softmax_weights(ref, q, k, mask, fill=float("-inf"), dim=-1):
@@ -314,27 +313,41 @@ def _(g, hidden):
 
 
 @SelfAttention.prop("W_q, W_k and W_v are nn.Linear(d_model, d_k, bias=False)")
-def _(impl, ctx):
-    model = ctx.construct(impl, 6, 4)
-    for name in ("W_q", "W_k", "W_v"):
-        layer = getattr(model, name, None)
-        if not isinstance(layer, nn.Linear):
-            ctx.fail(f"SelfAttention(6, 4).{name} should be an nn.Linear, but it is {type(layer).__name__}.")
-        if (layer.in_features, layer.out_features, layer.bias) != (6, 4, None):
-            ctx.fail(f"SelfAttention(6, 4).{name} should be nn.Linear(6, 4, bias=False), but it is {layer}.")
+def _(g):
+    def judge(results, dtype):
+        modules = results[0].structure.get("modules", {})
+        for name in ("W_q", "W_k", "W_v"):
+            layer = modules.get(name)
+            if layer is None or layer["type"] != "Linear":
+                return f"SelfAttention(6, 4).{name} should be an nn.Linear, but it is {layer['type'] if layer else 'missing'}."
+            if layer["repr"] != "in_features=6, out_features=4, bias=False":
+                return f"SelfAttention(6, 4).{name} should be Linear(in_features=6, out_features=4, bias=False), but it is Linear({layer['repr']})."
+        return None
+    return [Case("SelfAttention(d_model=6, d_k=4)", init=(6, 4), inspect=True)], judge
 
 
 @SelfAttention.prop("permuting the input tokens permutes the output the same way")
-def _(impl, ctx):
-    case = _self_attention_case(ctx.generator, 1, 5, 6, 4).to(ctx.device, ctx.dtype)
-    perm = torch.randperm(5, generator=ctx.generator).to(ctx.device)
-    out, _ = ctx.run(impl, case)
+def _(g):
+    case = _self_attention_case(g, 1, 5, 6, 4)
+    perm = torch.randperm(5, generator=g)
     shuffled = Case(case.label + ", tokens permuted", (case.args[0][:, perm],), init=case.init, state=case.state)
-    out_perm, _ = ctx.run(impl, shuffled)
-    if not torch.allclose(out_perm, out[:, perm], rtol=1e-4, atol=1e-5):
-        ctx.fail("Without a mask, self-attention treats the tokens as a set: permuting the input rows should permute "
-                 "the output rows the same way, but yours does not. Do not mix information across positions "
-                 "other than through the attention weights.")
+
+    def judge(results, dtype):
+        (out, _), (out_perm, _) = results[0].output, results[1].output
+        if not close(out_perm, out[:, perm.to(out.device)], dtype):
+            return ("Without a mask, self-attention treats the tokens as a set: permuting the input rows should "
+                    "permute the output rows the same way, but yours does not. Do not mix information across "
+                    "positions other than through the attention weights.")
+        return None
+    return [case, shuffled], judge
+
+
+@SelfAttention.prop("gradients reach the input and W_q, W_k, W_v")
+def _(g):
+    case = _self_attention_case(g, 2, 3, 4, 2)
+    case.grad = True
+    return [case], gradients_reach({"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                                    "params.W_v.weight": "W_v"})
 
 
 def _with_weights(ref, change):

@@ -5,10 +5,18 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import BIN, ROOT, env_with_venv
 
-PAGES = ["book/intro.html", "book/how_this_course_works.html", "book/ch00_warmup.html", "book/ch04_scaled_dot_product.html"]
+
+def _toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f"{f}.html" for f in files]
+
+
+PAGES = _toc_pages()
 
 
 @pytest.fixture(scope="module")

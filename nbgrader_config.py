@@ -10,8 +10,11 @@ from the environment; see autograder/config.py.
 """
 import os
 
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern,
+                                    LimitOutput, SaveAutoGrades)
+
+from autograder.grading import GradingExecute
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -25,9 +28,12 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "gradebook.db")
 # Student stubs: what replaces each ### BEGIN SOLUTION ... ### END SOLUTION region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
-# Grading: nbgrader's default 30 s per cell is too short for training cells on a CPU.
-c.Execute.timeout = 300
-c.Execute.interrupt_on_timeout = True
+# Grading runs each notebook in a sandboxed kernel and reaches every verdict outside it
+# (autograder/grading.py): nbgrader's Execute step is replaced, the rest is stock.
+c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# nbgrader's default 30 s per cell is too short for training cells on a CPU.
+c.GradingExecute.cell_timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", "300"))
 
 # Any stderr output in a test cell scores 0. The checks themselves print warnings to stdout,
 # but torch and numpy may still warn on stderr (deprecations, device notices): drop those.

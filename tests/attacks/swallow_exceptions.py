@@ -1,0 +1,10 @@
+"""Hide every failure: a custom exception handler and a no-op showtraceback, set in a cell before the tests."""
+ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong softmax sinks the two that use it
+
+
+def apply(nb, kit):
+    kit.replace("softmax", kit.WRONG)
+    kit.insert_before("test_softmax", (
+        "ip = get_ipython()\n"
+        "ip.set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+        "ip.showtraceback = lambda *a, **k: None\n"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         kw["env"] = env
         kw["independent"] = True  # else jupyter_client sets JPY_PARENT_PID again
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the kernel's banner; cell output travels by the sockets
         if enabled():
             kernel_cmd = command(kernel_cmd, Path(self.submission), Path(self.exchange))
         await super()._async_launch_kernel(kernel_cmd, **kw)

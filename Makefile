@@ -22,13 +22,15 @@ $(BIN)/.installed: requirements.txt
 	touch $@
 
 vendor: $(BIN)/.installed
+	bash tools/system_packages.sh book
 	bash tools/vendor_assets.sh
 
 book: $(BIN)/.installed vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 test: $(BIN)/.installed vendor
-	$(BIN)/python -m pytest
+	bash tools/system_packages.sh test
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 # Regenerate the student notebooks from solutions/ (never edit exercises/ by hand).
 exercises: $(BIN)/.installed

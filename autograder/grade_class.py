@@ -215,6 +215,8 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # a log file or a pipe: keep the summary's rows on one line each
+        console = Console(width=200)
     grader = ClassGrader(assignment, workers, timeout)
     everyone = grader.submissions()
     if not everyone:

@@ -41,9 +41,10 @@ class Kit:
 
     WRONG = "def softmax(x, dim=-1):\n    return x\n"
 
-    def __init__(self, nb, port_file: Path):
+    def __init__(self, nb, port_file: Path, course_root: Path):
         self.nb = nb
         self.port_file = str(port_file)
+        self.course_root = str(course_root)  # an attacker may well know where the instructor's course lives
 
     def cell(self, gid: str):
         return next(c for c in self.nb.cells if grade_id(c) == gid)
@@ -106,7 +107,7 @@ def graded(tmp_path_factory):
     def submit(student: str, attack=None, filled=True):
         nb = filled_notebook(released, solutions, exercises if filled else set())
         if attack:
-            attack.apply(nb, Kit(nb, port_file))
+            attack.apply(nb, Kit(nb, port_file, course))
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")

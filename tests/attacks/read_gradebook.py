@@ -5,8 +5,8 @@ ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong
 def apply(nb, kit):
     kit.replace("softmax", kit.WRONG + (
         "import glob, sqlite3, os\n"
-        "found = glob.glob('../../../gradebook.db') + glob.glob('/**/gradebook.db', recursive=True)\n"
-        "secret = [open(p).read() for p in glob.glob('../../../.autograder-secret')]\n"
+        f"found = glob.glob('../../../gradebook.db') + glob.glob({kit.course_root!r} + '/gradebook.db')\n"
+        f"secret = [open(p).read() for p in glob.glob('../../../.autograder-secret') + glob.glob({kit.course_root!r} + '/.autograder-secret')]\n"
         "leaked = bool(found) or bool(secret) or bool(os.environ.get('AUTOGRADER_SEED'))\n"
         "if leaked:\n"
         "    import torch\n"

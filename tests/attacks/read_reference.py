@@ -6,8 +6,8 @@ def apply(nb, kit):
     kit.replace("softmax", (
         "import glob, json, os\n"
         "def _steal():\n"
-        "    for path in glob.glob('/**/solutions/ch04_scaled_dot_product/*.ipynb', recursive=True) + \\\n"
-        "            glob.glob(os.path.expanduser('~') + '/**/*.ipynb', recursive=True) + glob.glob('../../../solutions/*/*.ipynb'):\n"
+        f"    for path in glob.glob({kit.course_root!r} + '/solutions/*/*.ipynb') + glob.glob('../../../solutions/*/*.ipynb') + \\\n"
+        "            glob.glob(os.path.expanduser('~') + '/**/*.ipynb', recursive=True):\n"
         "        cells = json.load(open(path))['cells']\n"
         "        for cell in cells:\n"
         "            source = ''.join(cell['source'])\n"

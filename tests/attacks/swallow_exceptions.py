@@ -1,5 +1,5 @@
 """Hide every failure: a custom exception handler and a no-op showtraceback, set in a cell before the tests."""
-ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong softmax sinks the two that use it
+ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}  # reaching into the exception display refuses the notebook
 
 
 def apply(nb, kit):

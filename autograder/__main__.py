@@ -1,7 +1,8 @@
 """Course tools: ``python -m autograder <command>``; ``--help`` after a command tells more.
 
 Each command imports what it needs when it runs, so that ``doctor`` can still report a
-broken install of the packages the other commands use.
+broken install of the packages the other commands use. A new command is a function
+``_name(args, parser) -> exit status`` and a subparser that sets ``run`` to it.
 """
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from .config import course_root
-from .exercises import ASSIGNMENTS, of_assignment
-
 
 def _fixtures(args, parser) -> int:
     from . import fixtures
+    from .config import course_root
+    from .exercises import ASSIGNMENTS, of_assignment
 
     unknown = sorted(set(args.assignments) - set(ASSIGNMENTS))
     if unknown:
@@ -28,6 +28,7 @@ def _fixtures(args, parser) -> int:
 
 def _release(args, parser) -> int:
     from . import release
+    from .config import course_root
 
     known = release.assignments()
     unknown = sorted(set(args.assignments) - set(known))
@@ -39,7 +40,12 @@ def _release(args, parser) -> int:
 
 
 def _progress(args, parser) -> int:
-    from . import progress
+    try:
+        from . import progress
+    except ImportError as error:
+        print(f"progress needs {error.name or 'a package that is missing'}: run `python -m autograder doctor`.",
+              file=sys.stderr)
+        return 1
 
     limits = progress.Limits(cell=args.timeout, notebook=args.notebook_timeout)
     return progress.main(args.path, limits, args.jobs)
@@ -73,11 +79,13 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m autograder",
+                                     description="The course's tools. `python -m autograder COMMAND --help` "
+                                                 "tells more about one.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     make_fixtures = commands.add_parser("fixtures", help="regenerate the visible-check fixtures from the reference solutions")
-    make_fixtures.add_argument("assignments", nargs="*", help=f"default: all ({', '.join(ASSIGNMENTS)})")
+    make_fixtures.add_argument("assignments", nargs="*", help="default: all")
     make_fixtures.set_defaults(run=_fixtures)
 
     make_release = commands.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader")

@@ -31,12 +31,28 @@ def _properties(exercise: Exercise, generator: torch.Generator, device, dtype) -
     return runs
 
 
+def _holds_tensor(obj) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return any(_holds_tensor(item) for item in obj)
+    if isinstance(obj, dict):
+        return any(_holds_tensor(value) for value in obj.values())
+    return False
+
+
+def _output_device(case: Case, device: torch.device) -> torch.device:
+    """Where a case's outputs belong: on its inputs' device, or on the CPU when no input is a tensor
+    (``encode(text, vocab)``, ``sinusoidal_positional_encoding(max_len, d_model)``)."""
+    return device if _holds_tensor((case.args, case.kwargs, case.state)) else torch.device("cpu")
+
+
 def visible_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.dtype]) -> Plan:
     plan = Plan(dtype)
     for case, expected, wrong in fixtures.load(exercise):
-        wrong_here = wrong[fixtures.dtype_key(dtype)]
-        plan.comparisons.append(Comparison(case.to(device, dtype), cast(expected, device, dtype),
-                                           lambda w=wrong_here: cast(w, device, dtype)))
+        wrong_here, out = wrong[fixtures.dtype_key(dtype)], _output_device(case, device)
+        plan.comparisons.append(Comparison(case.to(device, dtype), cast(expected, out, dtype),
+                                           lambda w=wrong_here, out=out: cast(w, out, dtype)))
     generator = torch.Generator().manual_seed(fixtures.visible_seed(exercise) + 1)
     plan.properties = _properties(exercise, generator, device, dtype)
     return plan
@@ -49,7 +65,8 @@ def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.
     generator = torch.Generator().manual_seed(seed ^ zlib.crc32(f"{exercise.name}/{dtype}".encode()))
     plan = Plan(dtype)
     for case in exercise.make_cases(generator, hidden=True):
-        expected = cast(exercise.call(getattr(ref, exercise.name), case.to(device, exact), device, exact), device, dtype)
+        expected = cast(exercise.call(getattr(ref, exercise.name), case.to(device, exact), device, exact),
+                        _output_device(case, device), dtype)
         case = case.to(device, dtype)
 
         def wrong_outputs(case=case) -> dict:

@@ -72,6 +72,7 @@ class Case:
     state: Optional[dict] = None
     grad: bool = False
     inspect: bool = False
+    expect_error: bool = False  # a property case that must raise: its error goes to the judge, not the verdict
 
     def to(self, device: torch.device, dtype: Optional[torch.dtype]) -> "Case":
         return replace(self, args=cast(self.args, device, dtype), kwargs=cast(self.kwargs, device, dtype),

@@ -51,3 +51,12 @@ def test_components_do_not_count_as_forbidden_calls():
             ours.out_proj.weight, ours.out_proj.bias, use_separate_proj_weight=True, q_proj_weight=ours.q_proj.weight,
             k_proj_weight=ours.k_proj.weight, v_proj_weight=ours.v_proj.weight)
     assert used, "a direct call by the student must still be seen"
+
+
+def test_the_lent_multi_head_attention_passes_chapter_6s_checks(capsys):
+    """The component lent to later chapters keeps chapter 6's contract, checked by chapter 6's own checks."""
+    from autograder import check, check_hidden
+
+    check("MultiHeadAttention", MultiHeadAttention, device="cpu")
+    check_hidden("MultiHeadAttention", MultiHeadAttention, device="cpu")
+    assert "MultiHeadAttention: hidden checks passed" in capsys.readouterr().out

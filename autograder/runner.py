@@ -99,7 +99,7 @@ def run_case(exercise: Exercise, impl: Callable, case: Case, device: torch.devic
         except Exception as error:  # the student's code failed: say where, not how we got there
             result.error = _error_sentence(exercise.name, error, case.label)
         finally:
-            result.forbidden = sorted({display_name(u) for u in used})
+            result.forbidden = list(dict.fromkeys(display_name(u) for u in used))  # first used first
             result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
     result.output = _detached(result.output)
     return result

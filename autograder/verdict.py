@@ -73,7 +73,7 @@ def diagnose(exercise: Exercise, got: Any, expected: Any, wrong_outputs: dict, d
 
 def decide(exercise: Exercise, plan: Plan, results: list[Result], hidden: bool) -> Optional[str]:
     """None when every case and property passes, else the one sentence the student sees."""
-    forbidden = sorted({name for r in results for name in r.forbidden})
+    forbidden = list(dict.fromkeys(name for r in results for name in r.forbidden))
     if forbidden:
         why = f": {exercise.why_forbidden}" if exercise.why_forbidden else ""
         return f"`{exercise.name}` uses {forbidden[0]}, which this exercise asks you not to use{why}."

@@ -6,5 +6,8 @@ solution, and a mistake in an earlier chapter does not fail every later check. T
 of built-ins runs inside ``forbidden.exempt()`` and is not held against the student.
 """
 from .attention import MultiHeadAttention
+from .layers import DecoderLayer, Encoder, EncoderLayer, PositionwiseFeedForward
+from .transformer import Transformer
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["DecoderLayer", "Encoder", "EncoderLayer", "MultiHeadAttention", "PositionwiseFeedForward",
+           "Transformer"]

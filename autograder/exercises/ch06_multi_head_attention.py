@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import components
 from ..compare import describe
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 
@@ -148,7 +149,8 @@ def transposed_output(ref):
 # ------------------------------------------------------------------------ MultiHeadAttention
 MultiHeadAttention = Exercise(
     "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
-    forbidden=(nn.MultiheadAttention, F.multi_head_attention_forward, F.scaled_dot_product_attention),
+    forbidden=(nn.MultiheadAttention, F.multi_head_attention_forward, F.scaled_dot_product_attention,
+               components.MultiHeadAttention),
     why_forbidden=MHA_WHY,
 )
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")

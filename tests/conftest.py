@@ -45,3 +45,58 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
 
 def grade_id(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+# --- The built book, shared by tests/test_book.py and tests/test_browser.py -----------------
+
+BUILT_BOOK: dict[str, Path] = {}  # "html": where the session's book was built (for the summary)
+
+
+def toc_pages() -> list[str]:
+    """The HTML path of every page listed in _toc.yml, the root first."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f"{f}.html" for f in files]
+
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory) -> Path:
+    """Build the book once per test session, warning-free, and return its `_build/html`.
+
+    It is built into a fresh temporary folder, or into $BOOK_TEST_OUTPUT when that is set
+    (then the screenshots of tests/test_browser.py stay there for a person to look at).
+    """
+    import subprocess
+
+    vendored = ROOT / "book" / "_static" / "vendor" / "mathjax" / "tex-chtml.js"
+    assert vendored.is_file(), "run `bash tools/vendor_assets.sh` (make test does) before the book tests"
+    chosen = os.environ.get("BOOK_TEST_OUTPUT")
+    if chosen and os.environ.get("PYTEST_XDIST_WORKER"):  # one build per xdist worker
+        chosen = f"{chosen}-{os.environ['PYTEST_XDIST_WORKER']}"
+    out = Path(chosen).resolve() if chosen else tmp_path_factory.mktemp("book")
+    if chosen:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+    result = subprocess.run([str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+                            cwd=ROOT, env=env_with_venv(), capture_output=True, text=True, timeout=1200)
+    log = result.stdout + result.stderr
+    BUILT_BOOK["log"] = out / "build.log"
+    BUILT_BOOK["log"].write_text(log)
+    # Sphinx's warnings and errors (not the kernel's "WARNING |" log lines), else the log's end.
+    problems = "\n".join(line for line in log.splitlines() if "WARNING:" in line or "ERROR:" in line)
+    assert result.returncode == 0, problems or log[-8000:]
+    assert not problems, problems
+    BUILT_BOOK["html"] = out / "_build" / "html"
+    return BUILT_BOOK["html"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the book and its screenshots are, so that a person can look at them."""
+    if "html" in BUILT_BOOK:
+        html = BUILT_BOOK["html"]
+        terminalreporter.write_line(f"book built into {html} (build log: {BUILT_BOOK['log']})")
+        shots = html.parent / "screenshots"
+        if shots.is_dir():
+            terminalreporter.write_line(f"screenshots of its pages: {shots}")

@@ -5,7 +5,7 @@
 #   chromium     the browser tests of the built book
 # Usage: bash tools/system_packages.sh book|test
 set -euo pipefail
-declare -A package=([npm]="nodejs npm" [bwrap]=bubblewrap [chromium]=chromium)
+declare -A package=([npm]="nodejs npm" [bwrap]=bubblewrap [chromium]="chromium fonts-wqy-zenhei")
 case "${1:-test}" in
     book) needed=(npm) ;;
     test) needed=(npm bwrap chromium) ;;

@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 # torch is installed on its own first, so that requirements.txt (torch>=2.3) keeps it.
 # Override for a GPU machine, e.g.  make TORCH="torch==2.13.0" (PyPI's Linux wheel is CUDA-enabled)
 TORCH ?= torch==2.13.0
+# One torch thread per process: the tests and the book run several processes side by side,
+# and oversubscribed OpenMP threads slow small tensor work down by orders of magnitude.
+export OMP_NUM_THREADS ?= 1
 # nbgrader runs `alembic` by name: the virtualenv's bin must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 

@@ -72,7 +72,9 @@ def _forbidden_names(exercise) -> set[str]:
 
 
 def scan_forbidden(nb: NotebookNode, name: str) -> Optional[str]:
-    """The first forbidden built-in named in the exercise's own cell or in any function or class the student wrote."""
+    """The first forbidden built-in named in the exercise's own cell or in a function or class of the
+    student's own extra cells (where a helper it calls may live). Other exercises' cells are not
+    scanned: a built-in forbidden here may be allowed there."""
     exercise = EXERCISES[name]
     banned = _forbidden_names(exercise)
     if not banned:
@@ -81,6 +83,8 @@ def scan_forbidden(nb: NotebookNode, name: str) -> Optional[str]:
         try:
             tree = ast.parse(source)
         except SyntaxError:
+            continue
+        if grade_id and grade_id != name:
             continue
         scopes = [tree] if grade_id == name else [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
         for scope in scopes:
@@ -98,7 +102,8 @@ def scan_forbidden(nb: NotebookNode, name: str) -> Optional[str]:
 def scan_tampering(nb: NotebookNode) -> Optional[str]:
     """Where the student's code reaches into the checking machinery, if it does.
 
-    Importing ``check`` to try one's code is fine; touching the autograder's modules, the
+    Importing ``check`` to try one's code, or the lent ``autograder.components``, is fine; touching
+    the autograder's other modules, the
     kernel's exception display, torch's function-mode hooks or the grading environment is not.
     """
     for index, _, source in _student_code(nb):
@@ -112,7 +117,7 @@ def scan_tampering(nb: NotebookNode) -> Optional[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "autograder":
                 extra = [a.name for a in node.names if a.name not in ALLOWED_IMPORTS]
-                if node.module != "autograder" or extra:
+                if node.module not in ("autograder", "autograder.components") or (node.module == "autograder" and extra):
                     return f"cell {index + 1} imports `{node.module}` internals"
             if isinstance(node, ast.Import) and any(a.name.startswith("autograder") for a in node.names):
                 return f"cell {index + 1} imports the autograder module"

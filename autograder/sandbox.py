@@ -73,6 +73,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         env = {key: value for key, value in (kw.get("env") or os.environ).items() if key not in WITHHELD}
         env["AUTOGRADER_EXCHANGE"] = self.exchange
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.setdefault("OMP_NUM_THREADS", "1")  # graders run one kernel per core: more threads only contend
         kw["env"] = env
         kw["independent"] = True  # else jupyter_client sets JPY_PARENT_PID again
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the kernel's banner; cell output travels by the sockets

@@ -21,7 +21,9 @@ def describe(obj: Any) -> str:
         return f"a list of {len(obj)} items"
     if isinstance(obj, dict):
         return f"a dict with {len(obj)} keys"
-    return f"a {type(obj).__name__} ({obj!r})" if isinstance(obj, (int, float, str, bool)) else f"a {type(obj).__name__}"
+    name = type(obj).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name} ({obj!r})" if isinstance(obj, (int, float, str, bool)) else f"{article} {name}"
 
 
 def _index(flat: int, shape) -> tuple:

@@ -9,6 +9,7 @@ cannot reach.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import torch
@@ -91,7 +92,7 @@ def run_case(exercise: Exercise, impl: Callable, case: Case, device: torch.devic
                 inputs += [(f"params.{n}", p) for n, p in model.named_parameters()]
                 result.output = model(*args, **kwargs)
             else:
-                result.output = impl(*args, **kwargs)
+                result.output = exercise.call(impl, replace(case, args=args, kwargs=kwargs), device, dtype)
             if case.grad:
                 result.grads = _gradients(result.output, inputs)
         except CheckFailure as failure:

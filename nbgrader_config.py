@@ -14,8 +14,6 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern,
                                     LimitOutput, SaveAutoGrades)
 
-from autograder.grading import GradingExecute
-
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -30,7 +28,8 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 
 # Grading runs each notebook in a sandboxed kernel and reaches every verdict outside it
 # (autograder/grading.py): nbgrader's Execute step is replaced, the rest is stock.
-c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+# (named by its import path, so that other nbgrader commands do not import torch)
+c.Autograde.autograde_preprocessors = ["autograder.grading.GradingExecute", IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 # nbgrader's default 30 s per cell is too short for training cells on a CPU.
 c.GradingExecute.cell_timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", "300"))

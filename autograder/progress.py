@@ -14,6 +14,7 @@ its visible test cells ends without an error.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import copy
 import enum
@@ -348,7 +349,17 @@ def run_chapters(chapters: list[Chapter], limits: Limits = Limits(), jobs: Optio
     with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
         # a kernelspec of this Python, wherever it is installed and whatever Jupyter's python3 kernel is
         write_kernel_spec(Path(scratch) / KERNEL_NAME, overrides={"display_name": "autograder progress"})
-        return asyncio.run(_run_all(chapters, limits, jobs, Path(scratch), report))
+        return _run_to_completion(_run_all(chapters, limits, jobs, Path(scratch), report))
+
+
+def _run_to_completion(coroutine):
+    """asyncio.run, also from a thread whose event loop is already running (a notebook, Playwright)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 # ----------------------------------------------------------------------------- judging

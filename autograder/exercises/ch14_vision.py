@@ -271,7 +271,7 @@ def scaled_like_tokens(ref):
     return _with_output(ref, change)
 
 
-@PatchEmbedding.mistake("uses a convolution", expect="uses torch.conv2d")
+@PatchEmbedding.mistake("uses a convolution", expect="uses torch.nn.Conv2d")
 def builtin(ref):
     class Wrong(ref.PatchEmbedding):
         def forward(self, images):

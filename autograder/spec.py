@@ -200,6 +200,18 @@ def randn(generator: torch.Generator, *shape: int, scale: float = 1.0) -> torch.
     return torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
 
 
+def random_mask(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    """A boolean mask (True = may attend) where every query row keeps at least one key."""
+    mask = torch.rand(*shape, generator=generator) < 0.6
+    keep = torch.randint(0, shape[-1], shape[:-1], generator=generator)
+    return mask.scatter(-1, keep.unsqueeze(-1), True)
+
+
+def causal(length: int) -> torch.Tensor:
+    """The (length, length) causal mask: True on and below the diagonal."""
+    return torch.ones(length, length, dtype=torch.bool).tril()
+
+
 def linear_weight(generator: torch.Generator, out_features: int, in_features: int) -> torch.Tensor:
     """A weight like nn.Linear's default initialisation, from the case's generator."""
     bound = 1 / math.sqrt(in_features)

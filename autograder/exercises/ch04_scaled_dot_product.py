@@ -11,21 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 SDPA_WHY = "the point is to build attention from its parts"
-
-
-def _random_mask(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A boolean mask where every query row keeps at least one key."""
-    mask = torch.rand(*shape, generator=g) < 0.6
-    keep = torch.randint(0, shape[-1], shape[:-1], generator=g)
-    return mask.scatter(-1, keep.unsqueeze(-1), True)
-
-
-def _causal(t: int) -> torch.Tensor:
-    return torch.ones(t, t, dtype=torch.bool).tril()
 
 
 def _shuffled(g: torch.Generator, *shape: int) -> torch.Tensor:
@@ -180,16 +169,16 @@ def _(g, hidden):
     if not hidden:
         return [
             case(randn(g, 2, 3, 4), randn(g, 2, 5, 4), randn(g, 2, 5, 6)),
-            case(randn(g, 1, 4, 4), randn(g, 1, 4, 4), randn(g, 1, 4, 3), _causal(4), " (causal)"),
-            case(randn(g, 2, 3, 4), randn(g, 2, 5, 4), randn(g, 2, 5, 2), _random_mask(g, 2, 1, 5)),
-            case(randn(g, 2, 2, 3, 8), randn(g, 2, 2, 6, 8), randn(g, 2, 2, 6, 5), _random_mask(g, 2, 2, 3, 6)),
+            case(randn(g, 1, 4, 4), randn(g, 1, 4, 4), randn(g, 1, 4, 3), causal(4), " (causal)"),
+            case(randn(g, 2, 3, 4), randn(g, 2, 5, 4), randn(g, 2, 5, 2), random_mask(g, 2, 1, 5)),
+            case(randn(g, 2, 2, 3, 8), randn(g, 2, 2, 6, 8), randn(g, 2, 2, 6, 5), random_mask(g, 2, 2, 3, 6)),
         ]
     return [
         case(randn(g, 3, 5, 16), randn(g, 3, 11, 16), randn(g, 3, 11, 7)),
-        case(randn(g, 2, 6, 8), randn(g, 2, 6, 8), randn(g, 2, 6, 8), _causal(6), " (causal)"),
+        case(randn(g, 2, 6, 8), randn(g, 2, 6, 8), randn(g, 2, 6, 8), causal(6), " (causal)"),
         case(randn(g, 4, 1, 5), randn(g, 4, 1, 5), randn(g, 4, 1, 3), note=" (length 1)"),
-        case(randn(g, 2, 3, 4, 6), randn(g, 2, 3, 9, 6), randn(g, 2, 3, 9, 2), _random_mask(g, 2, 1, 4, 9)),
-        case(randn(g, 2, 4, 5), _shuffled(g, 2, 7, 5), _shuffled(g, 2, 7, 3), _random_mask(g, 7),
+        case(randn(g, 2, 3, 4, 6), randn(g, 2, 3, 9, 6), randn(g, 2, 3, 9, 2), random_mask(g, 2, 1, 4, 9)),
+        case(randn(g, 2, 4, 5), _shuffled(g, 2, 7, 5), _shuffled(g, 2, 7, 3), random_mask(g, 7),
              " (non-contiguous k and v, mask over keys only)"),
     ]
 
@@ -197,7 +186,7 @@ def _(g, hidden):
 @scaled_dot_product_attention.prop("the weights' rows sum to 1 and masked weights are exactly 0")
 def _(g):
     q, k, v = randn(g, 2, 4, 8), randn(g, 2, 6, 8), randn(g, 2, 6, 3)
-    mask = _random_mask(g, 2, 4, 6)
+    mask = random_mask(g, 2, 4, 6)
 
     def judge(results, dtype):
         out, weights = results[0].output
@@ -305,11 +294,11 @@ def _self_attention_case(g, batch, length, d_model, d_k, mask=None, note=""):
 def _(g, hidden):
     if not hidden:
         # The square case (d_model == d_k) comes first: it is the one where x @ W.weight runs and can be named.
-        return [_self_attention_case(g, 1, 4, 4, 4, _causal(4), " (causal)"), _self_attention_case(g, 2, 5, 6, 4),
-                _self_attention_case(g, 2, 3, 8, 2, _random_mask(g, 2, 1, 3))]
-    return [_self_attention_case(g, 4, 5, 5, 5, _random_mask(g, 4, 5, 5)), _self_attention_case(g, 3, 7, 12, 5),
+        return [_self_attention_case(g, 1, 4, 4, 4, causal(4), " (causal)"), _self_attention_case(g, 2, 5, 6, 4),
+                _self_attention_case(g, 2, 3, 8, 2, random_mask(g, 2, 1, 3))]
+    return [_self_attention_case(g, 4, 5, 5, 5, random_mask(g, 4, 5, 5)), _self_attention_case(g, 3, 7, 12, 5),
             _self_attention_case(g, 2, 1, 6, 3, note=" (length 1)"),
-            _self_attention_case(g, 2, 6, 10, 4, _causal(6), " (causal)")]
+            _self_attention_case(g, 2, 6, 10, 4, causal(6), " (causal)")]
 
 
 @SelfAttention.prop("W_q, W_k and W_v are nn.Linear(d_model, d_k, bias=False)")

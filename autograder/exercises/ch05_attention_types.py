@@ -12,17 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
 ASSIGNMENT = "ch05_attention_types"
 ATTENTION_WHY = "the point is to wire queries, keys and values yourself"
-
-
-def _random_mask(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A boolean mask where every query row keeps at least one key."""
-    mask = torch.rand(*shape, generator=g) < 0.6
-    keep = torch.randint(0, shape[-1], shape[:-1], generator=g)
-    return mask.scatter(-1, keep.unsqueeze(-1), True)
 
 
 def _transposed(g: torch.Generator, *shape: int) -> torch.Tensor:
@@ -292,17 +285,17 @@ def _cross_case(g, batch, t_q, t_k, d_model, d_memory, mask=None, note=""):
 def _(g, hidden):
     if not hidden:
         # d_model == d_memory comes first: there the mistakes that mix up x and memory run and can be named.
-        return [_cross_case(g, 1, 3, 3, 4, 4, _random_mask(g, 3, 3)), _cross_case(g, 2, 3, 5, 6, 4),
-                _cross_case(g, 2, 4, 6, 8, 10, _random_mask(g, 2, 1, 6), " (a mask over the memory)")]
+        return [_cross_case(g, 1, 3, 3, 4, 4, random_mask(g, 3, 3)), _cross_case(g, 2, 3, 5, 6, 4),
+                _cross_case(g, 2, 4, 6, 8, 10, random_mask(g, 2, 1, 6), " (a mask over the memory)")]
     transposed = _cross_case(g, 2, 3, 6, 8, 5, note=" (non-contiguous memory)")
     transposed.args = (transposed.args[0], randn(g, 2, 5, 6).transpose(1, 2))  # a (2, 6, 5) view
     return [
-        _cross_case(g, 2, 5, 5, 6, 6, _random_mask(g, 2, 5, 5)),
+        _cross_case(g, 2, 5, 5, 6, 6, random_mask(g, 2, 5, 5)),
         _cross_case(g, 3, 6, 9, 16, 12),
-        _cross_case(g, 4, 2, 7, 8, 5, _random_mask(g, 4, 1, 7), " (a mask over the memory)"),
+        _cross_case(g, 4, 2, 7, 8, 5, random_mask(g, 4, 1, 7), " (a mask over the memory)"),
         _cross_case(g, 2, 4, 1, 6, 3, note=" (memory of length 1)"),
         _cross_case(g, 2, 1, 5, 4, 7, note=" (one query)"),
-        _cross_case(g, 1, 3, 8, 5, 9, _random_mask(g, 3, 8)),
+        _cross_case(g, 1, 3, 8, 5, 9, random_mask(g, 3, 8)),
         transposed,
     ]
 

@@ -15,21 +15,10 @@ from torch import nn
 
 from .. import components
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
 ASSIGNMENT = "ch06_multi_head_attention"
 MHA_WHY = "the point is to build multi-head attention from projections, heads and chapter 4's attention"
-
-
-def _random_mask(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A boolean mask where every query row keeps at least one key."""
-    mask = torch.rand(*shape, generator=g) < 0.6
-    keep = torch.randint(0, shape[-1], shape[:-1], generator=g)
-    return mask.scatter(-1, keep.unsqueeze(-1), True)
-
-
-def _causal(t: int) -> torch.Tensor:
-    return torch.ones(t, t, dtype=torch.bool).tril()
 
 
 def _interleaving(d_model: int, n_heads: int, device) -> torch.Tensor:
@@ -184,19 +173,19 @@ def _mha_case(g, d_model, n_heads, batch, t_q, t_k, *, bias=True, mask=None, sel
 def _(g, hidden):
     if not hidden:
         return [
-            _mha_case(g, 8, 2, 2, 3, 5, mask=_random_mask(g, 2, 1, 1, 5), note=" (a padding mask over the keys)"),
-            _mha_case(g, 12, 3, 1, 4, 4, bias=False, mask=_causal(4), self_attention=True, note=" (causal)"),
+            _mha_case(g, 8, 2, 2, 3, 5, mask=random_mask(g, 2, 1, 1, 5), note=" (a padding mask over the keys)"),
+            _mha_case(g, 12, 3, 1, 4, 4, bias=False, mask=causal(4), self_attention=True, note=" (causal)"),
             _mha_case(g, 8, 4, 2, 2, 6),
         ]
     transposed = _mha_case(g, 6, 3, 2, 9, 4, note=" (non-contiguous query)")
     transposed.args = (randn(g, 2, 6, 9).transpose(1, 2), *transposed.args[1:])  # a (2, 9, 6) view
     return [
-        _mha_case(g, 16, 4, 3, 5, 7, mask=_random_mask(g, 3, 4, 5, 7), note=" (a different mask per head)"),
-        _mha_case(g, 16, 4, 3, 5, 7, bias=False, mask=_random_mask(g, 3, 1, 5, 7)),
-        _mha_case(g, 6, 1, 2, 6, 6, mask=_causal(6), self_attention=True, note=" (one head, causal)"),
-        _mha_case(g, 8, 8, 2, 3, 4, mask=_random_mask(g, 3, 4), note=" (d_head = 1)"),
+        _mha_case(g, 16, 4, 3, 5, 7, mask=random_mask(g, 3, 4, 5, 7), note=" (a different mask per head)"),
+        _mha_case(g, 16, 4, 3, 5, 7, bias=False, mask=random_mask(g, 3, 1, 5, 7)),
+        _mha_case(g, 6, 1, 2, 6, 6, mask=causal(6), self_attention=True, note=" (one head, causal)"),
+        _mha_case(g, 8, 8, 2, 3, 4, mask=random_mask(g, 3, 4), note=" (d_head = 1)"),
         _mha_case(g, 12, 3, 4, 1, 1, note=" (length 1)"),
-        _mha_case(g, 20, 5, 1, 4, 9, mask=_random_mask(g, 1, 1, 1, 9)),
+        _mha_case(g, 20, 5, 1, 4, 9, mask=random_mask(g, 1, 1, 1, 9)),
         transposed,
     ]
 
@@ -244,9 +233,9 @@ def builtin_attention(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
 @MultiHeadAttention.prop("equals nn.MultiheadAttention(batch_first=True) given the same weights")
 def _(g):
     cases = [
-        _mha_case(g, 8, 2, 2, 3, 5, mask=_random_mask(g, 2, 1, 3, 5)),
+        _mha_case(g, 8, 2, 2, 3, 5, mask=random_mask(g, 2, 1, 3, 5)),
         _mha_case(g, 8, 4, 1, 4, 2, bias=False),
-        _mha_case(g, 6, 3, 2, 5, 5, mask=_causal(5), self_attention=True),
+        _mha_case(g, 6, 3, 2, 5, 5, mask=causal(5), self_attention=True),
     ]
 
     def judge(results, dtype):

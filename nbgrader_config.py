@@ -8,8 +8,10 @@
 Hidden checks read AUTOGRADER_SEED (a secret integer) and AUTOGRADER_DEVICE (cpu or cuda)
 from the environment; see autograder/config.py.
 """
+import importlib.util
 import os
 
+import nbgrader
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern,
                                     LimitOutput, SaveAutoGrades)
@@ -40,4 +42,12 @@ c.IgnorePattern.pattern = r"(?m)^.*\b\w*Warning: |^\s*warnings\.warn\("
 
 # Feedback goes to students: strip the hidden tests from it (their outputs never show the
 # hidden inputs or expected values; see autograder/checks.py).
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor,
+                                    "autograder.feedback.OfflineFeedback"]
+# ...and works offline: formulas as MathML instead of MathJax from a CDN, long messages wrapped
+# (autograder/feedback.py; the template is nbgrader's own feedback page without the MathJax loader).
+c.HTMLExporter.template_name = "feedback_offline"
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+    os.path.join(os.path.dirname(importlib.util.find_spec("autograder").origin), "templates"),
+]

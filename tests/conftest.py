@@ -100,3 +100,30 @@ def pytest_terminal_summary(terminalreporter):
         shots = html.parent / "screenshots"
         if shots.is_dir():
             terminalreporter.write_line(f"screenshots of its pages: {shots}")
+
+
+# --- The grader as an instructor installs it: a wheel, in a virtualenv outside the course folder ----
+
+@pytest.fixture(scope="session")
+def grader_from_wheel(tmp_path_factory) -> tuple[str, str]:
+    """(python, PATH) of a fresh virtualenv under the temporary folder with the course package installed
+    from its wheel. Its other packages (torch, nbgrader...) come from the test's own environment
+    through a plain path entry, which does not run that environment's editable install of the package."""
+    import site
+    import subprocess
+    import venv
+
+    base = tmp_path_factory.mktemp("grader-venv")
+    wheels = base / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+                   check=True, capture_output=True, env=env_with_venv())
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    own_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   check=True, capture_output=True, text=True).stdout.strip())
+    (own_site / "course-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    wheel = next(wheels.glob("*.whl"))
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True,
+                   env=env_with_venv())
+    return str(python), f"{env_dir / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -1,0 +1,146 @@
+"""Course tools: ``python -m autograder <command>``; ``--help`` after a command tells more.
+
+Each command imports what it needs when it runs, so that ``doctor`` can still report a
+broken install of the packages the other commands use. A new command is a function
+``_name(args, parser) -> exit status`` and a subparser that sets ``run`` to it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _fixtures(args, parser) -> int:
+    from . import fixtures
+    from .config import course_root
+    from .exercises import ASSIGNMENTS, of_assignment
+
+    unknown = sorted(set(args.assignments) - set(ASSIGNMENTS))
+    if unknown:
+        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(ASSIGNMENTS)}")
+    for assignment in args.assignments or ASSIGNMENTS:
+        for exercise in of_assignment(assignment):
+            print(f"wrote {fixtures.generate(exercise).relative_to(course_root())}")
+    return 0
+
+
+def _release(args, parser) -> int:
+    from . import release
+    from .config import course_root
+
+    known = release.assignments()
+    unknown = sorted(set(args.assignments) - set(known))
+    if unknown:
+        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(known)}")
+    release.generate(args.assignments or known, course_root() / "exercises")
+    print(f"wrote exercises/ for {', '.join(args.assignments or known)}")
+    return 0
+
+
+def _progress(args, parser) -> int:
+    try:
+        from . import progress
+    except ImportError as error:
+        print(f"progress needs {error.name or 'a package that is missing'}: run `python -m autograder doctor`.",
+              file=sys.stderr)
+        return 1
+
+    limits = progress.Limits(cell=args.timeout, notebook=args.notebook_timeout)
+    return progress.main(args.path, limits, args.jobs)
+
+
+def _doctor(args, parser) -> int:
+    from . import doctor
+
+    return doctor.main()
+
+
+def _grade(args, parser) -> int:
+    from . import grade_class
+
+    if args.device:
+        os.environ["AUTOGRADER_DEVICE"] = args.device
+    return grade_class.main(args.assignment, args.workers, args.timeout, args.resume, args.student)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds of at least 1, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder",
+                                     description="The course's tools. `python -m autograder COMMAND --help` "
+                                                 "tells more about one.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    make_fixtures = commands.add_parser("fixtures", help="regenerate the visible-check fixtures from the reference solutions")
+    make_fixtures.add_argument("assignments", nargs="*", help="default: all")
+    make_fixtures.set_defaults(run=_fixtures)
+
+    make_release = commands.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader")
+    make_release.add_argument("assignments", nargs="*", help="default: all")
+    make_release.set_defaults(run=_release)
+
+    progress = commands.add_parser(
+        "progress", help="which exercises of your notebooks pass their visible checks",
+        description="Run your exercise notebooks (copies of them: the files are not changed) and print, per chapter "
+                    "and exercise, whether its visible checks pass and how many points it is worth. The hidden "
+                    "checks run only when your notebook is graded.")
+    progress.add_argument("path", nargs="?", type=Path,
+                          help="a notebook, an assignment folder, or a folder of them (default: exercises/)")
+    progress.add_argument("--timeout", type=_seconds, default=300, metavar="SECONDS",
+                          help="time limit of one cell (default: 300, as at grading)")
+    progress.add_argument("--notebook-timeout", type=_seconds, default=900, metavar="SECONDS",
+                          help="time limit of one notebook (default: 900)")
+    progress.add_argument("--jobs", "-j", type=_count, metavar="N",
+                          help="notebooks run at once (default: one per CPU core)")
+    progress.set_defaults(run=_progress)
+
+    doctor = commands.add_parser(
+        "doctor", help="check that this machine is ready for the course",
+        description="Check the Python, the packages, torch and its device, the programs nbgrader and Jupyter need, "
+                    "the python3 Jupyter kernel and the checks' fixtures. Each problem comes with the command that "
+                    "fixes it. Exit status 1 when something is broken.")
+    doctor.set_defaults(run=_doctor)
+
+    grade = commands.add_parser(
+        "grade", help="autograde every submission of an assignment in parallel, into the gradebook",
+        description="Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in "
+                    "submitted/<student>/<assignment>/, in parallel workers writing into the one gradebook, "
+                    "with a progress bar, a summary table and a report file that says which submissions need "
+                    "another run.")
+    grade.add_argument("assignment")
+    grade.add_argument("--workers", type=_count, default=os.cpu_count() or 1, metavar="N",
+                       help="parallel workers (default: one per CPU core)")
+    grade.add_argument("--timeout", type=_seconds, default=1800, metavar="SECONDS",
+                       help="time limit of one submission (default: 1800)")
+    grade.add_argument("--device", choices=["cpu", "cuda"], help="where the checks run (default: CUDA when available)")
+    grade.add_argument("--resume", action="store_true", help="grade only the submissions the last run did not grade")
+    grade.add_argument("--student", action="append", default=[], metavar="ID", help="grade only this student (repeatable)")
+    grade.set_defaults(run=_grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.run(args, parser)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C: the commands leave nothing half-written that needs a word
+        print("Stopped.", file=sys.stderr)
+        sys.exit(130)

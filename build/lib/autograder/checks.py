@@ -1,0 +1,179 @@
+"""``check`` (visible layer) and ``check_hidden`` (hidden layer): one call per test cell.
+
+Each builds a plan of cases, runs them through ``runner`` (the student's side) and
+hands the plain results to ``verdict`` (the grader's side). Here both sides share a
+process, which is all a student's own notebook needs.
+"""
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from . import config, fixtures, reference, serialize
+from .compare import describe
+from .errors import CheckFailure
+from .exercises import get
+from .runner import run_cases
+from .spec import Case, Exercise, Result, cast
+from .verdict import Comparison, Plan, PropertyRun, decide, dtype_name
+
+
+def _properties(exercise: Exercise, generator: torch.Generator, device, dtype) -> list[PropertyRun]:
+    runs = []
+    for prop in exercise.properties:
+        cases, judge = prop.probe(generator)
+        runs.append(PropertyRun(prop.description, [c.to(device, dtype) for c in cases], judge))
+    return runs
+
+
+def _holds_tensor(obj) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return any(_holds_tensor(item) for item in obj)
+    if isinstance(obj, dict):
+        return any(_holds_tensor(value) for value in obj.values())
+    return False
+
+
+def _output_device(case: Case, device: torch.device) -> torch.device:
+    """Where a case's outputs belong: on its inputs' device, or on the CPU when no input is a tensor
+    (``encode(text, vocab)``, ``sinusoidal_positional_encoding(max_len, d_model)``)."""
+    return device if _holds_tensor((case.args, case.kwargs, case.state)) else torch.device("cpu")
+
+
+def visible_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.dtype]) -> Plan:
+    plan = Plan(dtype)
+    for case, expected, wrong in fixtures.load(exercise):
+        wrong_here, out = wrong[fixtures.dtype_key(dtype)], _output_device(case, device)
+        plan.comparisons.append(Comparison(case.to(device, dtype), cast(expected, out, dtype),
+                                           lambda w=wrong_here, out=out: cast(w, out, dtype)))
+    generator = torch.Generator().manual_seed(fixtures.visible_seed(exercise) + 1)
+    plan.properties = _properties(exercise, generator, device, dtype)
+    return plan
+
+
+def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.dtype], seed: int) -> Plan:
+    """Fresh inputs from the secret seed; expected outputs from the reference, computed in float64."""
+    ref = reference.load(exercise.assignment)
+    exact = torch.float64 if dtype is not None else None
+    generator = torch.Generator().manual_seed(seed ^ zlib.crc32(f"{exercise.name}/{dtype}".encode()))
+    plan = Plan(dtype)
+    for case in exercise.make_cases(generator, hidden=True):
+        expected = cast(exercise.call(getattr(ref, exercise.name), case.to(device, exact), device, exact),
+                        _output_device(case, device), dtype)
+        case = case.to(device, dtype)
+
+        def wrong_outputs(case=case) -> dict:
+            outputs = {}
+            for mistake in exercise.mistakes:
+                try:
+                    outputs[mistake.key] = exercise.call(mistake.build(ref), case, device, dtype)
+                except Exception:  # a wrong version may crash on some inputs: nothing to recognise
+                    continue
+            return outputs
+        plan.comparisons.append(Comparison(case, expected, wrong_outputs))
+    plan.properties = _properties(exercise, generator, device, dtype)
+    return plan
+
+
+def _validate(name: str, impl) -> Exercise:
+    if not isinstance(name, str):
+        raise CheckFailure(f"check() needs the exercise name as a string, got {describe(name)}.")
+    exercise = get(name)
+    if impl is None or not callable(impl):
+        kind = "class" if exercise.module else "function"
+        raise CheckFailure(f"check('{name}', ...) expected your {kind} `{name}`, but got {describe(impl)}. "
+                           f"Run the cell that defines `{name}` first.")
+    return exercise
+
+
+EXCHANGE = "AUTOGRADER_EXCHANGE"
+
+
+def result_as_data(exercise: Exercise, result: Result) -> dict:
+    """A result as plain data; an output that cannot be stored becomes the error that says so."""
+    data = {"output": result.output, "grads": result.grads, "structure": result.structure,
+            "error": result.error, "forbidden": result.forbidden, "warnings": result.warnings}
+    try:
+        serialize.pack(data, {})
+    except TypeError:
+        data.update(output=None, grads=None,
+                    error=f"`{exercise.name}` returned {describe(result.output)}, which the checks cannot read: "
+                          "return tensors, numbers, strings, lists, tuples or dicts.")
+    return data
+
+
+def result_from_data(data: dict) -> Result:
+    return Result(output=data["output"], grads=data["grads"], structure=data["structure"], error=data["error"],
+                  forbidden=list(data["forbidden"]), warnings=list(data["warnings"]))
+
+
+def _submit(layer: str, name: str, impl) -> None:
+    """Grading mode: run the cases the grader prepared and hand back plain results; the grader decides."""
+    exchange = Path(os.environ[EXCHANGE])
+    exercise = _validate(name, impl)
+    plans = serialize.load(exchange / "cases" / f"{name}.{layer}.safetensors")
+    handed = []
+    for plan in plans:
+        dtype = getattr(torch, plan["dtype"]) if plan["dtype"] else None
+        cases = [Case.from_data(c) for c in plan["cases"]]
+        results = run_cases(exercise, impl, cases, torch.device(plan["device"]), dtype)
+        handed.append({"dtype": plan["dtype"], "results": [result_as_data(exercise, r) for r in results]})
+    serialize.save(handed, exchange / "results" / f"{name}.{layer}.safetensors")
+    print(f"{name}: the {layer} checks ran; the grader decides the score.")
+
+
+def _run(layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exercise, torch.device, Optional[torch.dtype]], Plan]) -> None:
+    if os.environ.get(EXCHANGE):
+        return _submit(layer, name, impl)
+    started = time.perf_counter()
+    try:
+        exercise = _validate(name, impl)
+        device = torch.device(device) if device is not None else config.device()
+        all_results: list[Result] = []
+        plans = []
+        for dtype in dtypes or exercise.dtypes:
+            plan = make_plan(exercise, device, dtype)
+            results = run_cases(exercise, impl, plan.cases(), device, dtype)
+            all_results += results
+            plans.append(plan)
+            message = decide(exercise, plan, results, hidden=(layer == "hidden"))
+            if message:
+                raise CheckFailure(message)
+    except CheckFailure:
+        raise
+    except LookupError as error:
+        raise CheckFailure(str(error).strip("'\"")) from None
+    except Exception as error:
+        raise CheckFailure(f"The check for {name!r} itself failed ({type(error).__name__}: {error}). "
+                           "This is a problem in the course, not in your code: please report it.") from None
+    dtypes_text = "/".join(dtype_name(p.dtype) for p in plans if p.dtype is not None)
+    print(f"\u2714 {exercise.name}: {layer} checks passed ({len(plans[0].comparisons)} cases, "
+          f"{len(exercise.properties)} properties, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
+          f"{time.perf_counter() - started:.2f} s).")
+    for note in sorted({w for r in all_results for w in r.warnings})[:3]:
+        print(f"  Note: your code raised a warning: {note}")
+
+
+def check(name: str, impl: Callable, *, device: Optional[torch.device] = None, dtypes: Optional[tuple] = None) -> None:
+    """The visible checks of exercise ``name`` on your ``impl``: stored expected outputs and properties.
+
+    Raises CheckFailure with a sentence that says what is wrong; prints one line when all pass.
+    """
+    _run("visible", name, impl, device, dtypes, visible_plan)
+
+
+def check_hidden(name: str, impl: Callable, *, device: Optional[torch.device] = None,
+                 dtypes: Optional[tuple] = None, seed: Optional[int] = None) -> None:
+    """The hidden checks: the reference on fresh inputs from the instructor's secret seed, and edge cases.
+
+    Messages never show the hidden inputs' values or the expected values.
+    """
+    seed = config.secret_seed() if seed is None else seed
+    _run("hidden", name, impl, device, dtypes, lambda ex, dev, dt: hidden_plan(ex, dev, dt, seed))

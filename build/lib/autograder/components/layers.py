@@ -1,0 +1,174 @@
+"""Chapters 8 and 9's layers (and chapter 10's decoder layer), on PyTorch's own Transformer layers.
+
+Each component keeps its chapter's interface and parameter names (``self_attn.q_proj.weight``,
+``ff.linear1.weight``, ``norm1.weight``...), so that weights load by the contract's names
+whether a notebook uses the component or the student's own class. The forward pass is
+PyTorch's ``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer``, run with these
+parameters by ``torch.func.functional_call``. Everything runs inside ``forbidden.exempt()``, so
+that no later exercise's list of forbidden built-ins counts what a lent component does.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..forbidden import exempt
+from .attention import MultiHeadAttention
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _activation_name(activation: str) -> str:
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be 'relu' or 'gelu', not {activation!r}.")
+    return activation
+
+
+class PositionwiseFeedForward(nn.Module):
+    """``linear2(dropout(activation(linear1(x))))``, applied to every position alone: (..., d_model) -> (..., d_model)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+        super().__init__()
+        self.activation = _activation_name(activation)
+        with exempt():
+            self.linear1 = nn.Linear(d_model, d_ff)
+            self.linear2 = nn.Linear(d_ff, d_model)
+            self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with exempt():
+            return self.linear2(self.dropout(_ACTIVATIONS[self.activation](self.linear1(x))))
+
+
+def _builtin_attention_mask(mask, batch: int, n_heads: int, q_len: int, k_len: int, device) -> Optional[torch.Tensor]:
+    """The course's boolean mask (True = may attend, broadcasting against (B, h, T_q, T_k))
+    as the built-in layers want it: (B * h, T_q, T_k), True = masked out."""
+    if mask is None:
+        return None
+    full = torch.as_tensor(mask, device=device).to(torch.bool).expand(batch, n_heads, q_len, k_len)
+    return ~full.reshape(batch * n_heads, q_len, k_len)
+
+
+def _attention_parameters(prefix: str, attn: MultiHeadAttention) -> dict:
+    """The MultiHeadAttention component's weights under nn.MultiheadAttention's names."""
+    return {
+        f"{prefix}.in_proj_weight": torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+        f"{prefix}.in_proj_bias": torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]),
+        f"{prefix}.out_proj.weight": attn.out_proj.weight,
+        f"{prefix}.out_proj.bias": attn.out_proj.bias,
+    }
+
+
+def _shared_parameters(layer: nn.Module, n_norms: int) -> dict:
+    params = {
+        "linear1.weight": layer.ff.linear1.weight, "linear1.bias": layer.ff.linear1.bias,
+        "linear2.weight": layer.ff.linear2.weight, "linear2.bias": layer.ff.linear2.bias,
+    }
+    for i in range(1, n_norms + 1):
+        norm = getattr(layer, f"norm{i}")
+        params[f"norm{i}.weight"], params[f"norm{i}.bias"] = norm.weight, norm.bias
+    return params
+
+
+@functools.lru_cache(maxsize=None)
+def _template(kind: type, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str,
+              norm_first: bool) -> nn.Module:
+    """The built-in layer whose forward we borrow, on the meta device: its own parameters are never
+    used (ours replace them at each call), so one template serves every layer of the same shape."""
+    with exempt():
+        layer = kind(d_model, n_heads, d_ff, dropout, activation, batch_first=True, norm_first=norm_first,
+                     device="meta")
+    for module in layer.modules():  # the course's attention has no dropout on its weights
+        if isinstance(module, nn.MultiheadAttention):
+            module.dropout = 0.0
+    return layer
+
+
+def _run_builtin(layer: nn.Module, training: bool, params: dict, *args, **kwargs) -> torch.Tensor:
+    layer.train(training)
+    return functional_call(layer, params, args, kwargs, strict=True)
+
+
+class EncoderLayer(nn.Module):
+    """Chapter 9's encoder layer: self-attention, then the feed-forward network, each with Add & Norm.
+
+    ``forward(x (B, T, d_model), mask=None) -> (B, T, d_model)``; ``mask`` is boolean, True = may
+    attend, broadcasting against (B, n_heads, T, T). Equal to
+    ``nn.TransformerEncoderLayer(batch_first=True)`` given the same weights, in both norm orders.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
+                 norm_first: bool = False, activation: str = "relu"):
+        super().__init__()
+        self.n_heads, self.norm_first = n_heads, norm_first
+        with exempt():
+            self.self_attn = MultiHeadAttention(d_model, n_heads)
+            self.ff = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
+            self.norm1 = nn.LayerNorm(d_model)
+            self.norm2 = nn.LayerNorm(d_model)
+            self._builtin_args = (nn.TransformerEncoderLayer, d_model, n_heads, d_ff, dropout, activation, norm_first)
+
+    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+        batch, length, _ = x.shape
+        with exempt():
+            params = {**_attention_parameters("self_attn", self.self_attn), **_shared_parameters(self, 2)}
+            src_mask = _builtin_attention_mask(mask, batch, self.n_heads, length, length, x.device)
+            return _run_builtin(_template(*self._builtin_args), self.training, params, x, src_mask=src_mask)
+
+
+class Encoder(nn.Module):
+    """Chapter 9's encoder: ``n_layers`` encoder layers, then a final LayerNorm when ``norm_first``."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
+                 norm_first: bool = False):
+        super().__init__()
+        with exempt():
+            self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first)
+                                        for _ in range(n_layers))
+            self.norm = nn.LayerNorm(d_model) if norm_first else None
+
+    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+        with exempt():
+            for layer in self.layers:
+                x = layer(x, mask)
+            return x if self.norm is None else self.norm(x)
+
+
+class DecoderLayer(nn.Module):
+    """Chapter 10's decoder layer: masked self-attention, cross-attention on ``memory``, the
+    feed-forward network, each with Add & Norm.
+
+    ``forward(x (B, T_t, d_model), memory (B, T_s, d_model), tgt_mask=None, memory_mask=None)``;
+    ``tgt_mask`` broadcasts against (B, n_heads, T_t, T_t), ``memory_mask`` against
+    (B, n_heads, T_t, T_s), True = may attend. Equal to ``nn.TransformerDecoderLayer(batch_first=True)``
+    given the same weights, in both norm orders.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
+                 norm_first: bool = False, activation: str = "relu"):
+        super().__init__()
+        self.n_heads, self.norm_first = n_heads, norm_first
+        with exempt():
+            self.self_attn = MultiHeadAttention(d_model, n_heads)
+            self.cross_attn = MultiHeadAttention(d_model, n_heads)
+            self.ff = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
+            self.norm1 = nn.LayerNorm(d_model)
+            self.norm2 = nn.LayerNorm(d_model)
+            self.norm3 = nn.LayerNorm(d_model)
+            self._builtin_args = (nn.TransformerDecoderLayer, d_model, n_heads, d_ff, dropout, activation, norm_first)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_mask=None, memory_mask=None) -> torch.Tensor:
+        batch, tgt_len, _ = x.shape
+        src_len = memory.shape[1]
+        with exempt():
+            params = {**_attention_parameters("self_attn", self.self_attn),
+                      **_attention_parameters("multihead_attn", self.cross_attn), **_shared_parameters(self, 3)}
+            return _run_builtin(
+                _template(*self._builtin_args), self.training, params, x, memory,
+                tgt_mask=_builtin_attention_mask(tgt_mask, batch, self.n_heads, tgt_len, tgt_len, x.device),
+                memory_mask=_builtin_attention_mask(memory_mask, batch, self.n_heads, tgt_len, src_len, x.device))

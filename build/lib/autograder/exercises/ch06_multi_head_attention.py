@@ -1,0 +1,366 @@
+"""Chapter 6: splitting features into heads, merging them back, multi-head attention.
+
+The catalogue of wrong versions is written on top of the reference (passed in as
+``ref``), so it names mistakes without spelling out a solution. ``MultiHeadAttention``
+is also compared with ``nn.MultiheadAttention(batch_first=True)`` given the same weights,
+by a property whose judge runs the built-in (outside the student's code).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import components
+from ..compare import describe
+from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+
+ASSIGNMENT = "ch06_multi_head_attention"
+MHA_WHY = "the point is to build multi-head attention from projections, heads and chapter 4's attention"
+
+
+def _interleaving(d_model: int, n_heads: int, device) -> torch.Tensor:
+    """Feature order of a '(d_head h)' split: position j*d_head + c holds feature c*h + j."""
+    return torch.arange(d_model, device=device).view(d_model // n_heads, n_heads).T.reshape(-1)
+
+
+# ------------------------------------------------------------------------------- split_heads
+split_heads = Exercise("split_heads", ASSIGNMENT)
+
+
+@split_heads.cases
+def _(g, hidden):
+    sizes = [(2, 3, 8, 2), (1, 4, 6, 3), (2, 5, 12, 4)] if not hidden else [
+        (3, 7, 16, 4), (2, 1, 6, 6), (1, 5, 9, 1), (4, 3, 20, 5)]
+    cases = [Case(shapes(x=x, n_heads=h), (x, h)) for x, h in ((randn(g, b, t, d), h) for b, t, d, h in sizes)]
+    if hidden:
+        x = randn(g, 2, 12, 6).transpose(1, 2)  # a non-contiguous (2, 6, 12)
+        cases.append(Case(f"a non-contiguous {shapes(x=x, n_heads=3)}", (x, 3)))
+    return cases
+
+
+@split_heads.prop("head j holds features j*d_head to (j+1)*d_head of every token")
+def _(g):
+    x = randn(g, 2, 3, 12)
+
+    def judge(results, dtype):
+        got = results[0].output
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 3, 3, 4):
+            return f"split_heads(x, 3) with x of shape (2, 3, 12) should be a (2, 3, 3, 4) tensor, got {describe(got)}."
+        if not close(got[1, 2, 0], x[1, 0, 8:12], dtype):
+            return ("split_heads(x, 3)[1, 2, 0] (batch 1, head 2, token 0) should be x[1, 0, 8:12], the third block "
+                    "of 4 features of that token, but it is not.")
+        return None
+    return [Case(shapes(x=x, n_heads=3), (x, 3))], judge
+
+
+@split_heads.mistake("the features are split as '(d_head h)' instead of '(h d_head)': head j must take the "
+                     "contiguous block j*d_head:(j+1)*d_head, not every h-th feature.")
+def interleaved(ref):
+    return lambda x, n_heads: ref.split_heads(x[..., _interleaving(x.shape[-1], n_heads, x.device)], n_heads)
+
+
+@split_heads.mistake("the head axis and the sequence axis are not swapped: the result should be "
+                     "(B, h, T, d_head), not (B, T, h, d_head).")
+def not_transposed(ref):
+    return lambda x, n_heads: ref.split_heads(x, n_heads).transpose(1, 2)
+
+
+@split_heads.mistake("x was reshaped to (B, h, T, d_head) directly, which mixes tokens and heads. Split the "
+                     "last axis into (h, d_head) first, then move h before T.")
+def plain_reshape(ref):
+    return lambda x, n_heads: x.reshape(x.shape[0], n_heads, x.shape[1], x.shape[2] // n_heads)
+
+
+@split_heads.mistake("n_heads is used as the size of each head instead of the number of heads.")
+def heads_and_size_swapped(ref):
+    return lambda x, n_heads: ref.split_heads(x, x.shape[-1] // n_heads)
+
+
+# ------------------------------------------------------------------------------- merge_heads
+merge_heads = Exercise("merge_heads", ASSIGNMENT)
+
+
+@merge_heads.cases
+def _(g, hidden):
+    sizes = [(1, 2, 4, 2), (2, 3, 5, 4), (2, 4, 3, 1)] if not hidden else [
+        (3, 4, 7, 4), (2, 6, 1, 1), (1, 1, 5, 9), (4, 5, 3, 4)]
+    cases = [Case(shapes(x=x), (x,)) for x in (randn(g, *size) for size in sizes)]
+    if hidden:
+        x = randn(g, 2, 3, 6, 5).transpose(-1, -2)  # a non-contiguous (2, 3, 5, 6)
+        cases.append(Case(f"a non-contiguous {shapes(x=x)}", (x,)))
+    return cases
+
+
+@merge_heads.prop("head j's features land at positions j*d_head to (j+1)*d_head of every token")
+def _(g):
+    x = randn(g, 2, 3, 5, 4)
+
+    def judge(results, dtype):
+        got = results[0].output
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 5, 12):
+            return f"merge_heads(x) with x of shape (2, 3, 5, 4) should be a (2, 5, 12) tensor, got {describe(got)}."
+        if not close(got[1, 3, 8:12], x[1, 2, 3], dtype):
+            return ("merge_heads(x)[1, 3, 8:12] (batch 1, token 3, the third block of 4 features) should be "
+                    "x[1, 2, 3], the features of head 2 for that token, but it is not.")
+        return None
+    return [Case(shapes(x=x), (x,))], judge
+
+
+@merge_heads.mistake("the features are merged as '(d_head h)' instead of '(h d_head)': head j's features must "
+                     "stay together at positions j*d_head:(j+1)*d_head.")
+def interleaved(ref):
+    def wrong(x):
+        inverse = torch.argsort(_interleaving(x.shape[1] * x.shape[-1], x.shape[1], x.device))
+        return ref.merge_heads(x)[..., inverse]
+    return wrong
+
+
+@merge_heads.mistake("x was reshaped to (B, T, h * d_head) directly, which mixes tokens and heads. Move the "
+                     "head axis after the sequence axis first, then merge (h, d_head).")
+def plain_reshape(ref):
+    return lambda x: x.reshape(x.shape[0], x.shape[2], x.shape[1] * x.shape[3])
+
+
+@merge_heads.mistake("the heads are added up; they should be concatenated, giving h * d_head features.")
+def summed_heads(ref):
+    return lambda x: x.sum(1)
+
+
+@merge_heads.mistake("the result is (B, h * d_head, T): the sequence axis should come before the features, "
+                     "(B, T, h * d_head).")
+def transposed_output(ref):
+    return lambda x: ref.merge_heads(x).transpose(1, 2)
+
+
+# ------------------------------------------------------------------------ MultiHeadAttention
+MultiHeadAttention = Exercise(
+    "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    forbidden=(nn.MultiheadAttention, F.multi_head_attention_forward, F.scaled_dot_product_attention,
+               components.MultiHeadAttention),
+    why_forbidden=MHA_WHY,
+)
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _mha_state(g, d_model: int, bias: bool) -> dict:
+    state = {}
+    for name in PROJECTIONS:
+        state[f"{name}.weight"] = linear_weight(g, d_model, d_model)
+        if bias:
+            state[f"{name}.bias"] = randn(g, d_model, scale=0.5)
+    return state
+
+
+def _mha_case(g, d_model, n_heads, batch, t_q, t_k, *, bias=True, mask=None, self_attention=False, note=""):
+    query = randn(g, batch, t_q, d_model)
+    if self_attention:
+        key = value = query
+        inputs = f"x = query = key = value {tuple(query.shape)}"
+    else:
+        key, value = randn(g, batch, t_k, d_model), randn(g, batch, t_k, d_model)
+        inputs = shapes(query=query, key=key, value=value)
+    init = (d_model, n_heads) if bias else (d_model, n_heads, False)
+    label = (f"MultiHeadAttention({d_model}, {n_heads}{'' if bias else ', bias=False'}) on {inputs}"
+             + (f", mask {tuple(mask.shape)}" if mask is not None else "") + note)
+    return Case(label, (query, key, value), {} if mask is None else {"mask": mask}, init=init,
+                state=_mha_state(g, d_model, bias))
+
+
+@MultiHeadAttention.cases
+def _(g, hidden):
+    if not hidden:
+        return [
+            _mha_case(g, 8, 2, 2, 3, 5, mask=random_mask(g, 2, 1, 1, 5), note=" (a padding mask over the keys)"),
+            _mha_case(g, 12, 3, 1, 4, 4, bias=False, mask=causal(4), self_attention=True, note=" (causal)"),
+            _mha_case(g, 8, 4, 2, 2, 6),
+        ]
+    transposed = _mha_case(g, 6, 3, 2, 9, 4, note=" (non-contiguous query)")
+    transposed.args = (randn(g, 2, 6, 9).transpose(1, 2), *transposed.args[1:])  # a (2, 9, 6) view
+    return [
+        _mha_case(g, 16, 4, 3, 5, 7, mask=random_mask(g, 3, 4, 5, 7), note=" (a different mask per head)"),
+        _mha_case(g, 16, 4, 3, 5, 7, bias=False, mask=random_mask(g, 3, 1, 5, 7)),
+        _mha_case(g, 6, 1, 2, 6, 6, mask=causal(6), self_attention=True, note=" (one head, causal)"),
+        _mha_case(g, 8, 8, 2, 3, 4, mask=random_mask(g, 3, 4), note=" (d_head = 1)"),
+        _mha_case(g, 12, 3, 4, 1, 1, note=" (length 1)"),
+        _mha_case(g, 20, 5, 1, 4, 9, mask=random_mask(g, 1, 1, 1, 9)),
+        transposed,
+    ]
+
+
+@MultiHeadAttention.prop("q_proj, k_proj, v_proj and out_proj are nn.Linear(d_model, d_model, bias)")
+def _(g):
+    def judge(results, dtype):
+        for result, bias in zip(results, (True, False)):
+            modules = result.structure.get("modules", {})
+            call = "MultiHeadAttention(8, 2)" if bias else "MultiHeadAttention(8, 2, bias=False)"
+            for name in PROJECTIONS:
+                layer = modules.get(name)
+                if layer is None or layer["type"] != "Linear":
+                    return f"{call}.{name} should be an nn.Linear, but it is {layer['type'] if layer else 'missing'}."
+                text = f"in_features=8, out_features=8, bias={bias}"
+                if layer["repr"] != text:
+                    return f"{call}.{name} should be Linear({text}), but it is Linear({layer['repr']})."
+        return None
+    return [Case("MultiHeadAttention(8, 2)", init=(8, 2), inspect=True),
+            Case("MultiHeadAttention(8, 2, bias=False)", init=(8, 2, False), inspect=True)], judge
+
+
+def builtin_attention(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``nn.MultiheadAttention(batch_first=True)`` returns for a case, given the case's weights (float64, CPU)."""
+    d_model, n_heads = case.init[0], case.init[1]
+    bias = "q_proj.bias" in case.state
+    builtin = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=torch.float64)
+    state = {key: value.detach().cpu().double() for key, value in case.state.items()}
+    with torch.no_grad():
+        builtin.in_proj_weight.copy_(torch.cat([state[f"{n}.weight"] for n in PROJECTIONS[:3]]))
+        builtin.out_proj.weight.copy_(state["out_proj.weight"])
+        if bias:
+            builtin.in_proj_bias.copy_(torch.cat([state[f"{n}.bias"] for n in PROJECTIONS[:3]]))
+            builtin.out_proj.bias.copy_(state["out_proj.bias"])
+    query, key, value = (t.detach().cpu().double() for t in case.args)
+    batch, t_q, t_k = query.shape[0], query.shape[1], key.shape[1]
+    attn_mask = None
+    if "mask" in case.kwargs:  # the built-in's boolean mask means the opposite: True = masked out
+        full = case.kwargs["mask"].cpu().expand(batch, n_heads, t_q, t_k)
+        attn_mask = ~full.reshape(batch * n_heads, t_q, t_k)
+    with torch.no_grad():
+        return builtin(query, key, value, attn_mask=attn_mask, need_weights=True, average_attn_weights=False)
+
+
+@MultiHeadAttention.prop("equals nn.MultiheadAttention(batch_first=True) given the same weights")
+def _(g):
+    cases = [
+        _mha_case(g, 8, 2, 2, 3, 5, mask=random_mask(g, 2, 1, 3, 5)),
+        _mha_case(g, 8, 4, 1, 4, 2, bias=False),
+        _mha_case(g, 6, 3, 2, 5, 5, mask=causal(5), self_attention=True),
+    ]
+
+    def judge(results, dtype):
+        for case, result in zip(cases, results):
+            out, weights = result.output
+            expected_out, expected_weights = builtin_attention(case)
+            if tuple(weights.shape) != tuple(expected_weights.shape) or not close(weights, expected_weights, dtype):
+                return (f"With {case.label}, your `weights` differ from those of nn.MultiheadAttention(batch_first=True, "
+                        "average_attn_weights=False) given the same weights: one (T_q, T_k) matrix per head.")
+            if tuple(out.shape) != tuple(expected_out.shape) or not close(out, expected_out, dtype):
+                return (f"With {case.label}, your `out` differs from that of nn.MultiheadAttention(batch_first=True) "
+                        "given the same weights.")
+        return None
+    return cases, judge
+
+
+@MultiHeadAttention.prop("gradients reach query, key, value and the four projections")
+def _(g):
+    case = _mha_case(g, 8, 2, 2, 3, 4)
+    case.grad = True
+    names = {"args.0": "query", "args.1": "key", "args.2": "value"}
+    names.update({f"params.{p}.{w}": f"{p}.{w}" for p in PROJECTIONS for w in ("weight", "bias")})
+    return [case], gradients_reach(names)
+
+
+def _with_weights(ref, change):
+    """A wrong MultiHeadAttention: the reference, run with some parameters replaced by ``change(params, n_heads)``."""
+    class Wrong(ref.MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            params = dict(self.named_parameters())
+            replaced = change({name: p.detach() for name, p in params.items()}, self.q_proj.out_features,
+                              self.n_heads)
+            saved = {name: params[name].data for name in replaced}
+            for name, value_ in replaced.items():
+                params[name].data = value_
+            try:
+                return super().forward(query, key, value, mask)
+            finally:
+                for name, value_ in saved.items():
+                    params[name].data = value_
+    return Wrong
+
+
+def _scale_queries(params: dict, factor: float) -> dict:
+    return {name: params[name] * factor for name in ("q_proj.weight", "q_proj.bias") if name in params}
+
+
+@MultiHeadAttention.mistake("the scores are not divided by sqrt(d_head).")
+def no_scaling(ref):
+    return _with_weights(ref, lambda p, d_model, h: _scale_queries(p, math.sqrt(d_model // h)))
+
+
+@MultiHeadAttention.mistake("the scores are divided by sqrt(d_model); each head compares vectors of "
+                            "d_head = d_model / n_heads features, so divide by sqrt(d_head).")
+def scales_by_d_model(ref):
+    return _with_weights(ref, lambda p, d_model, h: _scale_queries(p, 1 / math.sqrt(h)))
+
+
+@MultiHeadAttention.mistake("the features are split into heads as '(d_head h)' instead of '(h d_head)': head j "
+                            "must take the contiguous block j*d_head:(j+1)*d_head of the projected features.")
+def interleaved_heads(ref):
+    def change(p, d_model, h):
+        order = _interleaving(d_model, h, p["q_proj.weight"].device)
+        moved = {name: p[name][order] for name in p if name.split(".")[0] in PROJECTIONS[:3]}
+        moved["out_proj.weight"] = p["out_proj.weight"][:, order]
+        return moved
+    return _with_weights(ref, change)
+
+
+@MultiHeadAttention.mistake("out_proj is not applied: the concatenated heads must go through the output projection.")
+def no_out_proj(ref):
+    def change(p, d_model, h):
+        weight = p["out_proj.weight"]
+        identity = {"out_proj.weight": torch.eye(d_model, dtype=weight.dtype, device=weight.device)}
+        if "out_proj.bias" in p:
+            identity["out_proj.bias"] = torch.zeros_like(p["out_proj.bias"])
+        return identity
+    return _with_weights(ref, change)
+
+
+@MultiHeadAttention.mistake("the queries are made with k_proj instead of q_proj.")
+def queries_from_k_proj(ref):
+    return _with_weights(ref, lambda p, d_model, h: {
+        name.replace("k_proj", "q_proj"): p[name] for name in ("k_proj.weight", "k_proj.bias") if name in p})
+
+
+@MultiHeadAttention.mistake("the values are computed from `key` instead of `value`.")
+def values_from_key(ref):
+    class Wrong(ref.MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            return super().forward(query, key, key, mask)
+    return Wrong
+
+
+@MultiHeadAttention.mistake("the weights are averaged over the heads; return one (T_q, T_k) matrix per head, "
+                            "shape (B, h, T_q, T_k).")
+def averaged_weights(ref):
+    class Wrong(ref.MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            out, weights = super().forward(query, key, value, mask)
+            return out, weights.mean(1)
+    return Wrong
+
+
+@MultiHeadAttention.mistake("the mask is inverted: in this course True means 'may attend' and False means "
+                            "'masked out' (nn.MultiheadAttention's boolean masks mean the opposite).")
+def inverted_mask(ref):
+    class Wrong(ref.MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            return super().forward(query, key, value, None if mask is None else ~mask)
+    return Wrong
+
+
+@MultiHeadAttention.mistake("the mask is ignored.")
+def ignores_mask(ref):
+    class Wrong(ref.MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            return super().forward(query, key, value)
+    return Wrong
+
+
+@MultiHeadAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
+def builtin(ref):
+    class Wrong(ref.MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            nn.MultiheadAttention(self.q_proj.in_features, 1, batch_first=True)
+            return super().forward(query, key, value, mask)
+    return Wrong

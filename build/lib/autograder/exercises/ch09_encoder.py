@@ -1,0 +1,475 @@
+"""Chapter 9: the encoder layer and the encoder stack.
+
+The student builds on the lent ``MultiHeadAttention`` and ``PositionwiseFeedForward``
+(``autograder.components``). The hidden checks also compare with PyTorch's
+``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` given the same weights. The
+catalogue of wrong versions is written on top of the reference (passed in as ``ref``).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import components
+from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+
+ASSIGNMENT = "ch09_encoder"
+BUILTINS_WHY = "the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm"
+
+
+def padding_mask(lengths: list[int], length: int) -> torch.Tensor:
+    """(B, 1, 1, T): True for the real tokens of each sequence, which come first."""
+    return (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
+
+
+def causal(length: int) -> torch.Tensor:
+    return torch.ones(length, length, dtype=torch.bool).tril()
+
+
+def random_mask(g: torch.Generator, *shape: int) -> torch.Tensor:
+    """A boolean mask where every query row keeps at least one key."""
+    mask = torch.rand(*shape, generator=g) < 0.6
+    keep = torch.randint(0, shape[-1], shape[:-1], generator=g)
+    return mask.scatter(-1, keep.unsqueeze(-1), True)
+
+
+def attention_state(g: torch.Generator, d_model: int, prefix: str) -> dict:
+    state = {}
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        state[f"{prefix}.{name}.weight"] = linear_weight(g, d_model, d_model)
+        state[f"{prefix}.{name}.bias"] = 0.1 * randn(g, d_model)
+    return state
+
+
+def ffn_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str) -> dict:
+    return {f"{prefix}.linear1.weight": linear_weight(g, d_ff, d_model), f"{prefix}.linear1.bias": 0.1 * randn(g, d_ff),
+            f"{prefix}.linear2.weight": linear_weight(g, d_model, d_ff), f"{prefix}.linear2.bias": 0.1 * randn(g, d_model)}
+
+
+def norm_state(g: torch.Generator, d_model: int, prefix: str) -> dict:
+    """LayerNorm weights away from (1, 0), so that swapped or missing norms show."""
+    return {f"{prefix}.weight": 1 + 0.3 * randn(g, d_model), f"{prefix}.bias": 0.3 * randn(g, d_model)}
+
+
+def encoder_layer_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str = "") -> dict:
+    return {**attention_state(g, d_model, f"{prefix}self_attn"), **ffn_state(g, d_model, d_ff, f"{prefix}ff"),
+            **norm_state(g, d_model, f"{prefix}norm1"), **norm_state(g, d_model, f"{prefix}norm2")}
+
+
+def builtin_layer_state(state: dict, prefix: str, attention: dict) -> dict:
+    """A layer's weights under PyTorch's names (nn.TransformerEncoderLayer / nn.TransformerDecoderLayer).
+
+    ``attention`` maps our attention attributes to PyTorch's: {"self_attn": "self_attn", "cross_attn": "multihead_attn"}.
+    """
+    out = {}
+    for ours, theirs in attention.items():
+        out[f"{theirs}.in_proj_weight"] = torch.cat([state[f"{prefix}{ours}.{p}_proj.weight"] for p in "qkv"])
+        out[f"{theirs}.in_proj_bias"] = torch.cat([state[f"{prefix}{ours}.{p}_proj.bias"] for p in "qkv"])
+        out[f"{theirs}.out_proj.weight"] = state[f"{prefix}{ours}.out_proj.weight"]
+        out[f"{theirs}.out_proj.bias"] = state[f"{prefix}{ours}.out_proj.bias"]
+    for key, value in state.items():
+        rest = key.removeprefix(prefix)
+        if key.startswith(prefix) and rest.startswith(("ff.", "norm")):
+            out[rest.removeprefix("ff.")] = value
+    return out
+
+
+def builtin_mask(mask: torch.Tensor, batch: int, n_heads: int, q_len: int, k_len: int) -> torch.Tensor:
+    """Our mask (True = may attend) as PyTorch's 3-D attn_mask (B * h, T_q, T_k), True = masked out.
+
+    (A key_padding_mask would do for padding, but checking it makes PyTorch import sympy: seconds.)"""
+    return ~mask.expand(batch, n_heads, q_len, k_len).reshape(batch * n_heads, q_len, k_len)
+
+
+def mask_description(mask) -> str:
+    return f", mask {tuple(mask.shape)}" if mask is not None else ", no mask"
+
+
+@contextlib.contextmanager
+def patched_forward(module: nn.Module, make):
+    """Run ``module`` with its forward replaced by ``make(original_forward)`` for the duration."""
+    original = module.forward
+    module.forward = make(original)
+    try:
+        yield
+    finally:
+        del module.forward
+
+
+# ---------------------------------------------------------------------------------- EncoderLayer
+EncoderLayer = Exercise(
+    "EncoderLayer", ASSIGNMENT, module=True,
+    forbidden=(nn.TransformerEncoderLayer, nn.MultiheadAttention, F.scaled_dot_product_attention,
+               components.EncoderLayer),
+    why_forbidden=BUILTINS_WHY,
+)
+
+
+def _layer_case(g, batch, length, d_model, n_heads, d_ff, norm_first=False, activation=None, mask=None, note=""):
+    x = randn(g, batch, length, d_model)
+    init = (d_model, n_heads, d_ff, 0.0, norm_first) + ((activation,) if activation else ())
+    act = f", activation={activation!r}" if activation else ""
+    label = (f"EncoderLayer(d_model={d_model}, n_heads={n_heads}, d_ff={d_ff}, norm_first={norm_first}{act}) on "
+             f"{shapes(x=x)}{mask_description(mask)}{note}")
+    return Case(label, (x,), {} if mask is None else {"mask": mask}, init=init,
+                state=encoder_layer_state(g, d_model, d_ff))
+
+
+@EncoderLayer.cases
+def _(g, hidden):
+    if not hidden:
+        return [
+            _layer_case(g, 2, 5, 8, 2, 16, mask=padding_mask([5, 3], 5), note=" (padding: lengths 5 and 3)"),
+            _layer_case(g, 2, 4, 8, 2, 16, norm_first=True),
+            _layer_case(g, 1, 4, 6, 3, 12, norm_first=True, activation="gelu", mask=causal(4), note=" (causal)"),
+        ]
+    return [
+        _layer_case(g, 3, 7, 16, 4, 32, mask=padding_mask([7, 4, 1], 7), note=" (padding)"),
+        _layer_case(g, 3, 7, 16, 4, 32, norm_first=True, mask=padding_mask([2, 7, 5], 7), note=" (padding)"),
+        _layer_case(g, 2, 1, 8, 2, 16, note=" (length 1)"),
+        _layer_case(g, 2, 6, 12, 3, 24, activation="gelu", mask=random_mask(g, 2, 3, 6, 6), note=" (a mask per head)"),
+        _layer_case(g, 4, 5, 8, 4, 8, norm_first=True, mask=causal(5), note=" (causal)"),
+    ]
+
+
+@EncoderLayer.prop("self_attn, ff, norm1 and norm2 are the parts the contract names")
+def _(g):
+    expected = {"self_attn": "MultiHeadAttention", "ff": "PositionwiseFeedForward", "norm1": "LayerNorm", "norm2": "LayerNorm"}
+
+    def judge(results, dtype):
+        modules = results[0].structure.get("modules", {})
+        for name, kind in expected.items():
+            found = modules.get(name)
+            if found is None or found["type"] != kind:
+                return (f"EncoderLayer(8, 2, 16).{name} should be a {kind}, but it is "
+                        f"{found['type'] if found else 'missing'}.")
+        for name in ("norm1", "norm2"):
+            if not modules[name]["repr"].startswith("(8,)"):
+                return f"EncoderLayer(8, 2, 16).{name} should be nn.LayerNorm(8), but it is LayerNorm({modules[name]['repr']})."
+        return None
+    return [Case("EncoderLayer(d_model=8, n_heads=2, d_ff=16)", init=(8, 2, 16), inspect=True)], judge
+
+
+@EncoderLayer.prop("equals nn.TransformerEncoderLayer(batch_first=True) given the same weights, in both norm orders, with a padding mask")
+def _(g):
+    mask = padding_mask([6, 2, 4], 6)
+    cases = [_layer_case(g, 3, 6, 8, 2, 16, norm_first=norm_first, mask=mask) for norm_first in (False, True)]
+
+    def judge(results, dtype):
+        for case, result in zip(cases, results):
+            norm_first = case.init[4]
+            builtin = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first).double()
+            builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn"}))
+            expected = builtin(case.args[0].double(), src_mask=builtin_mask(mask, 3, 2, 6, 6))
+            if not close(result.output, expected, dtype):
+                error = (result.output.detach().cpu().double() - expected).abs().max().item()
+                return (f"With norm_first={norm_first} and a padding mask, your EncoderLayer differs from "
+                        f"nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest difference "
+                        f"{error:.3g}).")
+        return None
+    return cases, judge
+
+
+@EncoderLayer.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
+def _(g):
+    real = _layer_case(g, 2, 4, 8, 2, 16)
+    x = real.args[0]
+    padded_x = torch.cat([x, randn(g, 2, 3, 8, scale=3)], dim=1)
+    padded = Case(real.label.replace(shapes(x=x), shapes(x=padded_x)).replace(", no mask", "") +
+                  ", the same 4 tokens followed by 3 padding tokens and their padding mask",
+                  (padded_x,), {"mask": padding_mask([4, 4], 7)}, init=real.init, state=real.state)
+
+    def judge(results, dtype):
+        if not close(results[1].output[:, :4], results[0].output, dtype):
+            return ("Appending 3 padding tokens (masked out by the padding mask) changed the outputs at the 4 real "
+                    "positions. Pass the mask to the self-attention, so that no real token attends to padding.")
+        return None
+    return [real, padded], judge
+
+
+@EncoderLayer.prop("gradients reach x and every part of the layer")
+def _(g):
+    case = _layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3))
+    case.grad = True
+    return [case], gradients_reach({"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
+                                    "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
+                                    "params.norm2.bias": "norm2.bias"})
+
+
+def _patched_layer(ref, part: str, make):
+    """A wrong EncoderLayer: the reference, with the forward of one of its parts replaced."""
+    class Wrong(ref.EncoderLayer):
+        def forward(self, x, mask=None):
+            with patched_forward(getattr(self, part), lambda original: make(original, x)):
+                return super().forward(x, mask)
+    return Wrong
+
+
+@EncoderLayer.mistake("the residual around self-attention is missing: the Add is x + attention(x), not attention(x) alone.")
+def no_attention_residual(ref):
+    def make(original, x):
+        def attention_minus_query(q, k, v, mask=None):
+            out, weights = original(q, k, v, mask)
+            return out - q, weights
+        return attention_minus_query
+    return _patched_layer(ref, "self_attn", make)
+
+
+@EncoderLayer.mistake("the residual around the feed-forward network is missing: add its input back, h + ff(h).")
+def no_ffn_residual(ref):
+    return _patched_layer(ref, "ff", lambda original, x: lambda h: original(h) - h)
+
+
+@EncoderLayer.mistake("the feed-forward network reads the layer's input x instead of the output of the attention "
+                      "sublayer: the two sublayers run one after the other.")
+def ffn_reads_layer_input(ref):
+    return _patched_layer(ref, "ff", lambda original, x: lambda h: original(x))
+
+
+@EncoderLayer.mistake("`norm_first` is ignored: with norm_first=True each sublayer reads norm(x) and the residual "
+                      "adds the raw x (pre-norm).")
+def always_post_norm(ref):
+    class Wrong(ref.EncoderLayer):
+        def forward(self, x, mask=None):
+            saved, self.norm_first = self.norm_first, False
+            try:
+                return super().forward(x, mask)
+            finally:
+                self.norm_first = saved
+    return Wrong
+
+
+@EncoderLayer.mistake("norm1 and norm2 are swapped: norm1 belongs to the attention sublayer, norm2 to the "
+                      "feed-forward sublayer.")
+def norms_swapped(ref):
+    class Wrong(ref.EncoderLayer):
+        def forward(self, x, mask=None):
+            a, b = self.norm1, self.norm2
+            saved = (a.weight.data, a.bias.data)
+            a.weight.data, a.bias.data = b.weight.data, b.bias.data
+            b.weight.data, b.bias.data = saved
+            try:
+                return super().forward(x, mask)
+            finally:
+                b.weight.data, b.bias.data = a.weight.data, a.bias.data
+                a.weight.data, a.bias.data = saved
+    return Wrong
+
+
+@EncoderLayer.mistake("the mask is ignored: pass it to the self-attention, so that tokens do not attend to padding.")
+def ignores_mask(ref):
+    class Wrong(ref.EncoderLayer):
+        def forward(self, x, mask=None):
+            return super().forward(x)
+    return Wrong
+
+
+@EncoderLayer.mistake("uses nn.TransformerEncoderLayer", expect="uses torch.nn.TransformerEncoderLayer")
+def builtin(ref):
+    class Wrong(ref.EncoderLayer):
+        def forward(self, x, mask=None):
+            nn.TransformerEncoderLayer(x.shape[-1], 1, 4, batch_first=True)
+            return super().forward(x, mask)
+    return Wrong
+
+
+@EncoderLayer.mistake("uses the course's ready-made encoder layer", expect="uses autograder.components.layers.EncoderLayer")
+def lent_component(ref):
+    class Wrong(components.EncoderLayer):
+        pass
+    return Wrong
+
+
+# ---------------------------------------------------------------------------------------- Encoder
+Encoder = Exercise(
+    "Encoder", ASSIGNMENT, module=True,
+    forbidden=(nn.TransformerEncoder, components.Encoder),
+    why_forbidden="the point is to stack your encoder layers yourself",
+)
+
+
+def _encoder_case(g, n_layers, batch, length, d_model, n_heads, d_ff, norm_first=False, mask=None, note=""):
+    x = randn(g, batch, length, d_model)
+    state = {}
+    for i in range(n_layers):
+        state.update(encoder_layer_state(g, d_model, d_ff, f"layers.{i}."))
+    if norm_first:
+        state.update(norm_state(g, d_model, "norm"))
+    label = (f"Encoder(n_layers={n_layers}, d_model={d_model}, n_heads={n_heads}, d_ff={d_ff}, norm_first={norm_first}) "
+             f"on {shapes(x=x)}{mask_description(mask)}{note}")
+    return Case(label, (x,), {} if mask is None else {"mask": mask},
+                init=(n_layers, d_model, n_heads, d_ff, 0.0, norm_first), state=state)
+
+
+@Encoder.cases
+def _(g, hidden):
+    if not hidden:
+        return [
+            _encoder_case(g, 2, 2, 5, 8, 2, 16, norm_first=True, mask=padding_mask([5, 3], 5), note=" (padding)"),
+            _encoder_case(g, 2, 2, 4, 8, 2, 16),
+            _encoder_case(g, 3, 1, 4, 6, 3, 12, mask=causal(4), note=" (causal)"),
+        ]
+    return [
+        _encoder_case(g, 3, 3, 6, 16, 4, 32, norm_first=True, mask=padding_mask([6, 1, 4], 6), note=" (padding)"),
+        _encoder_case(g, 2, 3, 6, 16, 4, 32, mask=padding_mask([3, 6, 5], 6), note=" (padding)"),
+        _encoder_case(g, 1, 2, 5, 8, 2, 16, norm_first=True, note=" (one layer)"),
+        _encoder_case(g, 2, 2, 1, 8, 4, 8, note=" (length 1)"),
+    ]
+
+
+@Encoder.prop("`layers` holds n_layers encoder layers; `norm` is a LayerNorm when norm_first, else None")
+def _(g):
+    def judge(results, dtype):
+        for result, norm_first in zip(results, (False, True)):
+            modules = result.structure.get("modules", {})
+            layers = modules.get("layers")
+            if layers is None or layers["type"] != "ModuleList":
+                return f"Encoder(3, 8, 2, 16).layers should be an nn.ModuleList, but it is {layers['type'] if layers else 'missing'}."
+            count = len([name for name in modules if name.count(".") == 1 and name.startswith("layers.")])
+            if count != 3:
+                return f"Encoder(3, 8, 2, 16).layers should hold 3 layers, but it holds {count}."
+            norm = modules.get("norm")
+            if norm_first and (norm is None or norm["type"] != "LayerNorm"):
+                return ("With norm_first=True, Encoder.norm should be the final nn.LayerNorm(d_model), but it is "
+                        f"{norm['type'] if norm else 'missing'}.")
+            if not norm_first and norm is not None:
+                return ("With norm_first=False (post-norm), Encoder.norm should be None: every layer already ends "
+                        f"with a LayerNorm. Yours is a {norm['type']}.")
+        return None
+    return [Case("Encoder(n_layers=3, d_model=8, n_heads=2, d_ff=16, norm_first=False)", init=(3, 8, 2, 16), inspect=True),
+            Case("Encoder(n_layers=3, d_model=8, n_heads=2, d_ff=16, norm_first=True)", init=(3, 8, 2, 16, 0.0, True),
+                 inspect=True)], judge
+
+
+@Encoder.prop("equals nn.TransformerEncoder given the same weights, in both norm orders, with a padding mask")
+def _(g):
+    mask = padding_mask([5, 2], 5)
+    cases = [_encoder_case(g, 2, 2, 5, 8, 2, 16, norm_first=norm_first, mask=mask) for norm_first in (False, True)]
+
+    def judge(results, dtype):
+        for case, result in zip(cases, results):
+            norm_first = case.init[5]
+            layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first)
+            builtin = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8) if norm_first else None,
+                                            enable_nested_tensor=False).double()
+            state = {}
+            for i in range(2):
+                layer_state = builtin_layer_state(case.state, f"layers.{i}.", {"self_attn": "self_attn"})
+                state.update({f"layers.{i}.{key}": value for key, value in layer_state.items()})
+            if norm_first:
+                state.update({"norm.weight": case.state["norm.weight"], "norm.bias": case.state["norm.bias"]})
+            builtin.load_state_dict(state)
+            expected = builtin(case.args[0].double(), mask=builtin_mask(mask, 2, 2, 5, 5))
+            if not close(result.output, expected, dtype):
+                error = (result.output.detach().cpu().double() - expected).abs().max().item()
+                return (f"With norm_first={norm_first} and a padding mask, your Encoder differs from nn.TransformerEncoder "
+                        f"given the same weights (largest difference {error:.3g}).")
+        return None
+    return cases, judge
+
+
+@Encoder.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
+def _(g):
+    real = _encoder_case(g, 2, 1, 3, 8, 2, 16, norm_first=True)
+    x = real.args[0]
+    padded_x = torch.cat([x, randn(g, 1, 2, 8, scale=3)], dim=1)
+    padded = Case(f"{real.label.split(' on ')[0]} on {shapes(x=padded_x)}: the same 3 tokens followed by 2 padding "
+                  "tokens and their padding mask", (padded_x,), {"mask": padding_mask([3], 5)},
+                  init=real.init, state=real.state)
+
+    def judge(results, dtype):
+        if not close(results[1].output[:, :3], results[0].output, dtype):
+            return ("Appending 2 padding tokens (masked out) changed the outputs at the real positions: pass the "
+                    "mask to every layer.")
+        return None
+    return [real, padded], judge
+
+
+@Encoder.prop("gradients reach x and every layer")
+def _(g):
+    case = _encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True)
+    case.grad = True
+    return [case], gradients_reach({"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
+                                    "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
+
+
+@Encoder.mistake("with norm_first=True the final LayerNorm (`norm`) is not applied after the last layer. Pre-norm "
+                 "layers leave their output unnormalised, so the stack ends with one LayerNorm.")
+def no_final_norm(ref):
+    class Wrong(ref.Encoder):
+        def forward(self, x, mask=None):
+            saved, self.norm = self.norm, None
+            try:
+                return super().forward(x, mask)
+            finally:
+                self.norm = saved
+    return Wrong
+
+
+@Encoder.mistake("each layer is applied to the encoder's input x instead of the previous layer's output, so only "
+                 "the last layer counts.")
+def layers_read_the_input(ref):
+    class Wrong(ref.Encoder):
+        def forward(self, x, mask=None):
+            saved = self.layers
+            self.layers = nn.ModuleList([saved[-1]])
+            try:
+                return super().forward(x, mask)
+            finally:
+                self.layers = saved
+    return Wrong
+
+
+@Encoder.mistake("the layers run in reverse order: layers[0] comes first.")
+def reversed_layers(ref):
+    class Wrong(ref.Encoder):
+        def forward(self, x, mask=None):
+            saved = self.layers
+            self.layers = nn.ModuleList(list(saved)[::-1])
+            try:
+                return super().forward(x, mask)
+            finally:
+                self.layers = saved
+    return Wrong
+
+
+@Encoder.mistake("the mask is not passed to the layers.")
+def ignores_mask(ref):
+    class Wrong(ref.Encoder):
+        def forward(self, x, mask=None):
+            return super().forward(x)
+    return Wrong
+
+
+@Encoder.mistake("the final LayerNorm is applied after every layer; it is applied once, after the last layer.")
+def norm_after_every_layer(ref):
+    class Wrong(ref.Encoder):
+        def forward(self, x, mask=None):
+            if self.norm is None:
+                return super().forward(x, mask)
+            with contextlib.ExitStack() as stack:
+                for layer in list(self.layers)[:-1]:
+                    stack.enter_context(patched_forward(
+                        layer, lambda original: lambda h, mask=None: self.norm(original(h, mask))))
+                return super().forward(x, mask)
+    return Wrong
+
+
+@Encoder.mistake("uses nn.TransformerEncoder", expect="uses torch.nn.TransformerEncoder")
+def builtin(ref):
+    class Wrong(ref.Encoder):
+        def forward(self, x, mask=None):
+            nn.TransformerEncoder(nn.TransformerEncoderLayer(x.shape[-1], 1, 4, batch_first=True), 1,
+                                  enable_nested_tensor=False)
+            return super().forward(x, mask)
+    return Wrong
+
+
+@Encoder.mistake("uses the course's ready-made encoder", expect="uses autograder.components.layers.Encoder")
+def lent_component(ref):
+    class Wrong(components.Encoder):
+        pass
+    return Wrong

@@ -1,0 +1,66 @@
+"""Make the student notebooks (``exercises/``) from ``solutions/`` with nbgrader's own generate_assignment."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from nbgrader.apps import NbGraderAPI
+from traitlets.config import Config
+
+from .config import course_root
+
+
+def assignments(root: Path | None = None) -> list[str]:
+    root = root or course_root()
+    return sorted(p.name for p in (root / "solutions").iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def generate(names: list[str], release_dir: Path, root: Path | None = None) -> None:
+    """Write the student version of each assignment under ``release_dir/<name>/``.
+
+    Uses a throwaway gradebook, so that releasing never touches an instructor's grades.
+    """
+    root = root or course_root()
+    _put_alembic_on_path()
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Config()
+        config.CourseDirectory.root = str(root)
+        config.CourseDirectory.source_directory = "solutions"
+        config.CourseDirectory.release_directory = str(Path(release_dir).resolve())
+        config.CourseDirectory.db_url = f"sqlite:///{scratch}/gradebook.db"
+        config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+        api = NbGraderAPI(config=config)
+        for name in names:
+            result = api.generate_assignment(name, force=True, create=True)
+            if not result["success"]:
+                raise RuntimeError(f"nbgrader could not generate {name}:\n{result.get('error') or result.get('log')}")
+
+
+def _put_alembic_on_path() -> None:
+    """nbgrader runs ``alembic`` by name; make it the one installed beside this Python."""
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def filled_notebook(student_version, solutions, names: set[str]):
+    """A copy of the student notebook with the named exercises' cells taken from the reference.
+
+    What a student who solved exactly those exercises would hand in (used by the tests and benchmarks).
+    """
+    import nbformat
+
+    answers = {}
+    for cell in solutions.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and meta.get("grade_id") in names:
+            answers[meta["grade_id"]] = "\n".join(line for line in cell.source.splitlines()
+                                                  if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+    notebook = nbformat.from_dict(nbformat.reads(nbformat.writes(student_version), as_version=4))
+    for cell in notebook.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    return notebook

@@ -1,0 +1,239 @@
+"""How an exercise is described to the check engine.
+
+An exercise module (``autograder/exercises/<assignment>.py``) creates one
+``Exercise`` per graded function or class and attaches to it, with decorators:
+
+- ``@ex.cases``: the inputs, visible (fixed, stored as fixtures) and hidden
+  (fresh from the secret seed, including edge cases);
+- ``@ex.prop("...")``: properties that must hold whatever the inputs
+  (rows sum to 1, gradients flow, masked weights are exactly 0...). A property
+  never calls the student's code itself: given a generator it returns the cases
+  it needs and a ``judge`` that reads their results, so the verdict can be
+  reached in another process than the one that ran the student's code;
+- ``@ex.mistake("...")``: the catalogue of known wrong versions. Each is built
+  from the reference (so the catalogue never spells out a solution) and its
+  message names the mistake in the student's terms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from .errors import CheckFailure
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def cast(obj: Any, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
+    """Move tensors to ``device`` and floating tensors to ``dtype`` (None keeps dtypes)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and dtype is not None:
+            return obj.to(device=device, dtype=dtype)
+        return obj.to(device=device)
+    if isinstance(obj, tuple):
+        return tuple(cast(item, device, dtype) for item in obj)
+    if isinstance(obj, list):
+        return [cast(item, device, dtype) for item in obj]
+    if isinstance(obj, dict):
+        return {key: cast(value, device, dtype) for key, value in obj.items()}
+    return obj
+
+
+def shapes(**tensors) -> str:
+    """'q (2, 3, 4), k (2, 5, 4)': how a case's inputs are described to the student."""
+    parts = []
+    for name, value in tensors.items():
+        if isinstance(value, torch.Tensor):
+            parts.append(f"{name} {tuple(value.shape)}")
+        elif value is None:
+            parts.append(f"{name}=None")
+        else:
+            parts.append(f"{name}={value!r}")
+    return ", ".join(parts)
+
+
+@dataclass
+class Case:
+    """One call: ``impl(*args, **kwargs)``, or for a module ``impl(*init)`` loaded with ``state``.
+
+    ``grad``: also backpropagate a fixed weighting of the floating outputs and report the
+    gradients of the floating inputs (and of the module's parameters).
+    ``inspect``: for a module, only construct it and report its submodules and parameters.
+    """
+
+    label: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    init: Optional[tuple] = None
+    state: Optional[dict] = None
+    grad: bool = False
+    inspect: bool = False
+    expect_error: bool = False  # a property case that must raise: its error goes to the judge, not the verdict
+
+    def to(self, device: torch.device, dtype: Optional[torch.dtype]) -> "Case":
+        return replace(self, args=cast(self.args, device, dtype), kwargs=cast(self.kwargs, device, dtype),
+                       state=cast(self.state, device, dtype))
+
+    def as_data(self) -> dict:
+        return {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
+                "state": self.state, "grad": self.grad, "inspect": self.inspect}
+
+    @classmethod
+    def from_data(cls, data: dict) -> "Case":
+        init = tuple(data["init"]) if data["init"] is not None else None
+        return cls(data["label"], tuple(data["args"]), dict(data["kwargs"]), init, data["state"],
+                   bool(data.get("grad")), bool(data.get("inspect")))
+
+
+@dataclass
+class Result:
+    """What running one case produced: plain data only, so it can cross a process boundary."""
+
+    output: Any = None
+    grads: Optional[dict] = None  # "args.0", "kwargs.mask", "params.W_q.weight" -> tensor or None
+    structure: Optional[dict] = None  # for ``inspect`` cases: {"modules": {...}, "parameters": {...}}
+    error: Optional[str] = None  # the sentence that says how the student's code failed
+    forbidden: list = field(default_factory=list)  # names of forbidden built-ins it used
+    warnings: list = field(default_factory=list)
+
+
+@dataclass
+class Mistake:
+    key: str
+    message: str  # completes "This looks like a known mistake: ..."
+    build: Callable[[Any], Callable]  # reference namespace -> wrong implementation
+    expect: Optional[str] = None  # what the failure must say, when not the message (forbidden calls)
+
+    @property
+    def expected_text(self) -> str:
+        return self.expect or self.message
+
+
+@dataclass
+class Property:
+    """``probe(generator) -> (cases, judge)``; ``judge(results, dtype)`` returns None or the failure sentence."""
+
+    description: str
+    probe: Callable
+
+
+class Exercise:
+    def __init__(self, name: str, assignment: str, *, outputs: tuple = (), forbidden: tuple = (),
+                 why_forbidden: str = "", module: bool = False, dtypes: tuple = FLOAT_DTYPES):
+        self.name = name
+        self.assignment = assignment
+        self.outputs = outputs  # names of the items of a returned tuple, () for a single value
+        self.forbidden = forbidden
+        self.why_forbidden = why_forbidden
+        self.module = module
+        self.dtypes = dtypes  # (None,) when the inputs have no floating dtype to follow
+        self.properties: list[Property] = []
+        self.mistakes: list[Mistake] = []
+        self._cases: Optional[Callable] = None
+
+    def __repr__(self) -> str:
+        return f"Exercise({self.name!r})"
+
+    # --- decorators used by the exercise modules -------------------------------------
+    def cases(self, make: Callable[[torch.Generator, bool], list]) -> Callable:
+        self._cases = make
+        return make
+
+    def prop(self, description: str) -> Callable:
+        def register(probe: Callable) -> Callable:
+            self.properties.append(Property(description, probe))
+            return probe
+        return register
+
+    def mistake(self, message: str, expect: Optional[str] = None) -> Callable:
+        def register(build: Callable) -> Callable:
+            self.mistakes.append(Mistake(build.__name__, message, build, expect))
+            return build
+        return register
+
+    # --- used by the engine -----------------------------------------------------------
+    def make_cases(self, generator: torch.Generator, hidden: bool) -> list[Case]:
+        return list(self._cases(generator, hidden))
+
+    def instantiate(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> nn.Module:
+        """Build the module of a module exercise, on the run's device and dtype, with the case's weights."""
+        model = impl(*case.init)
+        if not isinstance(model, nn.Module):
+            raise CheckFailure(f"`{self.name}(...)` should create a torch.nn.Module, but it made {type(model).__name__}.")
+        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+        if case.state is not None:
+            load_weights(model, case.state, self.name)
+        return model
+
+    def call(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
+        """Run one case's forward computation (used for the reference and the catalogue of mistakes)."""
+        if not self.module:
+            return impl(*case.args, **case.kwargs)
+        return self.instantiate(impl, case, device, dtype)(*case.args, **case.kwargs)
+
+
+def load_weights(model: nn.Module, state: dict, name: str) -> None:
+    """Load the case's weights, or say in one sentence which attribute is missing or misshapen."""
+    own = dict(model.named_parameters())
+    missing = [key for key in state if key not in own]
+    extra = [key for key in own if key not in state]
+    if missing or extra:
+        wanted = ", ".join(f"{key} {tuple(value.shape)}" for key, value in state.items())
+        found = ", ".join(f"{key} {tuple(value.shape)}" for key, value in own.items()) or "none"
+        raise CheckFailure(f"`{name}` should have exactly these parameters: {wanted}; yours has: {found}. "
+                           "Check the attribute names and bias=False.")
+    for key, value in state.items():
+        if tuple(own[key].shape) != tuple(value.shape):
+            raise CheckFailure(f"`{name}`'s parameter {key} should have shape {tuple(value.shape)}, "
+                               f"but it has shape {tuple(own[key].shape)}.")
+    with torch.no_grad():
+        for key, value in state.items():
+            own[key].copy_(value)
+
+
+def randn(generator: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Standard normal float64 numbers on the CPU; cases are cast to the run's device and dtype later."""
+    return torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
+
+
+def random_mask(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    """A boolean mask (True = may attend) where every query row keeps at least one key."""
+    mask = torch.rand(*shape, generator=generator) < 0.6
+    keep = torch.randint(0, shape[-1], shape[:-1], generator=generator)
+    return mask.scatter(-1, keep.unsqueeze(-1), True)
+
+
+def causal(length: int) -> torch.Tensor:
+    """The (length, length) causal mask: True on and below the diagonal."""
+    return torch.ones(length, length, dtype=torch.bool).tril()
+
+
+def linear_weight(generator: torch.Generator, out_features: int, in_features: int) -> torch.Tensor:
+    """A weight like nn.Linear's default initialisation, from the case's generator."""
+    bound = 1 / math.sqrt(in_features)
+    return (torch.rand(out_features, in_features, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+
+
+def close(a: torch.Tensor, b: torch.Tensor, dtype: Optional[torch.dtype]) -> bool:
+    """``a`` and ``b`` agree within the tolerance of ``dtype`` (compared on the CPU in float64)."""
+    from .tolerance import tolerance
+
+    rtol, atol = tolerance(dtype or torch.float32)
+    return bool(torch.allclose(a.detach().cpu().double(), b.detach().cpu().double(), rtol=rtol, atol=atol))
+
+
+def gradients_reach(names: dict) -> Callable:
+    """A judge for a ``grad`` case: every named input ("args.0" -> "q") gets a finite gradient."""
+    def judge(results, dtype):
+        grads = results[0].grads or {}
+        for key, name in names.items():
+            grad = grads.get(key)
+            if grad is None or not torch.isfinite(grad).all():
+                return (f"No finite gradient reaches `{name}`: keep every step in torch "
+                        "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn.")
+        return None
+    return judge

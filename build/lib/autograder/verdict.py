@@ -1,0 +1,100 @@
+"""The grader's side of a check: read the plain results of the student's run and decide.
+
+Nothing here calls the student's code. Comparison cases are judged against the
+expected output (stored fixtures for the visible layer, the reference for the
+hidden layer); a mismatch is matched against the catalogue of known mistakes so
+the message can name it; each property's ``judge`` reads its own cases' results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from .compare import compare, describe, same
+from .spec import Case, Exercise, Result
+
+
+@dataclass
+class Comparison:
+    """A case whose output must equal ``expected``; ``wrong_outputs`` gives each known mistake's output."""
+
+    case: Case
+    expected: Any
+    wrong_outputs: Callable[[], dict]
+
+
+@dataclass
+class PropertyRun:
+    description: str
+    cases: list[Case]
+    judge: Callable[[list[Result], Optional[torch.dtype]], Optional[str]]
+
+
+@dataclass
+class Plan:
+    """Everything one layer asks of the student's code in one dtype, in the order it is judged."""
+
+    dtype: Optional[torch.dtype]
+    comparisons: list[Comparison] = field(default_factory=list)
+    properties: list[PropertyRun] = field(default_factory=list)
+
+    def cases(self) -> list[Case]:
+        return [c.case for c in self.comparisons] + [case for p in self.properties for case in p.cases]
+
+
+def dtype_name(dtype: Optional[torch.dtype]) -> str:
+    return str(dtype).removeprefix("torch.") if dtype is not None else "as given"
+
+
+def check_output(exercise: Exercise, got: Any, expected: Any, show_values: bool) -> Optional[str]:
+    if exercise.outputs:
+        names = ", ".join(exercise.outputs)
+        if not isinstance(got, (tuple, list)) or len(got) != len(exercise.outputs):
+            return f"`{exercise.name}` should return a tuple ({names}), but it returned {describe(got)}."
+        for name, g, e in zip(exercise.outputs, got, expected):
+            message = compare(g, e, f"`{name}`", show_values)
+            if message:
+                return message
+        return None
+    if got is None and expected is not None:
+        return f"`{exercise.name}` returned None: did you forget the `return` statement?"
+    return compare(got, expected, f"what `{exercise.name}` returns", show_values)
+
+
+def diagnose(exercise: Exercise, got: Any, expected: Any, wrong_outputs: dict, dtype) -> str:
+    for mistake in exercise.mistakes:
+        wrong = wrong_outputs.get(mistake.key)
+        if wrong is not None and not same(wrong, expected, dtype) and same(got, wrong, dtype):
+            return f" This looks like a known mistake: {mistake.message}"
+    return ""
+
+
+def decide(exercise: Exercise, plan: Plan, results: list[Result], hidden: bool) -> Optional[str]:
+    """None when every case and property passes, else the one sentence the student sees."""
+    forbidden = list(dict.fromkeys(name for r in results for name in r.forbidden))
+    if forbidden:
+        why = f": {exercise.why_forbidden}" if exercise.why_forbidden else ""
+        return f"`{exercise.name}` uses {forbidden[0]}, which this exercise asks you not to use{why}."
+    where = "On a hidden test ({label}, {dtype}): " if hidden else "With {label} ({dtype}): "
+    position = 0
+    for comparison in plan.comparisons:
+        result = results[position]
+        position += 1
+        if result.error:
+            return result.error
+        message = check_output(exercise, result.output, comparison.expected, show_values=not hidden)
+        if message:
+            hint = diagnose(exercise, result.output, comparison.expected, comparison.wrong_outputs(), plan.dtype)
+            return where.format(label=comparison.case.label, dtype=dtype_name(plan.dtype)) + message + hint
+    for prop in plan.properties:
+        own = results[position:position + len(prop.cases)]
+        position += len(prop.cases)
+        errors = [r.error for r, case in zip(own, prop.cases) if r.error and not case.expect_error]
+        if errors:
+            return errors[0]
+        message = prop.judge(own, plan.dtype)
+        if message:
+            return message
+    return None

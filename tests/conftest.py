@@ -105,10 +105,11 @@ def pytest_terminal_summary(terminalreporter):
 # --- The grader as an instructor installs it: a wheel, in a virtualenv outside the course folder ----
 
 @pytest.fixture(scope="session")
-def grader_from_wheel(tmp_path_factory) -> tuple[str, str]:
-    """(python, PATH) of a fresh virtualenv under the temporary folder with the course package installed
-    from its wheel. Its other packages (torch, nbgrader...) come from the test's own environment
-    through a plain path entry, which does not run that environment's editable install of the package."""
+def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
+    """(python, environment variables) of a fresh virtualenv under the temporary folder with the course
+    package installed from its wheel. Its other packages (torch, nbgrader...) come from the test's own
+    environment through a plain path entry, which does not run that environment's editable install of
+    the package, and their data files (nbconvert's templates) through JUPYTER_PATH."""
     import site
     import subprocess
     import venv
@@ -124,6 +125,7 @@ def grader_from_wheel(tmp_path_factory) -> tuple[str, str]:
                                    check=True, capture_output=True, text=True).stdout.strip())
     (own_site / "course-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     wheel = next(wheels.glob("*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True,
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", str(wheel)], check=True, capture_output=True,
                    env=env_with_venv())
-    return str(python), f"{env_dir / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return str(python), {"PATH": f"{env_dir / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                         "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}

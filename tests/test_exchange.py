@@ -9,7 +9,6 @@ from a wheel into a virtualenv outside the course folder.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import subprocess
 import sys
@@ -34,12 +33,12 @@ LOADS = re.compile(r"<(?:script|img|iframe)\b[^>]*\bsrc\s*=\s*['\"]?(?!data:)[^'
 class Term:
     """One instructor's course folder, an exchange, and a folder per student, driven by nbgrader's commands."""
 
-    def __init__(self, tmp: Path, python: str, path: str, isolated: bool = False):
+    def __init__(self, tmp: Path, python: str, env: dict, isolated: bool = False):
         self.course = copy_course(tmp / "course")
         self.exchange = tmp / "exchange"
         self.exchange.mkdir()
         self.exchange.chmod(0o777)  # nbgrader's exchange is a shared, world-writable folder
-        self.python, self.env = python, env_with_venv(AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu", PATH=path)
+        self.python, self.env = python, env_with_venv(AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu", **env)
         if isolated:  # nothing may lead the installed grader back to this checkout
             self.env.pop("PYTHONPATH", None)
         self.home = tmp / "students"
@@ -120,13 +119,13 @@ def _assert_term(played: dict) -> None:
 
 @pytest.mark.xdist_group("exchange")
 def test_a_term_through_the_exchange(tmp_path):
-    _assert_term(_term(Term(tmp_path, sys.executable, f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")))
+    _assert_term(_term(Term(tmp_path, sys.executable, {})))
 
 
 @pytest.mark.xdist_group("exchange-wheel")
 def test_a_term_with_the_grader_installed_from_a_wheel(tmp_path, grader_from_wheel):
-    python, path = grader_from_wheel
-    term = Term(tmp_path, python, path, isolated=True)
+    python, env = grader_from_wheel
+    term = Term(tmp_path, python, env, isolated=True)
     probe = subprocess.run([python, "-c", "import autograder; print(autograder.__file__)"], cwd=term.course,
                            capture_output=True, text=True, env=term.env)
     assert probe.returncode == 0 and not probe.stdout.startswith(str(ROOT)), probe.stdout + probe.stderr

@@ -99,6 +99,27 @@ def test_the_glossary_gives_every_term_a_chinese_term(book_html):
     assert html.count('<dt id="term-') >= 20
 
 
+def _glossary_sections_out_of_order(source: str) -> str | None:
+    """None if the `## Chapters N...` sections of a glossary follow the chapters, else what is wrong."""
+    firsts = [int(n) for n in re.findall(r"^## Chapters (\d+)", source, re.M)]
+    if firsts != sorted(firsts):
+        return f"the glossary's sections start at chapters {firsts}; put them in chapter order"
+    return None
+
+
+def test_the_glossary_sections_follow_the_chapters():
+    assert _glossary_sections_out_of_order((ROOT / "book" / "glossary.md").read_text()) is None
+
+
+@pytest.mark.parametrize("headings, in_order", [
+    (["Reading the articles' terms", "Chapters 0 and 4", "Chapters 1-3", "Chapters 5-7", "Chapters 8-10"], True),
+    (["Chapters 0 and 4", "Chapters 5-7", "Chapters 13-14", "Chapters 8-10"], False),
+])
+def test_the_glossary_order_check_tells_order_from_disorder(headings, in_order):
+    source = "# Glossary\n\n" + "".join(f"## {h}\n\ntext\n\n" for h in headings)
+    assert (_glossary_sections_out_of_order(source) is None) == in_order
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_opens_with_objectives_prerequisites_and_time(chapter):
     source = (ROOT / f"{chapter}.md").read_text()

@@ -4,7 +4,9 @@ Each page is opened from the file system (file://), the way a student reads the 
 offline, and must: log no console error; show every image (natural width > 0); leave no
 raw TeX behind (MathJax typeset every formula); link only to files that exist in
 `_build/html`, downloads included; and ask no other host for anything. A screenshot of
-every page is written to `_build/screenshots/` beside the build's `html/` folder.
+every page is written to `_build/screenshots/` beside the build's `html/` folder. Every page
+is also opened at a phone's width (PHONE), where it must not be wider than the screen: a
+reader should never have to scroll sideways.
 
 Needs Debian's Chromium (`apt-get install -y chromium`) and the `playwright` pip package
 (requirements.txt), which drives that Chromium and never downloads a browser. Without them
@@ -29,6 +31,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 LOCAL_SCHEMES = {"file", "data", "blob", "about"}
 SETTLE_MS = 400        # a page is loaded when no request has been in flight for this long
 PAGE_TIMEOUT_MS = 30_000
+PHONE = {"width": 390, "height": 844}  # CSS pixels of a common phone held upright
 
 # Run in the page once it has loaded: wait for MathJax and the images, then report what the
 # tests check. Text inside code, scripts and MathJax's own output is not searched for TeX.
@@ -58,6 +61,22 @@ INSPECT_PAGE = """async () => {
       download: a.classList.contains("download") || a.hasAttribute("download"),
       text: a.textContent.trim().slice(0, 80)})),
   };
+}"""
+
+
+# How much wider than its window a page is, and the innermost elements that stick out of the
+# window without a scrolling box of their own around them (a wide table that scrolls inside its
+# container is fine).
+MEASURE_WIDTH = """() => {
+  const width = document.documentElement.clientWidth;
+  const scrolls = el => { for (let p = el.parentElement; p; p = p.parentElement) {
+      if (getComputedStyle(p).overflowX !== "visible" && p.getBoundingClientRect().right <= width + 1) return true; }
+    return false; };
+  const wide = Array.from(document.body.querySelectorAll("*"))
+      .filter(el => el.getBoundingClientRect().right > width + 1 && !scrolls(el))
+      .filter((el, _, all) => !all.some(other => other !== el && el.contains(other)));
+  return {window: width, page: document.documentElement.scrollWidth,
+          wide: wide.slice(0, 5).map(el => `<${el.tagName.toLowerCase()}> ${el.textContent.trim().slice(0, 60)}`)};
 }"""
 
 
@@ -160,6 +179,27 @@ def visits(browser, book_html) -> dict[str, Visit]:
             for page in PAGES}
 
 
+def _width_on_a_phone(browser, url: str) -> dict:
+    """Open a page at the phone's width and measure it (MEASURE_WIDTH)."""
+    context = browser.new_context(viewport=PHONE)
+    context.route(lambda url: urlsplit(url).scheme not in LOCAL_SCHEMES, lambda route: route.abort())
+    try:
+        page = context.new_page()
+        page.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        page.evaluate("async () => { if (window.MathJax && MathJax.startup) { await MathJax.startup.promise; } }")
+        return page.evaluate(MEASURE_WIDTH)
+    finally:
+        context.close()
+
+
+def _too_wide(measured: dict) -> str | None:
+    """None if the page fits its window, else one sentence that says what sticks out."""
+    if measured["page"] <= measured["window"]:
+        return None
+    return (f"the page is {measured['page']} pixels wide on a {measured['window']}-pixel screen, so the reader "
+            f"must scroll sideways; sticking out: {measured['wide']}")
+
+
 def _local_target(href: str) -> tuple[Path, str]:
     """The file a file:// link points to, and its fragment."""
     parts = urlsplit(href)
@@ -216,6 +256,30 @@ def test_chapter_downloads_its_student_notebook(visits, book_html, page):
     for link in notebooks:
         target, _ = _local_target(link["href"])
         assert target.is_file() and target.stat().st_size > 0, link["raw"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_fits_a_phone_screen(browser, book_html, page):
+    problem = _too_wide(_width_on_a_phone(browser, (book_html / page).as_uri()))
+    assert problem is None, f"{page}: {problem}"
+
+
+@pytest.mark.parametrize("wide, fits", [
+    ('<p>open <code style="white-space: nowrap">exercises/ch04_scaled_dot_product/'
+     'ch04_scaled_dot_product.ipynb</code> now</p>', False),
+    ('<p>open <code>exercises/ch04_scaled_dot_product/ch04_scaled_dot_product.ipynb</code> now</p>'
+     '<div style="overflow-x: auto"><table><tr><td style="white-space: nowrap">' + "wide " * 80 + '</td></tr></table></div>',
+     True),
+])
+def test_the_phone_check_tells_a_wide_page_from_one_that_fits(browser, tmp_path, wide, fits):
+    """A span that cannot wrap is caught; text that wraps, and a table in its own scrolling box, are not."""
+    page = tmp_path / "page.html"
+    page.write_text('<!doctype html><meta name="viewport" content="width=device-width">'
+                    '<style>code { overflow-wrap: break-word; }</style><body>' + wide + "</body>")
+    problem = _too_wide(_width_on_a_phone(browser, page.as_uri()))
+    assert (problem is None) == fits, problem
+    if not fits:
+        assert "pixels wide on a 390-pixel screen" in problem and "<code> exercises/ch04" in problem, problem
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -96,10 +96,12 @@ MULTI_HEAD_ATTENTION = Capability(
     classes=(nn.MultiheadAttention,),
 )
 
+# A layer is also reached through the torch modules built from it.
 ENCODER_LAYER = Capability("torch.nn.TransformerEncoderLayer", _ops("_transformer_encoder_layer_fwd"),
-                           classes=(nn.TransformerEncoderLayer,))
-DECODER_LAYER = Capability("torch.nn.TransformerDecoderLayer", classes=(nn.TransformerDecoderLayer,))
-ENCODER = Capability("torch.nn.TransformerEncoder", classes=(nn.TransformerEncoder,))
+                           classes=(nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Transformer))
+DECODER_LAYER = Capability("torch.nn.TransformerDecoderLayer",
+                           classes=(nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer))
+ENCODER = Capability("torch.nn.TransformerEncoder", classes=(nn.TransformerEncoder, nn.Transformer))
 TRANSFORMER = Capability("torch.nn.Transformer", classes=(nn.Transformer,))
 
 RNN = Capability(
@@ -134,6 +136,8 @@ NORMALIZATION = Capability(
          "rms_norm", "_fused_rms_norm"),
     functions=(F.layer_norm, torch.layer_norm, torch.native_layer_norm, F.batch_norm, torch.batch_norm,
                F.group_norm, F.instance_norm, F.rms_norm),
+    classes=(nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+             nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
 )
 
 # Cross-entropy is log_softmax followed by the negative log-likelihood: the capability is the
@@ -370,6 +374,19 @@ def _uses(node: ast.AST, names: dict) -> Iterable[tuple[str, ast.AST]]:
                 yield sub.slice.value, sub
 
 
+def _written(where: ast.AST, name: str) -> str:
+    """The code that reaches ``name``, as short as it can be shown: ``torch.ops.aten._softmax``, ``.unfold``."""
+    if isinstance(where, ast.ImportFrom):
+        return f"from {where.module} import {name}"
+    if isinstance(where, ast.Attribute):
+        chain = where.value
+        while isinstance(chain, ast.Attribute):
+            chain = chain.value
+        if not isinstance(chain, ast.Name):
+            return f".{name}"
+    return ast.unparse(where)
+
+
 def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional[int] = None) -> Optional[str]:
     """The first forbidden capability that the student's code for ``exercise`` reaches in its source, as the
     message names it (``torch.softmax (written `torch.ops.aten._softmax`)``), or None.
@@ -406,7 +423,7 @@ def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional
         for node in defined.get(name, []):
             for used, where in _uses(node, names):
                 capability = names[used]
-                written = f"from {where.module} import {used}" if isinstance(where, ast.ImportFrom) else ast.unparse(where)
+                written = _written(where, used)
                 return capability.name if written == capability.name else f"{capability.name} (written `{written}`)"
             pending += [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
     return None

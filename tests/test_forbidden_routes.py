@@ -971,18 +971,23 @@ def test_honest_alternatives_pass(name):
 
 # --- graded: the verdict the kernel hands back, and the source scan in the grader's process --------
 
+# One class per assignment, one route per submission: routes found in the source and routes only the
+# kernel's watch can see (a computed name).
 GRADED = {
     "ch04_scaled_dot_product": {
-        "softmax": ["private_alias", "getattr_constant", "computed_name", "softmin"],
+        "softmax": ["private_alias", "getattr_constant", "computed_name"],
         "scaled_dot_product_attention": ["math_kernel", "computed_name"],
         "SelfAttention": ["native_multi_head"],
     },
     "ch02_embeddings": {
-        "one_hot": ["aten", "imported_under_another_name"],
+        "one_hot": ["imported_under_another_name"],
         "embedding_lookup": ["embedding_bag"],
         "cosine_similarity_matrix": ["embedding_loss"],
     },
 }
+# The reference SelfAttention calls the student's scaled_dot_product_attention: a forbidden kernel
+# there is one that SelfAttention forbids too.
+ALSO_ZERO = {"scaled_dot_product_attention": {"SelfAttention"}}
 
 
 def with_route(nb, name: str, r: Route):
@@ -1041,19 +1046,23 @@ def graded_outputs(course, assignment: str, student: str) -> dict[str, str]:
 GRADED_CASES = [(a, n, k) for a, routes in GRADED.items() for n, keys in routes.items() for k in keys]
 
 
+@pytest.mark.xdist_group("forbidden_routes_graded")
 @pytest.mark.parametrize("assignment,name,key", GRADED_CASES, ids=[f"{n}-{k}" for _, n, k in GRADED_CASES])
 def test_a_route_earns_nothing_when_graded(graded_routes, assignment, name, key):
     scores = graded_routes.scores[assignment, f"{name}-{key}"]
+    outputs = graded_outputs(graded_routes.course, assignment, f"{name}-{key}")
+    zero = {name} | ALSO_ZERO.get(name, set())
     for gid, (score, maximum) in scores.items():
-        if gid in (f"test_{name}", f"test_{name}_hidden"):
+        exercise = gid.removeprefix("test_").removesuffix("_hidden")
+        if exercise in zero:
             assert score == 0.0, gid
+            assert_forbidden_sentence(EXERCISES[exercise], outputs[gid].strip())
         else:
             assert score == maximum, f"{gid}: another exercise lost points"
-    outputs = graded_outputs(graded_routes.course, assignment, f"{name}-{key}")
-    for gid in (f"test_{name}", f"test_{name}_hidden"):
-        assert_forbidden_sentence(EXERCISES[name], outputs[gid].strip())
+    assert {f"test_{n}" for n in zero} <= set(scores)
 
 
+@pytest.mark.xdist_group("forbidden_routes_graded")
 @pytest.mark.parametrize("assignment", sorted(GRADED))
 def test_the_reference_scores_full_beside_the_routes(graded_routes, assignment):
     scores = graded_routes.scores[assignment, "reference"]

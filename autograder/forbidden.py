@@ -253,12 +253,12 @@ class _FunctionWatch(TorchFunctionMode):
         kwargs = kwargs or {}
         if not _exempt_depth:
             if func in self.functions:
-                _record(self.used, func)
-                with exempt():
-                    return func(*args, **kwargs)
-            capability = self.operators.get(operator_name(func))
-            if capability is not None:
-                _record(self.used, f"{capability.name} (called as {display_name(func)})")
+                verdict = func
+            else:
+                capability = self.operators.get(operator_name(func))
+                verdict = f"{capability.name} (called as {display_name(func)})" if capability is not None else None
+            if verdict is not None:
+                _record(self.used, verdict)
                 with exempt():
                     return func(*args, **kwargs)
         return func(*args, **kwargs)
@@ -269,6 +269,7 @@ class _OperatorWatch(TorchDispatchMode):
         super().__init__()
         self.operators = operators
         self.used = used
+        self.verdicts: dict = {}  # OpOverload -> what to record when it runs (None: nothing)
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -277,10 +278,13 @@ class _OperatorWatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if not _exempt_depth:
-            name = operator_name(func)
-            capability = self.operators.get(name)
-            if capability is not None:
-                _record(self.used, f"{capability.name} (through the operator aten.{name})")
+            if func not in self.verdicts:
+                name = operator_name(func)
+                capability = self.operators.get(name)
+                self.verdicts[func] = (f"{capability.name} (through the operator aten.{name})"
+                                       if capability is not None else None)
+            if self.verdicts[func] is not None:
+                _record(self.used, self.verdicts[func])
         return func(*args, **(kwargs or {}))
 
 

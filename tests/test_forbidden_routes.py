@@ -866,6 +866,24 @@ def test_a_students_own_attribute_is_not_torchs():
     assert scan_forbidden([(3, "masked_softmax", source)], EXERCISES["masked_softmax"]) is None
 
 
+def test_torchs_own_python_decompositions_are_found_in_the_source():
+    """torch._refs and torch._decomp build the built-ins from primitive operators, which the runtime
+    watch cannot tell from a student's own; written in the source, they are found."""
+    for written in ("torch._refs.softmax(x, dim)", "torch._decomp.decompositions._softmax(x, dim, False)"):
+        source = f"import torch\ndef softmax(x, dim=-1):\n    return {written}\n"
+        assert scan_forbidden([(3, "softmax", source)], EXERCISES["softmax"]).startswith("torch.softmax (written")
+
+
+@pytest.mark.parametrize("assignment", sorted({e.assignment for e in EXERCISES.values() if e.forbidden}))
+def test_the_reference_solutions_use_nothing_forbidden(assignment):
+    nb = read_notebook(reference.notebook_path(assignment))
+    cells = [(i, c.metadata.get("nbgrader", {}).get("grade_id", ""), c.source) for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    for exercise in EXERCISES.values():
+        if exercise.assignment == assignment and exercise.forbidden:
+            assert scan_forbidden(cells, exercise) is None, exercise.name
+
+
 # --- the watch: what the capabilities must not catch ---------------------------------------------
 
 def test_decompositions_of_allowed_code_are_not_forbidden():

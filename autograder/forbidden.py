@@ -396,11 +396,13 @@ def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional
     message names it (``torch.softmax (written `torch.ops.aten._softmax`)``), or None.
 
     ``cells`` are the student's code cells as (index, grade_id, source); only those before
-    ``before`` count, and of those, the exercise's own cell and the student's extra cells.
-    What is scanned is what the exercise's name reaches: its definition, and the functions,
-    classes, assignments and imports at the top level of those cells that it uses, and so
-    on. A scratch line that compares one's work with the built-in is not part of the answer,
-    and another exercise's cell may use what is forbidden here.
+    ``before`` (the test cell) count, and of those, the exercise's own cell and the student's
+    extra cells. What is scanned is what the exercise's name is bound to when it is checked
+    (its last definition), and what that uses in turn: the functions, classes, assignments and
+    imports at the top level of those cells. A definition that uses its own name
+    (``class SelfAttention(SelfAttention)``) reaches the one before it. A scratch line that
+    compares one's work with the built-in is not part of the answer, a definition shadowed
+    later is not what is checked, and another exercise's cell may use what is forbidden here.
     """
     names: dict[str, Capability] = {}
     for capability in capabilities(exercise.forbidden):
@@ -408,26 +410,29 @@ def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional
             names.setdefault(name, capability)
     if not names:
         return None
-    defined: dict[str, list[ast.AST]] = {}
+    bindings: list[tuple[str, ast.AST]] = []  # in the order they run
     for index, grade_id, source in cells:
         if (before is not None and index >= before) or (grade_id and grade_id != exercise.name):
             continue
         try:
-            tree = ast.parse(source)
+            bindings += _definitions(ast.parse(source))
         except SyntaxError:
             continue
-        for name, node in _definitions(tree):
-            defined.setdefault(name, []).append(node)
-    pending, seen = [exercise.name], set()
+
+    def bound(name: str, limit: int) -> Optional[int]:
+        return next((i for i in range(limit - 1, -1, -1) if bindings[i][0] == name), None)
+
+    pending, seen = [bound(exercise.name, len(bindings))], set()
     while pending:
-        name = pending.pop(0)
-        if name in seen:
+        position = pending.pop(0)
+        if position is None or position in seen:
             continue
-        seen.add(name)
-        for node in defined.get(name, []):
-            for used, where in _uses(node, names):
-                capability = names[used]
-                written = _written(where, used)
-                return capability.name if written == capability.name else f"{capability.name} (written `{written}`)"
-            pending += [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+        seen.add(position)
+        own, node = bindings[position]
+        for used, where in _uses(node, names):
+            capability = names[used]
+            written = _written(where, used)
+            return capability.name if written == capability.name else f"{capability.name} (written `{written}`)"
+        pending += [bound(n.id, position if n.id == own else len(bindings))
+                    for n in ast.walk(node) if isinstance(n, ast.Name)]
     return None

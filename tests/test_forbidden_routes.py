@@ -860,6 +860,12 @@ def test_another_exercise_and_later_cells_are_not_scanned():
     assert scan_forbidden([(3, "softmax", HONEST_SOFTMAX), later], EXERCISES["softmax"]) is not None
 
 
+def test_what_is_checked_is_the_last_definition():
+    imported = (2, "", "from torch.nn.functional import softmax\n")
+    assert scan_forbidden([imported, (3, "softmax", HONEST_SOFTMAX)], EXERCISES["softmax"]) is None
+    assert scan_forbidden([(3, "softmax", HONEST_SOFTMAX), imported], EXERCISES["softmax"]) is not None
+
+
 def test_a_students_own_attribute_is_not_torchs():
     source = ("import torch\nclass Helper:\n    def __init__(self):\n        self.softmax = None\n"
               "def masked_softmax(scores, mask):\n    h = Helper()\n    return h\n")

@@ -12,8 +12,8 @@ import math
 import torch
 from torch import nn
 
-from .. import forbidden as capability
 from .. import components
+from .. import forbidden as capability
 from ..compare import describe
 from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 

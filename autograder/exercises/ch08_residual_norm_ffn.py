@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import forbidden as capability
 from .. import components
+from .. import forbidden as capability
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 
 ASSIGNMENT = "ch08_residual_norm_ffn"

@@ -12,8 +12,8 @@ import contextlib
 import torch
 from torch import nn
 
-from .. import forbidden as capability
 from .. import components
+from .. import forbidden as capability
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 
 ASSIGNMENT = "ch09_encoder"

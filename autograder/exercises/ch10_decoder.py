@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import forbidden as capability
 from .. import components
+from .. import forbidden as capability
 from ..components.transformer import sinusoidal_table
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, encoder_layer_state, ffn_state,

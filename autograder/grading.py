@@ -34,7 +34,7 @@ from traitlets import Integer
 from . import config, sandbox, serialize
 from .checks import hidden_plan, result_from_data, visible_plan
 from .exercises import EXERCISES
-from .forbidden import display_name
+from .forbidden import scan_forbidden
 from .verdict import Plan, decide, dtype_name
 
 LAYERS = {"": "visible", "_hidden": "hidden"}
@@ -65,38 +65,6 @@ def _student_code(nb: NotebookNode) -> list[tuple[int, str, str]]:
         if cell.cell_type == "code" and not (meta.get("locked") or (meta.get("grade") and not meta.get("solution"))):
             cells.append((index, meta.get("grade_id", ""), cell.source))
     return cells
-
-
-def _forbidden_names(exercise) -> set[str]:
-    return {display_name(obj).rsplit(".", 1)[-1] for obj in exercise.forbidden}
-
-
-def scan_forbidden(nb: NotebookNode, name: str) -> Optional[str]:
-    """The first forbidden built-in named in the exercise's own cell or in a function or class of the
-    student's own extra cells (where a helper it calls may live). Other exercises' cells are not
-    scanned: a built-in forbidden here may be allowed there."""
-    exercise = EXERCISES[name]
-    banned = _forbidden_names(exercise)
-    if not banned:
-        return None
-    for index, grade_id, source in _student_code(nb):
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        if grade_id and grade_id != name:
-            continue
-        scopes = [tree] if grade_id == name else [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
-        for scope in scopes:
-            for node in ast.walk(scope):
-                used = (node.attr if isinstance(node, ast.Attribute) else
-                        node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else
-                        None)
-                if isinstance(node, ast.ImportFrom):
-                    used = next((a.name for a in node.names if a.name in banned), None)
-                if used in banned:
-                    return used
-    return None
 
 
 def scan_tampering(nb: NotebookNode) -> Optional[str]:
@@ -215,7 +183,7 @@ class GradingExecute(Execute):
             message = None
             if tampered:
                 message = f"Not graded: {tampered}, and student code may not touch the checking machinery."
-            elif (used := scan_forbidden(nb, name)):
+            elif (used := scan_forbidden(_student_code(nb), EXERCISES[name], before=index)):
                 exercise = EXERCISES[name]
                 why = f": {exercise.why_forbidden}" if exercise.why_forbidden else ""
                 message = f"`{name}` uses {used}, which this exercise asks you not to use{why}."

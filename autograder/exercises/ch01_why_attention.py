@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from .. import forbidden as capability
 from ..compare import describe
 from ..spec import Case, Exercise, close, gradients_reach, randn, shapes
 
@@ -24,7 +25,7 @@ def _transposed(g: torch.Generator, rows: int, cols: int, scale: float = 1.0) ->
 # --------------------------------------------------------------------------- rnn_encode
 rnn_encode = Exercise(
     "rnn_encode", ASSIGNMENT, outputs=("outputs", "h_T"),
-    forbidden=(nn.RNN, torch.rnn_tanh, nn.RNNCell, torch.rnn_tanh_cell),
+    forbidden=(capability.RNN,),
     why_forbidden="the point is to write the recurrence yourself, one step after another",
 )
 

@@ -9,8 +9,8 @@ import re
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from .. import forbidden as capability
 from ..compare import describe
 from ..spec import Case, Exercise, gradients_reach, randn, shapes
 
@@ -253,7 +253,7 @@ def splits_on_single_spaces(ref):
 
 
 # ------------------------------------------------------------------------------- one_hot
-one_hot = Exercise("one_hot", ASSIGNMENT, dtypes=(None,), forbidden=(F.one_hot,),
+one_hot = Exercise("one_hot", ASSIGNMENT, dtypes=(None,), forbidden=(capability.ONE_HOT,),
                    why_forbidden="the point is to build the one-hot vectors yourself")
 
 
@@ -320,7 +320,7 @@ def builtin(ref):
 
 
 # ---------------------------------------------------------------------- embedding_lookup
-embedding_lookup = Exercise("embedding_lookup", ASSIGNMENT, forbidden=(F.embedding, nn.Embedding),
+embedding_lookup = Exercise("embedding_lookup", ASSIGNMENT, forbidden=(capability.EMBEDDING,),
                             why_forbidden="the point is to see that an embedding layer is a row lookup")
 
 
@@ -376,7 +376,7 @@ def builtin(ref):
 
 
 # -------------------------------------------------------------- cosine_similarity_matrix
-cosine_similarity_matrix = Exercise("cosine_similarity_matrix", ASSIGNMENT, forbidden=(F.cosine_similarity,),
+cosine_similarity_matrix = Exercise("cosine_similarity_matrix", ASSIGNMENT, forbidden=(capability.COSINE_SIMILARITY,),
                                     why_forbidden="the point is to compute the lengths and divide by them yourself")
 
 

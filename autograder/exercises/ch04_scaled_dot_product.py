@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import forbidden as capability
 from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
 ASSIGNMENT = "ch04_scaled_dot_product"
@@ -25,8 +26,7 @@ def _shuffled(g: torch.Generator, *shape: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- softmax
 softmax = Exercise(
     "softmax", ASSIGNMENT,
-    forbidden=(torch.softmax, F.softmax, torch.Tensor.softmax, torch.special.softmax,
-               torch.log_softmax, F.log_softmax, torch.Tensor.log_softmax),
+    forbidden=(capability.SOFTMAX, capability.SCALED_DOT_PRODUCT_ATTENTION),
     why_forbidden="write softmax from exp, max and sum",
 )
 
@@ -105,7 +105,7 @@ def builtin(ref):
 # ------------------------------------------------------------------- attention_scores
 attention_scores = Exercise(
     "attention_scores", ASSIGNMENT,
-    forbidden=(F.scaled_dot_product_attention,), why_forbidden=SDPA_WHY,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION,), why_forbidden=SDPA_WHY,
 )
 
 
@@ -156,7 +156,7 @@ def swapped(ref):
 # -------------------------------------------------------------- scaled_dot_product_attention
 scaled_dot_product_attention = Exercise(
     "scaled_dot_product_attention", ASSIGNMENT, outputs=("out", "weights"),
-    forbidden=(F.scaled_dot_product_attention,), why_forbidden=SDPA_WHY,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=SDPA_WHY,
 )
 
 
@@ -278,7 +278,7 @@ def builtin(ref):
 # ------------------------------------------------------------------------ SelfAttention
 SelfAttention = Exercise(
     "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
-    forbidden=(F.scaled_dot_product_attention, nn.MultiheadAttention), why_forbidden=SDPA_WHY,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=SDPA_WHY,
 )
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .. import forbidden as capability
 from ..compare import describe
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
@@ -268,7 +268,7 @@ def total_width(ref):
 # ----------------------------------------------------------------------------- CrossAttention
 CrossAttention = Exercise(
     "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
-    forbidden=(F.scaled_dot_product_attention, nn.MultiheadAttention), why_forbidden=ATTENTION_WHY,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=ATTENTION_WHY,
 )
 
 

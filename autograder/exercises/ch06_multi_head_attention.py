@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import components
+from .. import forbidden as capability
 from ..compare import describe
 from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
@@ -138,8 +138,7 @@ def transposed_output(ref):
 # ------------------------------------------------------------------------ MultiHeadAttention
 MultiHeadAttention = Exercise(
     "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
-    forbidden=(nn.MultiheadAttention, F.multi_head_attention_forward, F.scaled_dot_product_attention,
-               components.MultiHeadAttention),
+    forbidden=(capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION, components.MultiHeadAttention),
     why_forbidden=MHA_WHY,
 )
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")

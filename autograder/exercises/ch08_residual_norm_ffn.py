@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import components
+from .. import forbidden as capability
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 
 ASSIGNMENT = "ch08_residual_norm_ffn"
@@ -32,8 +33,7 @@ def _norm_state(g: torch.Generator, d: int, prefix: str = "") -> dict:
 # would make the grader's source scan flag SublayerConnection, which must use nn.LayerNorm.
 layer_norm = Exercise(
     "layer_norm", ASSIGNMENT,
-    forbidden=(F.layer_norm, torch.layer_norm, torch.native_layer_norm, F.batch_norm, torch.batch_norm,
-               F.group_norm, F.instance_norm),
+    forbidden=(capability.NORMALIZATION,),
     why_forbidden="write the normalisation yourself from mean, variance and sqrt",
 )
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import components
+from .. import forbidden as capability
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 
 ASSIGNMENT = "ch09_encoder"
@@ -102,7 +102,7 @@ def patched_forward(module: nn.Module, make):
 # ---------------------------------------------------------------------------------- EncoderLayer
 EncoderLayer = Exercise(
     "EncoderLayer", ASSIGNMENT, module=True,
-    forbidden=(nn.TransformerEncoderLayer, nn.MultiheadAttention, F.scaled_dot_product_attention,
+    forbidden=(capability.ENCODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.EncoderLayer),
     why_forbidden=BUILTINS_WHY,
 )
@@ -286,7 +286,7 @@ def lent_component(ref):
 # ---------------------------------------------------------------------------------------- Encoder
 Encoder = Exercise(
     "Encoder", ASSIGNMENT, module=True,
-    forbidden=(nn.TransformerEncoder, components.Encoder),
+    forbidden=(capability.ENCODER, components.Encoder),
     why_forbidden="the point is to stack your encoder layers yourself",
 )
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import components
+from .. import forbidden as capability
 from ..components.transformer import sinusoidal_table
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
 from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, encoder_layer_state, ffn_state,
@@ -32,7 +33,7 @@ def decoder_layer_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str
 # ---------------------------------------------------------------------------------- DecoderLayer
 DecoderLayer = Exercise(
     "DecoderLayer", ASSIGNMENT, module=True,
-    forbidden=(nn.TransformerDecoderLayer, nn.MultiheadAttention, F.scaled_dot_product_attention,
+    forbidden=(capability.DECODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.DecoderLayer),
     why_forbidden="the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm",
 )
@@ -305,7 +306,7 @@ class _Calls(nn.Module):
 
 Transformer = _TransformerExercise(
     "Transformer", ASSIGNMENT, module=True,
-    forbidden=(nn.Transformer, components.Transformer),
+    forbidden=(capability.TRANSFORMER, components.Transformer),
     why_forbidden="the point is to assemble the model yourself from its parts",
 )
 

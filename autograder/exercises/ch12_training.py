@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import forbidden as capability
 from .. import config
 from ..compare import describe
 from ..errors import CheckFailure
@@ -130,7 +131,7 @@ def ignores_generator(ref):
 # ------------------------------------------------------------ label_smoothed_cross_entropy
 label_smoothed_cross_entropy = Exercise(
     "label_smoothed_cross_entropy", ASSIGNMENT,
-    forbidden=(F.cross_entropy, nn.CrossEntropyLoss),
+    forbidden=(capability.CROSS_ENTROPY,),
     why_forbidden="the point is to write the loss from log_softmax",
 )
 

@@ -29,6 +29,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .. import forbidden as capability
 from ..compare import describe
 from ..components import MultiHeadAttention
 from ..errors import CheckFailure
@@ -462,7 +463,7 @@ class Tiled(nn.Module):
 
 tiled_attention = HarnessedExercise(
     "tiled_attention", ASSIGNMENT, harness=Tiled,
-    forbidden=(F.scaled_dot_product_attention,),
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION,),
     why_forbidden="the point is to write the tiled computation that fused attention kernels use",
 )
 

@@ -13,15 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import forbidden as capability
 from ..spec import Case, Exercise, gradients_reach, linear_weight, randn, shapes
 
 ASSIGNMENT = "ch14_vision"
-UNFOLD = (F.unfold, torch.Tensor.unfold)
-
-
 # ---------------------------------------------------------------------------------- patchify
 patchify = Exercise(
-    "patchify", ASSIGNMENT, forbidden=UNFOLD,
+    "patchify", ASSIGNMENT, forbidden=(capability.UNFOLD, capability.CONVOLUTION),
     why_forbidden="the point is to see patches as a rearrangement of the image, with einops",
 )
 
@@ -129,7 +127,7 @@ def builtin(ref):
 # ---------------------------------------------------------------------------- PatchEmbedding
 PatchEmbedding = Exercise(
     "PatchEmbedding", ASSIGNMENT, module=True,
-    forbidden=(nn.Conv2d, F.conv2d) + UNFOLD,
+    forbidden=(capability.CONVOLUTION, capability.UNFOLD),
     why_forbidden="the point is to build the patch embedding from patchify and nn.Linear",
 )
 

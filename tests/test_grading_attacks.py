@@ -151,6 +151,16 @@ def full_marks(graded) -> dict[str, float]:
     return exercise_scores(types.SimpleNamespace(scores={"x": graded.points}), "x")
 
 
+def autograded(graded, student: str) -> nbformat.NotebookNode:
+    return read_notebook(graded.course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+
+
+def timed_out(graded, name: str) -> bool:
+    """Whether a cell of the attack's notebook ran past the cell time limit, as its feedback says."""
+    return any("ran longer than" in output.get("evalue", "")
+               for cell in autograded(graded, f"attack-{name}").cells for output in cell.get("outputs", []))
+
+
 def test_honest_submissions_keep_exact_scores(graded):
     assert exercise_scores(graded, "correct") == full_marks(graded)
     assert set(exercise_scores(graded, "empty").values()) == {0.0}
@@ -165,7 +175,8 @@ def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
         assert attack.REFUSED in outcome["detail"]
         return
     got = exercise_scores(graded, f"attack-{name}")
-    expected = {exercise: (0.0 if exercise in attack.ZERO else full) for exercise, full in full_marks(graded).items()}
+    zero = set(attack.ZERO) | (set(getattr(attack, "ZERO_IF_TIMED_OUT", ())) if timed_out(graded, name) else set())
+    expected = {exercise: (0.0 if exercise in zero else full) for exercise, full in full_marks(graded).items()}
     assert got == expected
     assert graded.maxima[f"attack-{name}"] == sum(graded.points.values()), "the maximum score changed"
 

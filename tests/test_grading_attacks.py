@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -193,6 +194,21 @@ def test_no_side_effects_outside_the_grading_output(graded):
 def test_a_flood_of_output_is_cut(graded):
     notebook = graded.course / "autograded" / "attack-flood_output" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert notebook.stat().st_size < graded.attacks["flood_output"].MAX_NOTEBOOK_BYTES
+
+
+def test_tampering_is_named_and_listed_for_review(graded):
+    tampered = {f"attack-{n}": a.REVIEW for n, a in graded.attacks.items() if hasattr(a, "REVIEW")}
+    assert tampered, "no attack is tampering"
+    for student, finding in tampered.items():
+        assert re.fullmatch(finding, graded.report[student]["review"]), graded.report[student]
+        verdicts = [o.get("evalue", "") for c in autograded(graded, student).cells if c.metadata.get("nbgrader", {}).get("grade")
+                    and not c.metadata["nbgrader"].get("solution") for o in c.get("outputs", [])]
+        assert verdicts and all(re.match(f"Not graded: {finding}, and student code may not touch", v) for v in verdicts), verdicts
+        row = next(line for line in graded.output.splitlines() if student in line)
+        assert "needs review" in row, row
+    assert "need review (tampering found)" in graded.output
+    for student, outcome in graded.report.items():
+        assert student in tampered or not outcome.get("review"), (student, outcome)
 
 
 def test_the_summary_names_every_student(graded):

@@ -1,6 +1,5 @@
 """A helper cell whose docstring and printed message name forbidden functions and grading internals."""
-ASSIGNMENTS = ("ch00_warmup", "ch02_embeddings", "ch04_scaled_dot_product", "ch06_multi_head_attention",
-               "ch07_masking", "ch08_residual_norm_ffn")
+ASSIGNMENTS = ("ch00_warmup", "ch04_scaled_dot_product", "ch06_multi_head_attention", "ch08_residual_norm_ffn")
 
 
 def apply(nb, kit):

@@ -1,5 +1,5 @@
 """IPython magics: %%time on the solution cells, %timeit, %precision and a shell escape in scratch cells."""
-ASSIGNMENTS = ("ch00_warmup", "ch02_embeddings", "ch03_positional_encoding", "ch05_attention_types", "ch07_masking")
+ASSIGNMENTS = ("ch00_warmup", "ch03_positional_encoding", "ch07_masking")
 
 
 def apply(nb, kit):

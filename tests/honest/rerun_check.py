@@ -1,6 +1,5 @@
 """check(...) run again in extra cells, before and after the test cells, and in a loop."""
-ASSIGNMENTS = ("ch00_warmup", "ch01_why_attention", "ch03_positional_encoding", "ch05_attention_types",
-               "ch07_masking", "ch08_residual_norm_ffn")
+ASSIGNMENTS = ("ch01_why_attention", "ch05_attention_types", "ch08_residual_norm_ffn")
 
 
 def apply(nb, kit):

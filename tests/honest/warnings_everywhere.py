@@ -1,6 +1,5 @@
 """Warnings from scratch cells and from the solution cells: warnings.warn and a torch UserWarning."""
-ASSIGNMENTS = ("ch00_warmup", "ch02_embeddings", "ch04_scaled_dot_product", "ch06_multi_head_attention",
-               "ch08_residual_norm_ffn")
+ASSIGNMENTS = ("ch02_embeddings", "ch04_scaled_dot_product", "ch06_multi_head_attention", "ch08_residual_norm_ffn")
 
 
 def apply(nb, kit):

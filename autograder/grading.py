@@ -177,20 +177,18 @@ class GradingExecute(Execute):
                     produced = exchange / "results" / f"{name}.{layer}.safetensors"
                     collected[index] = stopped or (serialize.load(produced) if produced.is_file() else
                                                    "the checks did not run: the test cell did not reach them.")
-                if stopped:
-                    break
         return collected
 
     def _judge(self, nb, checks: dict, plans: dict, collected: dict) -> None:
         findings = tampering.scan((index, source) for index, _, source in _student_code(nb))
-        nb.metadata["autograder"] = {"tampering": [str(f) for f in findings]}
+        nb.metadata["autograder"] = {"tampering": [str(f) for f in findings]}  # whatever the student put there goes
         for index, (name, layer) in checks.items():
             cell = nb.cells[index]
             outcome = collected.get(index, "the checks did not run.")
             message = None
             if findings:
-                message = (f"Not graded: {findings[0]}, and student code may not touch the checking machinery "
-                           "(the instructor will review this submission).")
+                message = (f"Not graded: {findings[0]}, and student code may not touch the checking machinery. "
+                           "Your instructor will review this submission.")
             elif (used := scan_forbidden(nb, name)):
                 exercise = EXERCISES[name]
                 why = f": {exercise.why_forbidden}" if exercise.why_forbidden else ""

@@ -156,10 +156,14 @@ def autograded(graded, student: str) -> nbformat.NotebookNode:
     return read_notebook(graded.course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
 
 
-def timed_out(graded, name: str) -> bool:
-    """Whether a cell of the attack's notebook ran past the cell time limit, as its feedback says."""
-    return any("ran longer than" in output.get("evalue", "")
-               for cell in autograded(graded, f"attack-{name}").cells for output in cell.get("outputs", []))
+def stopped_in(graded, name: str, cell_id: str, exercises: set[str]) -> bool:
+    """Whether the feedback of every test cell of ``exercises`` says that its checks did not run because the
+    notebook stopped in the cell ``cell_id`` (it ran past the time limit, or the kernel died there)."""
+    nb = autograded(graded, f"attack-{name}")
+    number = next(i for i, c in enumerate(nb.cells) if grade_id(c) == cell_id) + 1
+    tests = {f"test_{e}{layer}" for e in exercises for layer in ("", "_hidden")}
+    verdicts = [o.get("evalue", "") for c in nb.cells if grade_id(c) in tests for o in c.get("outputs", [])]
+    return bool(verdicts) and all("did not run" in v and f"cell {number}" in v for v in verdicts)
 
 
 def test_honest_submissions_keep_exact_scores(graded):
@@ -176,7 +180,8 @@ def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
         assert attack.REFUSED in outcome["detail"]
         return
     got = exercise_scores(graded, f"attack-{name}")
-    zero = set(attack.ZERO) | (set(getattr(attack, "ZERO_IF_TIMED_OUT", ())) if timed_out(graded, name) else set())
+    stopped = getattr(attack, "ZERO_IF_STOPPED", set())
+    zero = set(attack.ZERO) | (stopped if stopped and stopped_in(graded, name, attack.STOPPED_IN, stopped) else set())
     expected = {exercise: (0.0 if exercise in zero else full) for exercise, full in full_marks(graded).items()}
     assert got == expected
     assert graded.maxima[f"attack-{name}"] == sum(graded.points.values()), "the maximum score changed"
@@ -200,7 +205,7 @@ def test_tampering_is_named_and_listed_for_review(graded):
     tampered = {f"attack-{n}": a.REVIEW for n, a in graded.attacks.items() if hasattr(a, "REVIEW")}
     assert tampered, "no attack is tampering"
     for student, finding in tampered.items():
-        assert re.fullmatch(finding, graded.report[student]["review"]), graded.report[student]
+        assert re.match(finding, graded.report[student]["review"]), graded.report[student]
         verdicts = [o.get("evalue", "") for c in autograded(graded, student).cells if c.metadata.get("nbgrader", {}).get("grade")
                     and not c.metadata["nbgrader"].get("solution") for o in c.get("outputs", [])]
         assert verdicts and all(re.match(f"Not graded: {finding}, and student code may not touch", v) for v in verdicts), verdicts

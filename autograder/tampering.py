@@ -16,7 +16,8 @@ What counts as reaching into the machinery:
   lent ``autograder.components``;
 - the interpreter's module table and namespaces (``sys.modules``, ``builtins``, ``__globals__``,
   frames), through which any of the above can be replaced without importing it;
-- the kernel's exception display (``set_custom_exc``, ``showtraceback``, ``_render_traceback_``);
+- the kernel's exception display (the shell's ``set_custom_exc`` and ``showtraceback``, whether
+  reached from ``get_ipython()`` or IPython's classes, and ``_render_traceback_``);
 - torch's function and dispatch hooks (``TorchFunctionMode``, ``__torch_function__``...), which
   the watch for forbidden built-ins is made of;
 - the grading exchange (``AUTOGRADER_EXCHANGE``, the ``autograder-exchange-`` folder).
@@ -32,8 +33,7 @@ from typing import Callable, Iterable, Optional
 
 ALLOWED_FROM_AUTOGRADER = {"check", "check_hidden", "CheckFailure", "components", "*"}
 HOOKS = frozenset({  # attributes and names that are the machinery itself, on whatever object
-    "set_custom_exc", "showtraceback", "_render_traceback_", "custom_exceptions",
-    "__torch_function__", "__torch_dispatch__", "TorchFunctionMode", "TorchDispatchMode",
+    "_render_traceback_", "__torch_function__", "__torch_dispatch__", "TorchFunctionMode", "TorchDispatchMode",
     "_push_mode", "_pop_mode", "_pop_mode_temporarily", "_set_torch_function_mode",
     "_disable_torch_function", "_disable_torch_function_subclass", "DisableTorchFunction",
     "DisableTorchFunctionSubclass", "_python_dispatch",
@@ -49,11 +49,13 @@ MODULE_ATTRIBUTES = {  # module -> attributes that reach other modules' insides
     "gc": {"get_objects", "get_referrers", "get_referents"},
     "inspect": {"currentframe", "stack", "getouterframes"},
 }
+SHELL = "IPython.shell"  # what get_ipython() returns, as a path
+SHELL_HOOKS = {"set_custom_exc", "showtraceback", "_showtraceback", "showsyntaxerror", "custom_exceptions"}
 NAMESPACE_MODULES = {"builtins", "__builtin__"}
 EXCHANGE_WORDS = ("AUTOGRADER_EXCHANGE", "autograder-exchange")
 GETATTR_FAMILY = {"getattr", "setattr", "delattr", "hasattr"}
 IMPORTERS = {"__import__", "importlib.import_module", "importlib.__import__"}
-CODE_RUNNERS = {"exec": 0, "eval": 0, "compile": 0}  # function -> position of the code argument
+CODE_RUNNERS = {"exec", "eval", "compile"}  # their first argument is code
 IPYTHON_RUNNERS = {"run_cell": 0, "run_line_magic": 1, "run_cell_magic": 2, "ex": 0, "ev": 0}
 MESSAGE_CALLS = {"print", "display", "warn", "Markdown", "HTML"}  # their string arguments are words
 
@@ -125,14 +127,17 @@ class _Scan:
 
     # -- names --------------------------------------------------------------------------------
     def path(self, node: ast.AST) -> Optional[str]:
-        """The dotted path an expression stands for when it starts from an imported module."""
+        """The dotted path an expression stands for when it starts from an imported module or the shell."""
         if isinstance(node, ast.Name):
             return self.modules.get(node.id)
         if isinstance(node, ast.Attribute):
             base = self.path(node.value)
             return f"{base}.{node.attr}" if base else None
-        if isinstance(node, ast.Call) and node.args and self.is_importer(node.func):
-            return constant_string(node.args[0])
+        if isinstance(node, ast.Call):
+            if _last_name(node.func) == "get_ipython":
+                return SHELL
+            if node.args and (self.is_importer(node.func) or _last_name(node.func) == "type"):
+                return constant_string(node.args[0]) if self.is_importer(node.func) else self.path(node.args[0])
         return None
 
     def is_importer(self, function: ast.AST) -> bool:
@@ -146,7 +151,7 @@ class _Scan:
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for alias in node.names:
                     self.modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        for node in ast.walk(tree):  # m = sys; ip_mod = importlib.import_module("sys")
+        for node in ast.walk(tree):  # m = sys; ip = get_ipython(); s = importlib.import_module("sys")
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 path = self.path(node.value)
                 if path:
@@ -165,6 +170,8 @@ class _Scan:
     @staticmethod
     def path_problem(path: str) -> Optional[str]:
         parts = path.split(".")
+        if path.startswith(("IPython.", SHELL)) and parts[-1] in SHELL_HOOKS:
+            return f"uses `{parts[-1]}`"
         for i, part in enumerate(parts[:-1]):
             if parts[i + 1] in MODULE_ATTRIBUTES.get(part, ()):
                 return f"uses `{part}.{parts[i + 1]}`"
@@ -244,7 +251,7 @@ class _Scan:
         if not isinstance(node, ast.Call):
             return None
         if isinstance(node.func, ast.Name) and node.func.id in CODE_RUNNERS:
-            position = CODE_RUNNERS[node.func.id]
+            position = 0
         elif isinstance(node.func, ast.Attribute) and node.func.attr in IPYTHON_RUNNERS:
             position = IPYTHON_RUNNERS[node.func.attr]
         else:

@@ -20,6 +20,8 @@ HONEST = {
     "torch.nn.modules": "import torch\nlayer = torch.nn.modules.Linear\n",
     "a variable called builtins": "builtins = {'len': len}\nbuiltins.get('len')\n",
     "own helpers named like hooks": "def showtraceback():\n    return 1\ndef set_custom_exc(m):\n    return m\nshowtraceback()\n",
+    "own methods named like the shell's": ("class Notes:\n    def showtraceback(self):\n        return 1\n"
+                                            "Notes().showtraceback()\nnotes = Notes()\nnotes.custom_exceptions = ()\n"),
     "reading sys": "import sys\nprint(sys.version, sys.argv)\n",
     "the allowed autograder names": ("import autograder\nautograder.check('softmax', f)\nfrom autograder import check, check_hidden\n"
                                      "from autograder import CheckFailure\nfrom autograder.components import attention\n"),
@@ -41,6 +43,9 @@ TAMPERING = {
     "__builtins__": ("__builtins__.len = 1\n", "line 1 uses `__builtins__`"),
     "set_custom_exc": ("ip = get_ipython()\nip.set_custom_exc((BaseException,), print)\n", "line 2 uses `set_custom_exc`"),
     "setattr showtraceback": ("setattr(get_ipython(), 'showtraceback', None)\n", "line 1 uses `showtraceback`"),
+    "the shell's class": ("from IPython.core.interactiveshell import InteractiveShell\nInteractiveShell.showtraceback = print\n",
+                          "line 2 uses `showtraceback`"),
+    "type of the shell": ("type(get_ipython()).showtraceback = print\n", "line 1 uses `showtraceback`"),
     "_render_traceback_": ("class E(Exception):\n    def _render_traceback_(self):\n        return []\n",
                            "line 2 defines `_render_traceback_`"),
     "TorchFunctionMode": ("from torch.overrides import TorchFunctionMode\n", "line 1 uses `TorchFunctionMode`"),

@@ -34,6 +34,7 @@ class Outcome:
     score: Optional[float] = None
     max_score: Optional[float] = None
     seconds: float = 0.0
+    review: str = ""  # what the instructor should look at (tampering found), though it was graded
 
 
 def report_path(root: Path, assignment: str) -> Path:
@@ -87,6 +88,7 @@ def _worker(root: str, assignment: str, db_url: str, tasks, results) -> None:
                 with Gradebook(db_url) as gradebook:
                     submission = gradebook.find_submission(assignment, student)
                     outcome.status, outcome.score, outcome.max_score = GRADED, submission.score, submission.max_score
+                outcome.review = _tampering_found(api, assignment, student)
             else:
                 outcome.status = FAILED
                 outcome.detail = _last_error(reply.get("log", "") + reply.get("error", ""))
@@ -94,6 +96,15 @@ def _worker(root: str, assignment: str, db_url: str, tasks, results) -> None:
             outcome.status, outcome.detail = FAILED, f"{type(error).__name__}: {error}"
         outcome.seconds = time.perf_counter() - started
         results.put(("done", student, asdict(outcome)))
+
+
+def _tampering_found(api, assignment: str, student: str) -> str:
+    """What ``GradingExecute`` recorded as tampering in the autograded notebooks' metadata, if anything."""
+    import nbformat
+
+    folder = Path(api.coursedir.format_path(api.coursedir.autograded_directory, student, assignment))
+    return "; ".join(finding for path in sorted(folder.glob("*.ipynb"))
+                     for finding in nbformat.read(path, as_version=4).metadata.get("autograder", {}).get("tampering", []))
 
 
 def _last_error(log: str) -> str:
@@ -248,9 +259,11 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
     for student in chosen:
         o = grader.outcomes[student]
         score = f"{o.score:g} / {o.max_score:g}" if o.score is not None else "-"
-        table.add_row(student, o.status, score, f"{o.seconds:.1f}", o.detail)
+        table.add_row(student, o.status, score, f"{o.seconds:.1f}", o.detail or (f"needs review: {o.review}" if o.review else ""))
     console.print(table)
     skipped = sum(grader.outcomes[s].status == SKIPPED for s in chosen)
+    review = sum(bool(grader.outcomes[s].review) for s in chosen)
     console.print(f"Report: {grader.report}" + (f"; {failures} need another run (--resume)" if failures else "")
+                  + (f"; {review} need review (tampering found)" if review else "")
                   + (f"; {skipped} could not be read and need a new submission" if skipped else "") + ".")
     return 1 if failures or skipped else 0

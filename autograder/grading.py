@@ -15,12 +15,13 @@ instructor still runs stock ``nbgrader autograde``. For each notebook it:
    student's code printed, swallowed or faked in a test cell survives.
 
 It also scans the student's code for forbidden built-ins (a name in the source cannot
-be hidden by patching the runtime watch) and for tampering with the checks.
+be hidden by patching the runtime watch) and for tampering with the checks
+(``autograder.tampering``: decided from what the code does, never from its words). What
+it finds is written to the notebook's metadata (``autograder.tampering``), so the class
+report can list the submission for review.
 """
 from __future__ import annotations
 
-import ast
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,16 +32,13 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from . import config, sandbox, serialize
+from . import config, sandbox, serialize, tampering
 from .checks import hidden_plan, result_from_data, visible_plan
 from .exercises import EXERCISES
 from .forbidden import scan_forbidden
 from .verdict import Plan, decide, dtype_name
 
 LAYERS = {"": "visible", "_hidden": "hidden"}
-TAMPERING = re.compile(r"AUTOGRADER_|autograder-exchange|set_custom_exc|showtraceback|_render_traceback_|"
-                       r"__torch_function__|TorchFunctionMode|sys\.modules|\bbuiltins\b")
-ALLOWED_IMPORTS = {"check", "check_hidden", "CheckFailure"}
 
 
 def graded_check(cell: NotebookNode) -> Optional[tuple[str, str]]:
@@ -65,31 +63,6 @@ def _student_code(nb: NotebookNode) -> list[tuple[int, str, str]]:
         if cell.cell_type == "code" and not (meta.get("locked") or (meta.get("grade") and not meta.get("solution"))):
             cells.append((index, meta.get("grade_id", ""), cell.source))
     return cells
-
-
-def scan_tampering(nb: NotebookNode) -> Optional[str]:
-    """Where the student's code reaches into the checking machinery, if it does.
-
-    Importing ``check`` to try one's code, or the lent ``autograder.components``, is fine; touching
-    the autograder's other modules, the
-    kernel's exception display, torch's function-mode hooks or the grading environment is not.
-    """
-    for index, _, source in _student_code(nb):
-        match = TAMPERING.search(source)
-        if match:
-            return f"cell {index + 1} uses `{match.group(0)}`"
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "autograder":
-                extra = [a.name for a in node.names if a.name not in ALLOWED_IMPORTS]
-                if node.module not in ("autograder", "autograder.components") or (node.module == "autograder" and extra):
-                    return f"cell {index + 1} imports `{node.module}` internals"
-            if isinstance(node, ast.Import) and any(a.name.startswith("autograder") for a in node.names):
-                return f"cell {index + 1} imports the autograder module"
-    return None
 
 
 class GradingExecute(Execute):
@@ -171,18 +144,18 @@ class GradingExecute(Execute):
                     produced = exchange / "results" / f"{name}.{layer}.safetensors"
                     collected[index] = stopped or (serialize.load(produced) if produced.is_file() else
                                                    "the checks did not run: the test cell did not reach them.")
-                if stopped:
-                    break
         return collected
 
     def _judge(self, nb, checks: dict, plans: dict, collected: dict) -> None:
-        tampered = scan_tampering(nb)
+        findings = tampering.scan((index, source) for index, _, source in _student_code(nb))
+        nb.metadata["autograder"] = {"tampering": [str(f) for f in findings]}  # whatever the student put there goes
         for index, (name, layer) in checks.items():
             cell = nb.cells[index]
             outcome = collected.get(index, "the checks did not run.")
             message = None
-            if tampered:
-                message = f"Not graded: {tampered}, and student code may not touch the checking machinery."
+            if findings:
+                message = (f"Not graded: {findings[0]}, and student code may not touch the checking machinery. "
+                           "Your instructor will review this submission.")
             elif (used := scan_forbidden(_student_code(nb), EXERCISES[name], before=index)):
                 exercise = EXERCISES[name]
                 why = f": {exercise.why_forbidden}" if exercise.why_forbidden else ""

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -151,6 +152,20 @@ def full_marks(graded) -> dict[str, float]:
     return exercise_scores(types.SimpleNamespace(scores={"x": graded.points}), "x")
 
 
+def autograded(graded, student: str) -> nbformat.NotebookNode:
+    return read_notebook(graded.course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+
+
+def stopped_in(graded, name: str, cell_id: str, exercises: set[str]) -> bool:
+    """Whether the feedback of every test cell of ``exercises`` says that its checks did not run because the
+    notebook stopped in the cell ``cell_id`` (it ran past the time limit, or the kernel died there)."""
+    nb = autograded(graded, f"attack-{name}")
+    number = next(i for i, c in enumerate(nb.cells) if grade_id(c) == cell_id) + 1
+    tests = {f"test_{e}{layer}" for e in exercises for layer in ("", "_hidden")}
+    verdicts = [o.get("evalue", "") for c in nb.cells if grade_id(c) in tests for o in c.get("outputs", [])]
+    return bool(verdicts) and all("did not run" in v and f"cell {number}" in v for v in verdicts)
+
+
 def test_honest_submissions_keep_exact_scores(graded):
     assert exercise_scores(graded, "correct") == full_marks(graded)
     assert set(exercise_scores(graded, "empty").values()) == {0.0}
@@ -165,7 +180,9 @@ def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
         assert attack.REFUSED in outcome["detail"]
         return
     got = exercise_scores(graded, f"attack-{name}")
-    expected = {exercise: (0.0 if exercise in attack.ZERO else full) for exercise, full in full_marks(graded).items()}
+    stopped = getattr(attack, "ZERO_IF_STOPPED", set())
+    zero = set(attack.ZERO) | (stopped if stopped and stopped_in(graded, name, attack.STOPPED_IN, stopped) else set())
+    expected = {exercise: (0.0 if exercise in zero else full) for exercise, full in full_marks(graded).items()}
     assert got == expected
     assert graded.maxima[f"attack-{name}"] == sum(graded.points.values()), "the maximum score changed"
 
@@ -182,6 +199,21 @@ def test_no_side_effects_outside_the_grading_output(graded):
 def test_a_flood_of_output_is_cut(graded):
     notebook = graded.course / "autograded" / "attack-flood_output" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert notebook.stat().st_size < graded.attacks["flood_output"].MAX_NOTEBOOK_BYTES
+
+
+def test_tampering_is_named_and_listed_for_review(graded):
+    tampered = {f"attack-{n}": a.REVIEW for n, a in graded.attacks.items() if hasattr(a, "REVIEW")}
+    assert tampered, "no attack is tampering"
+    for student, finding in tampered.items():
+        assert re.match(finding, graded.report[student]["review"]), graded.report[student]
+        verdicts = [o.get("evalue", "") for c in autograded(graded, student).cells if c.metadata.get("nbgrader", {}).get("grade")
+                    and not c.metadata["nbgrader"].get("solution") for o in c.get("outputs", [])]
+        assert verdicts and all(re.match(f"Not graded: {finding}, and student code may not touch", v) for v in verdicts), verdicts
+        row = next(line for line in graded.output.splitlines() if student in line)
+        assert "needs review" in row, row
+    assert "need review (tampering found)" in graded.output
+    for student, outcome in graded.report.items():
+        assert student in tampered or not outcome.get("review"), (student, outcome)
 
 
 def test_the_summary_names_every_student(graded):

@@ -1,5 +1,6 @@
 """Replace the autograder's verdict and comparison with ones that always pass."""
-ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}
+ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}  # tampering voids the notebook
+REVIEW = r"cell \d+, line 3 imports `autograder.verdict`"  # what the feedback and the class report name
 
 
 def apply(nb, kit):

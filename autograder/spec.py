@@ -63,6 +63,7 @@ class Case:
     ``grad``: also backpropagate a fixed weighting of the floating outputs and report the
     gradients of the floating inputs (and of the module's parameters).
     ``inspect``: for a module, only construct it and report its submodules and parameters.
+    ``training``: for a module, the mode it runs in (False: after ``model.eval()``, where dropout is off).
     """
 
     label: str
@@ -73,20 +74,24 @@ class Case:
     grad: bool = False
     inspect: bool = False
     expect_error: bool = False  # a property case that must raise: its error goes to the judge, not the verdict
+    training: bool = True
 
     def to(self, device: torch.device, dtype: Optional[torch.dtype]) -> "Case":
         return replace(self, args=cast(self.args, device, dtype), kwargs=cast(self.kwargs, device, dtype),
                        state=cast(self.state, device, dtype))
 
     def as_data(self) -> dict:
-        return {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
+        data = {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
                 "state": self.state, "grad": self.grad, "inspect": self.inspect}
+        if not self.training:  # only when set, so that the fixtures of cases in training mode stay as they are
+            data["training"] = False
+        return data
 
     @classmethod
     def from_data(cls, data: dict) -> "Case":
         init = tuple(data["init"]) if data["init"] is not None else None
         return cls(data["label"], tuple(data["args"]), dict(data["kwargs"]), init, data["state"],
-                   bool(data.get("grad")), bool(data.get("inspect")))
+                   bool(data.get("grad")), bool(data.get("inspect")), training=bool(data.get("training", True)))
 
 
 @dataclass
@@ -165,6 +170,7 @@ class Exercise:
         if not isinstance(model, nn.Module):
             raise CheckFailure(f"`{self.name}(...)` should create a torch.nn.Module, but it made {type(model).__name__}.")
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+        model.train(case.training)
         if case.state is not None:
             load_weights(model, case.state, self.name)
         return model

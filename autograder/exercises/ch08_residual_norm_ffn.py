@@ -242,6 +242,38 @@ def _(g):
     return [dropped], judge
 
 
+@PositionwiseFeedForward.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
+def _(g):
+    x = randn(g, 2, 3, 4)
+    plain = _ffn_case(g, x, 8)
+    in_eval = Case("PositionwiseFeedForward(d_model=4, d_ff=8, dropout=0.5), in eval mode, on " + shapes(x=x),
+                   (x,), init=(4, 8, 0.5), state=plain.state, training=False)
+
+    def judge(results, dtype):
+        if not close(results[1].output, results[0].output, dtype):
+            return ("In eval mode (after model.eval()) dropout must do nothing, but with dropout=0.5 your output "
+                    "differs from the output without dropout. Use the nn.Dropout module, which follows the "
+                    "module's mode (F.dropout(h, p) without training=self.training stays on in eval mode).")
+        return None
+    return [plain, in_eval], judge
+
+
+@PositionwiseFeedForward.prop("an activation other than 'relu' or 'gelu' raises ValueError")
+def _(g):
+    case = Case("PositionwiseFeedForward(d_model=4, d_ff=8, dropout=0.0, activation='tanh')",
+                init=(4, 8, 0.0, "tanh"), inspect=True, expect_error=True)
+
+    def judge(results, dtype):
+        error = results[0].error
+        if error is None:
+            return ("PositionwiseFeedForward(4, 8, activation='tanh') should raise ValueError (only 'relu' and "
+                    "'gelu' are allowed), but it made a module.")
+        if "raised ValueError" not in error:
+            return f"For activation='tanh', PositionwiseFeedForward should raise ValueError. Instead: {error}"
+        return None
+    return [case], judge
+
+
 @PositionwiseFeedForward.prop("gradients reach x and both layers")
 def _(g):
     case = _ffn_case(g, randn(g, 2, 3, 4), 8)
@@ -303,6 +335,27 @@ def residual_inside(ref):
     class Wrong(ref.PositionwiseFeedForward):
         def forward(self, x):
             return x + super().forward(x)
+    return Wrong
+
+
+@PositionwiseFeedForward.mistake("dropout stays on in eval mode", expect="In eval mode (after model.eval()) dropout must do nothing")
+def dropout_in_eval(ref):
+    class Wrong(ref.PositionwiseFeedForward):
+        def forward(self, x):
+            mode = self.dropout.training
+            self.dropout.train(True)
+            try:
+                return super().forward(x)
+            finally:
+                self.dropout.train(mode)
+    return Wrong
+
+
+@PositionwiseFeedForward.mistake("an unknown activation does not raise", expect="should raise ValueError (only 'relu' and")
+def accepts_any_activation(ref):
+    class Wrong(ref.PositionwiseFeedForward):
+        def __init__(self, d_model, d_ff, dropout=0.0, activation="relu"):
+            super().__init__(d_model, d_ff, dropout, activation if activation in ("relu", "gelu") else "relu")
     return Wrong
 
 
@@ -401,6 +454,22 @@ def _(g):
     return [pre, post], judge
 
 
+@SublayerConnection.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
+def _(g):
+    x = randn(g, 2, 3, 6)
+    plain = _sublayer_case(g, x, False)
+    in_eval = Case(_sublayer_case(g, x, False, dropout=0.5, W=plain.args[1], note=", in eval mode").label,
+                   plain.args, init=(6, 0.5, False), state=plain.state, training=False)
+
+    def judge(results, dtype):
+        if not close(results[1].output, results[0].output, dtype):
+            return ("In eval mode (after model.eval()) dropout must do nothing, but with dropout=0.5 your output "
+                    "differs from the output without dropout. Use the nn.Dropout module, which follows the "
+                    "module's mode (F.dropout(h, p) without training=self.training stays on in eval mode).")
+        return None
+    return [plain, in_eval], judge
+
+
 @SublayerConnection.prop("gradients reach x, the sublayer and norm")
 def _(g):
     case = _sublayer_case(g, randn(g, 2, 3, 4), False)
@@ -470,4 +539,17 @@ def post_norm_normalises_the_branch(ref):
             if self.norm_first:
                 return super().forward(x, sublayer)
             return x + self.norm(sublayer(x))
+    return Wrong
+
+
+@SublayerConnection.mistake("dropout stays on in eval mode", expect="In eval mode (after model.eval()) dropout must do nothing")
+def dropout_in_eval(ref):
+    class Wrong(ref.SublayerConnection):
+        def forward(self, x, sublayer):
+            mode = self.dropout.training
+            self.dropout.train(True)
+            try:
+                return super().forward(x, sublayer)
+            finally:
+                self.dropout.train(mode)
     return Wrong

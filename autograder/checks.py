@@ -154,9 +154,12 @@ def _run(layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exerc
         raise CheckFailure(f"The check for {name!r} itself failed ({type(error).__name__}: {error}). "
                            "This is a problem in the course, not in your code: please report it.") from None
     dtypes_text = "/".join(dtype_name(p.dtype) for p in plans if p.dtype is not None)
-    print(f"\u2714 {exercise.name}: {layer} checks passed ({len(plans[0].comparisons)} cases, "
-          f"{len(exercise.properties)} properties, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
-          f"{time.perf_counter() - started:.2f} s).")
+    if exercise.summary is not None:
+        print(f"\u2714 {exercise.name}: {layer} checks passed ({exercise.summary(all_results)}).")
+    else:
+        print(f"\u2714 {exercise.name}: {layer} checks passed ({len(plans[0].comparisons)} cases, "
+              f"{len(exercise.properties)} properties, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
+              f"{time.perf_counter() - started:.2f} s).")
     for note in sorted({w for r in all_results for w in r.warnings})[:3]:
         print(f"  Note: your code raised a warning: {note}")
 

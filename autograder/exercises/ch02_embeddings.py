@@ -254,7 +254,9 @@ def splits_on_single_spaces(ref):
 
 # ------------------------------------------------------------------------------- one_hot
 one_hot = Exercise("one_hot", ASSIGNMENT, dtypes=(None,), forbidden=(F.one_hot,),
-                   why_forbidden="the point is to build the one-hot vectors yourself")
+                   why_forbidden="the point is to build the one-hot vectors yourself",
+                   dtype_hint="The ids are integers, but the one-hot vectors are float32, ready to be multiplied "
+                              "by a weight matrix: make them with dtype=torch.float32.")
 
 
 def _ids(g, vocab_size, *shape):

@@ -467,7 +467,10 @@ def _shuffled(g: torch.Generator, rows: int, cols: int) -> torch.Tensor:
     return randn(g, cols, rows).T
 
 
-top_k_filter = BoundExercise("top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"))
+top_k_filter = BoundExercise(
+    "top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"),
+    infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
+               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.")
 
 
 def _k_case(logits, k, note=""):
@@ -548,7 +551,10 @@ def in_place(ref):
     return wrong
 
 
-top_p_filter = BoundExercise("top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"))
+top_p_filter = BoundExercise(
+    "top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"),
+    infinities="Here -inf marks a dropped token: a token is kept (with its own logit) when the tokens more probable "
+               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.")
 
 
 def _safe_p(g: torch.Generator, logits: torch.Tensor, low: float, high: float) -> float:

@@ -315,3 +315,33 @@ def gradients_reach(names: dict) -> Callable:
                         "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn.")
         return None
     return judge
+
+
+EVAL_MESSAGE = "In eval mode (after model.eval()) dropout must do nothing"
+
+
+def dropout_off_in_eval(case: Case, index: int, name: str):
+    """A property's cases and judge: ``case`` (dropout 0) and the same with dropout=0.5 (``init[index]``) in
+    eval mode must give the same output (chapters 8 to 10)."""
+    init = case.init[:index] + (0.5,) + case.init[index + 1:]
+    in_eval = replace(case, label=f"{case.label}, with dropout=0.5, in eval mode", init=init, training=False)
+
+    def judge(results, dtype):
+        if not close(results[1].output, results[0].output, dtype):
+            return (f"{EVAL_MESSAGE}, but `{name}` with dropout=0.5 gives another output than with dropout=0. "
+                    "Use nn.Dropout modules, which follow the module's mode (F.dropout(h, p) without "
+                    "training=self.training stays on in eval mode).")
+        return None
+    return [case, in_eval], judge
+
+
+def dropout_stays_on(base):
+    """A wrong version of ``base`` whose dropout ignores eval mode (as F.dropout(h, p) does)."""
+    class Wrong(base):
+        def train(self, mode: bool = True):
+            super().train(mode)
+            for module in self.modules():
+                if isinstance(module, nn.Dropout):
+                    module.training = True
+            return self
+    return Wrong

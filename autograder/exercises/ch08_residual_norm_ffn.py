@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import components
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
+                    linear_weight, randn, shapes)
 
 ASSIGNMENT = "ch08_residual_norm_ffn"
 
@@ -244,18 +245,7 @@ def _(g):
 
 @PositionwiseFeedForward.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
 def _(g):
-    x = randn(g, 2, 3, 4)
-    plain = _ffn_case(g, x, 8)
-    in_eval = Case("PositionwiseFeedForward(d_model=4, d_ff=8, dropout=0.5), in eval mode, on " + shapes(x=x),
-                   (x,), init=(4, 8, 0.5), state=plain.state, training=False)
-
-    def judge(results, dtype):
-        if not close(results[1].output, results[0].output, dtype):
-            return ("In eval mode (after model.eval()) dropout must do nothing, but with dropout=0.5 your output "
-                    "differs from the output without dropout. Use the nn.Dropout module, which follows the "
-                    "module's mode (F.dropout(h, p) without training=self.training stays on in eval mode).")
-        return None
-    return [plain, in_eval], judge
+    return dropout_off_in_eval(_ffn_case(g, randn(g, 2, 3, 4), 8), 2, "PositionwiseFeedForward")
 
 
 @PositionwiseFeedForward.prop("an activation other than 'relu' or 'gelu' raises ValueError")
@@ -338,17 +328,9 @@ def residual_inside(ref):
     return Wrong
 
 
-@PositionwiseFeedForward.mistake("dropout stays on in eval mode", expect="In eval mode (after model.eval()) dropout must do nothing")
+@PositionwiseFeedForward.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
 def dropout_in_eval(ref):
-    class Wrong(ref.PositionwiseFeedForward):
-        def forward(self, x):
-            mode = self.dropout.training
-            self.dropout.train(True)
-            try:
-                return super().forward(x)
-            finally:
-                self.dropout.train(mode)
-    return Wrong
+    return dropout_stays_on(ref.PositionwiseFeedForward)
 
 
 @PositionwiseFeedForward.mistake("an unknown activation does not raise", expect="should raise ValueError (only 'relu' and")
@@ -456,18 +438,7 @@ def _(g):
 
 @SublayerConnection.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
 def _(g):
-    x = randn(g, 2, 3, 6)
-    plain = _sublayer_case(g, x, False)
-    in_eval = Case(_sublayer_case(g, x, False, dropout=0.5, W=plain.args[1], note=", in eval mode").label,
-                   plain.args, init=(6, 0.5, False), state=plain.state, training=False)
-
-    def judge(results, dtype):
-        if not close(results[1].output, results[0].output, dtype):
-            return ("In eval mode (after model.eval()) dropout must do nothing, but with dropout=0.5 your output "
-                    "differs from the output without dropout. Use the nn.Dropout module, which follows the "
-                    "module's mode (F.dropout(h, p) without training=self.training stays on in eval mode).")
-        return None
-    return [plain, in_eval], judge
+    return dropout_off_in_eval(_sublayer_case(g, randn(g, 2, 3, 6), False), 1, "SublayerConnection")
 
 
 @SublayerConnection.prop("gradients reach x, the sublayer and norm")
@@ -542,14 +513,6 @@ def post_norm_normalises_the_branch(ref):
     return Wrong
 
 
-@SublayerConnection.mistake("dropout stays on in eval mode", expect="In eval mode (after model.eval()) dropout must do nothing")
+@SublayerConnection.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
 def dropout_in_eval(ref):
-    class Wrong(ref.SublayerConnection):
-        def forward(self, x, sublayer):
-            mode = self.dropout.training
-            self.dropout.train(True)
-            try:
-                return super().forward(x, sublayer)
-            finally:
-                self.dropout.train(mode)
-    return Wrong
+    return dropout_stays_on(ref.SublayerConnection)

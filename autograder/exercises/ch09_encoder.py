@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import components
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
+                    linear_weight, randn, shapes)
 
 ASSIGNMENT = "ch09_encoder"
 BUILTINS_WHY = "the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm"
@@ -100,21 +101,6 @@ def patched_forward(module: nn.Module, make):
         del module.forward
 
 
-def dropout_off_in_eval(case: Case, index: int, name: str):
-    """A property's cases and judge: ``case`` (dropout 0) and the same with dropout=0.5 (``init[index]``) in
-    eval mode must give the same output (chapters 9 and 10)."""
-    init = case.init[:index] + (0.5,) + case.init[index + 1:]
-    in_eval = replace(case, label=f"{case.label}, with dropout=0.5, in eval mode", init=init, training=False)
-
-    def judge(results, dtype):
-        if not close(results[1].output, results[0].output, dtype):
-            return (f"In eval mode (after model.eval()) dropout must do nothing, but `{name}` with dropout=0.5 gives "
-                    "another output than with dropout=0. Use nn.Dropout modules, which follow the module's mode "
-                    "(F.dropout(h, p) without training=self.training stays on in eval mode).")
-        return None
-    return [case, in_eval], judge
-
-
 def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
     """A property's cases and judge: with dropout=1.0 (``init[index]``) in training mode every sublayer's
     output is dropped, so post-norm gives the norms applied to x in turn, and pre-norm gives x itself."""
@@ -141,21 +127,6 @@ def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
                         "output, before it is added to the residual.")
         return None
     return dropped, judge
-
-
-def dropout_stays_on(base):
-    """A wrong version of ``base`` whose dropout ignores eval mode (as F.dropout(h, p) does)."""
-    class Wrong(base):
-        def train(self, mode: bool = True):
-            super().train(mode)
-            for module in self.modules():
-                if isinstance(module, nn.Dropout):
-                    module.training = True
-            return self
-    return Wrong
-
-
-EVAL_MESSAGE = "In eval mode (after model.eval()) dropout must do nothing"
 
 
 # ---------------------------------------------------------------------------------- EncoderLayer

@@ -16,10 +16,11 @@ from torch import nn
 
 from .. import components
 from ..components.transformer import sinusoidal_table
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
-from .ch09_encoder import (EVAL_MESSAGE, attention_state, builtin_layer_state, builtin_mask, causal, dropout_off_in_eval,
-                           dropout_stays_on, dropped_sublayers, encoder_layer_state, ffn_state, mask_description,
-                           norm_state, padding_mask, patched_forward, random_mask)
+from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
+                    linear_weight, randn, shapes)
+from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, dropped_sublayers,
+                           encoder_layer_state, ffn_state, mask_description, norm_state, padding_mask, patched_forward,
+                           random_mask)
 
 ASSIGNMENT = "ch10_decoder"
 

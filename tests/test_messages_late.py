@@ -143,7 +143,7 @@ def test_decoding_that_goes_on_after_eos_is_told_that_the_sequence_was_complete(
             tokens.append(int(step_fn(torch.tensor(tokens)).argmax()))
         return tokens
     message = failure_of("greedy_decode", student)
-    assert "already holds eos_id=3: a sequence is complete once it ends with eos" in message
+    assert "already holds eos_id=3: decoding goes on after eos, but a sequence is complete once it ends" in message
 
     def beam(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0):
         return ch11.beam_search(step_fn, bos_id, -1, beam_size, max_len, length_penalty)  # eos never set aside

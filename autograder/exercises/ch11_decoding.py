@@ -88,7 +88,7 @@ class StepFunction:
                                f"{self.max_len}: stop when the sequence holds max_len tokens (bos included).")
         if self.eos_id in tokens[1:]:
             raise CheckFailure(f"step_fn was called with the prefix {tokens}, which already holds eos_id={self.eos_id}: "
-                               "a sequence is complete once it ends with eos, so decoding goes on after eos. Stop "
+                               "decoding goes on after eos, but a sequence is complete once it ends with eos. Stop "
                                "there (in beam search, set that hypothesis aside as finished and never extend it).")
         last = tokens[-1]
         if not 0 <= last < self.table.shape[-1]:

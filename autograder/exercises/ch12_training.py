@@ -433,9 +433,11 @@ def _judge_training(test_sets):
             return (f"train_reversal_model used {seconds:.0f} s of CPU time to train; it must finish within "
                     f"{TIME_LIMIT:.0f} s of CPU time (one CPU thread). Train for fewer steps (see the hints for "
                     "settings that learn fast).")
-        copied = symbols = unreversed = longer = right_tokens = positions = 0
+        exact = total = copied = symbols = unreversed = longer = right_tokens = positions = 0
         for src, out, pred in zip(test_sets, greedy, forced):
             tgt_in, tgt_out = _reversal_targets(src)
+            exact += int((out == tgt_out).all(1).sum())
+            total += src.shape[0]
             copied += int((pred[:, 1:] == tgt_in[:, 1:]).sum())  # after <bos>, where the input is a symbol
             symbols += src.numel()
             right_tokens += int((pred == tgt_out).sum())
@@ -443,9 +445,7 @@ def _judge_training(test_sets):
             if src.shape[1] > 1:  # a single symbol reads the same both ways
                 unreversed += int((out == torch.cat([src, tgt_out[:, -1:]], 1)).all(1).sum())
                 longer += src.shape[0]
-        per_length = _per_length(test_sets, greedy)
-        total = sum(src.shape[0] for src in test_sets)
-        accuracy = sum(share * src.shape[0] for share, src in zip(per_length.values(), test_sets)) / total
+        accuracy = exact / total
         if accuracy >= PASS_ACCURACY:
             return None
         if copied / symbols > 0.8:
@@ -458,6 +458,7 @@ def _judge_training(test_sets):
             return (f"The model has not learned the task: with the right previous tokens given, it still predicts "
                     f"only {right_tokens / positions:.0%} of the next tokens. Check that each training step calls "
                     "optimizer.zero_grad(), loss.backward() and optimizer.step(), and that the loss goes down.")
+        per_length = _per_length(test_sets, greedy)
         loss = sum(run["loss"]) / len(run["loss"]) if run.get("loss") else None
         found = (f"Greedy decoding reverses {accuracy:.0%} of the {total} test sequences exactly (by length: "
                  f"{_lengths_text(per_length)}); at least {PASS_ACCURACY:.0%} must come out right."

@@ -100,7 +100,7 @@ def _lengths(*values: int) -> torch.Tensor:
 def _(g, hidden):
     if not hidden:
         return [Case(f"lengths={list(l.tolist())}, max_len={m}", (l, m)) for l, m in (
-            (_lengths(3, 1, 4, 2), 4), (_lengths(2, 5), 6), (_lengths(1,), 1))]
+            (_lengths(3, 1, 4, 2), 4), (_lengths(2, 5), 6), (_lengths(1,), 1), (_lengths(0, 3, 2), 3))]
     random_lengths = torch.randint(0, 10, (6,), generator=g)
     return [Case(f"{len(l)} sequences, max_len={m}" + note, (l, m)) for l, m, note in (
         (random_lengths, 10, ""), (_lengths(0, 3, 2), 3, " (one sequence of length 0)"),
@@ -136,7 +136,8 @@ combine_masks = Exercise("combine_masks", ASSIGNMENT, dtypes=(None,))
 def _(g, hidden):
     if not hidden:
         return [Case(f"lengths={list(l.tolist())}, max_len={m}, causal={c}", (l, m, c)) for l, m, c in (
-            (_lengths(3, 1), 4, False), (_lengths(2, 4), 4, True), (_lengths(5, 3, 4), 5, True))]
+            (_lengths(3, 1), 4, False), (_lengths(2, 4), 4, True), (_lengths(5, 3, 4), 5, True),
+            (_lengths(0, 2), 3, True))]
     random_lengths = torch.randint(1, 9, (5,), generator=g)
     return [Case(f"{len(l)} sequences, max_len={m}, causal={c}" + note, (l, m, c)) for l, m, c, note in (
         (random_lengths, 8, False, ""), (random_lengths, 8, True, ""), (_lengths(0, 2), 3, True, " (a length 0)"),

@@ -40,6 +40,7 @@ def test_counts_and_articles_are_grammatical():
     assert plural(1, "wrong entry") == "1 wrong entry" and plural(2, "wrong entry") == "2 wrong entries"
     assert plural(2, "case") == "2 cases" and plural(0, "key") == "0 keys"
     assert article("int64") == "an int64" and article("float32") == "a float32" and article("bool") == "a bool"
+    assert article("uint8") == "a uint8" and article("nn.Module") == "an nn.Module"
     assert describe(torch.zeros(2, dtype=torch.int64)) == "an int64 tensor of shape (2,) on cpu"
     assert describe((1,)) == "a tuple of 1 item"
 
@@ -99,7 +100,7 @@ def test_infinities_are_compared_as_such():
     assert message == "the filtered logits should be -inf at index (0, 1), but it is 0.25. -inf marks a removed token."
     assert "e+308" not in message
     hidden = compare(got, expected, "x", show_values=False)
-    assert "should be -inf at index (0, 1), but it is a finite number." in hidden
+    assert hidden == "x has another value where -inf was expected."  # no index, no advice about overflow
     backwards = compare(expected, got, "x", hints=Hints(infinity="Keep the k largest."))
     assert backwards == "x contains -inf (first at index (0, 1)) where a finite number was expected. Keep the k largest."
     generic = compare(torch.tensor([float("nan")]), torch.tensor([1.0]), "x")
@@ -393,3 +394,18 @@ def test_masked_softmax_with_the_maximum_over_masked_keys_is_named():
     assert "(masked scores of 1e4, far above the allowed ones)" in message
     assert "the largest score is taken over all the keys, masked ones included" in message
     passes("masked_softmax", ch07.masked_softmax)
+
+
+def test_a_positional_table_that_never_raises_for_long_inputs_fails_visibly():
+    class NoLengthCheck(nn.Module):
+        def __init__(self, max_len, d_model):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+
+        def forward(self, x):
+            return x + self.weight[: x.shape[1]]
+
+    message = failure_of("LearnedPositionalEmbedding", NoLengthCheck)
+    assert message.startswith("For an input longer than max_len, LearnedPositionalEmbedding should raise ValueError. "
+                              "Instead: `LearnedPositionalEmbedding` raised RuntimeError")
+    assert "In your code, line " in message

@@ -40,8 +40,9 @@ def plural(count: int, noun: str, many: str = "") -> str:
 
 
 def article(word: str) -> str:
-    """'an int64', 'a float32', 'an nn.Module': the article that goes with how ``word`` is read aloud."""
-    return f"{'an' if word[:1].lower() in 'aeiou' or word.startswith(('int', 'nn.')) else 'a'} {word}"
+    """'an int64', 'a float32', 'a uint8', 'an nn.Module': the article that goes with how ``word`` is read aloud."""
+    vowel = word[:1].lower() in "aeiou" and not word.startswith(("uint", "use"))
+    return f"{'an' if vowel or word.startswith('nn.') else 'a'} {word}"
 
 
 def sentence(text: str) -> str:
@@ -106,25 +107,21 @@ def _precision_note(got: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
 def _compare_infinities(got_c: torch.Tensor, expected_c: torch.Tensor, where: str, show_values: bool,
                         hints: Hints) -> Optional[str]:
     """Non-finite entries are compared as such: an infinity is never a number 1.8e308 away."""
-    advice = hints.infinity or GENERIC_INFINITY_ADVICE
-    expected_inf = torch.isinf(expected_c)
-    missed = expected_inf & (got_c != expected_c) & ~torch.isnan(expected_c)
+    missed = torch.isinf(expected_c) & (got_c != expected_c)
     if missed.any():
         first = _index(int(missed.flatten().nonzero()[0]), got_c.shape)
-        wanted = "-inf" if expected_c[first] < 0 else "inf"
-        value = got_c[first].item()
-        if math.isinf(value):
-            came = "-inf" if value < 0 else "inf"
-        elif math.isnan(value):
-            came = "NaN"
-        else:
-            came = f"{value:.6g}" if show_values else "a finite number"
-        return f"{where} should be {wanted} at {_at(first)}, but it is {came}. {advice}"
+        wanted, value = ("-inf" if expected_c[first] < 0 else "inf"), got_c[first].item()
+        advice = f" {hints.infinity}" if hints.infinity else ""
+        if not show_values:  # where the hidden expected output is infinite is part of that output
+            return f"{where} has another value where {wanted} was expected.{advice}"
+        came = f"{value:.6g}" if math.isfinite(value) else ("NaN" if math.isnan(value) else f"{value}")
+        return f"{where} should be {wanted} at {_at(first)}, but it is {came}.{advice}"
     bad_got = ~torch.isfinite(got_c) & torch.isfinite(expected_c)
     if bad_got.any():
         first = _index(int(bad_got.flatten().nonzero()[0]), got_c.shape)
         value = got_c[first].item()
         kind = "NaN" if math.isnan(value) else ("-inf" if value < 0 else "inf")
+        advice = hints.infinity or GENERIC_INFINITY_ADVICE
         return f"{where} contains {kind} (first at {_at(first)}) where a finite number was expected. {advice}"
     return None
 

@@ -126,8 +126,10 @@ def _snapshot(obj: Any) -> Any:
     """A copy of the tensors, lists and dicts of a call's inputs, to see afterwards whether the call changed them."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_snapshot(item) for item in obj) if isinstance(obj, list) else tuple(map(_snapshot, obj))
+    if isinstance(obj, list):
+        return [_snapshot(item) for item in obj]
+    if isinstance(obj, tuple):
+        return tuple(_snapshot(item) for item in obj)
     if isinstance(obj, dict):
         return {key: _snapshot(value) for key, value in obj.items()}
     return obj
@@ -152,27 +154,27 @@ def _unchanged(before: Any, after: Any) -> bool:
     return True  # other objects (a generator, a step function) are the exercise's own, not compared
 
 
+def _positional_names(target: Callable) -> list[str]:
+    """The names of ``target``'s positional parameters (a class: its forward's, without self)."""
+    function = target.forward if inspect.isclass(target) else target
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return names[1:] if inspect.isclass(target) else names
+
+
 def _argument_names(target: Callable, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
     """(name, value) of each argument of the call, named as the student's signature names them."""
-    try:
-        parameters = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        parameters = []
-    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = _positional_names(target)
     named = [(positional[i] if i < len(positional) else f"number {i + 1}", value) for i, value in enumerate(args)]
     return named + list(kwargs.items())
 
 
 def gradient_names(impl: Callable, keys) -> dict:
     """'args.0' -> 'x', 'kwargs.mask' -> 'mask', 'params.W_q.weight' -> 'W_q.weight', from ``impl``'s signature."""
-    target = impl.forward if inspect.isclass(impl) else impl
-    try:
-        parameters = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        parameters = []
-    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if inspect.isclass(impl):
-        positional = positional[1:]  # self
+    positional = _positional_names(impl)
     names = {}
     for key in keys:
         kind, _, rest = key.partition(".")

@@ -40,6 +40,7 @@ def test_counts_and_articles_are_grammatical():
     assert plural(1, "wrong entry") == "1 wrong entry" and plural(2, "wrong entry") == "2 wrong entries"
     assert plural(2, "case") == "2 cases" and plural(0, "key") == "0 keys"
     assert article("int64") == "an int64" and article("float32") == "a float32" and article("bool") == "a bool"
+    assert article("uint8") == "a uint8" and article("nn.Module") == "an nn.Module"
     assert describe(torch.zeros(2, dtype=torch.int64)) == "an int64 tensor of shape (2,) on cpu"
     assert describe((1,)) == "a tuple of 1 item"
 
@@ -99,7 +100,7 @@ def test_infinities_are_compared_as_such():
     assert message == "the filtered logits should be -inf at index (0, 1), but it is 0.25. -inf marks a removed token."
     assert "e+308" not in message
     hidden = compare(got, expected, "x", show_values=False)
-    assert "should be -inf at index (0, 1), but it is a finite number." in hidden
+    assert hidden == "x has another value where -inf was expected."  # no index, no advice about overflow
     backwards = compare(expected, got, "x", hints=Hints(infinity="Keep the k largest."))
     assert backwards == "x contains -inf (first at index (0, 1)) where a finite number was expected. Keep the k largest."
     generic = compare(torch.tensor([float("nan")]), torch.tensor([1.0]), "x")
@@ -310,3 +311,101 @@ def test_a_keyword_argument_changed_in_place_is_named():
 
     assert "changed its argument `mask` in place" in failure_of("scaled_dot_product_attention",
                                                                  scaled_dot_product_attention)
+
+
+# ------------------------------------------------------------------------- chapters 1-7: wrong code as students write it
+ch01 = reference.load("ch01_why_attention")
+ch05 = reference.load("ch05_attention_types")
+ch07 = reference.load("ch07_masking")
+
+
+def _rnn(x, W_xh, W_hh, b_h, h=None, keep=lambda h: h, store=lambda h: h, nonlinearity=torch.tanh):
+    h = x.new_zeros(W_hh.shape[0]) if h is None else h
+    states = []
+    for x_t in x:
+        h = nonlinearity(x_t @ W_xh + keep(h) @ W_hh + b_h)
+        states.append(store(h))
+    return torch.stack(states), h
+
+
+@pytest.mark.parametrize("wrong,expected", [
+    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, store=torch.Tensor.detach),
+     "Your outputs are right, so some path from `x` to them is cut or changed."),
+    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, keep=torch.Tensor.detach),
+     "Your outputs are right, so some path from `x` to them is cut or changed."),
+    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, nonlinearity=lambda z: z), "tanh is missing"),
+    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, h=torch.ones_like(b_h)), "the state does not start at zero"),
+], ids=["detached-outputs", "detached-state", "no-tanh", "h0-ones"])
+def test_rnn_encode_mistakes_are_named(wrong, expected):
+    assert expected in failure_of("rnn_encode", wrong)
+    assert expected in failure_of("rnn_encode", wrong, layer=check_hidden)
+    passes("rnn_encode", ch01.rnn_encode)
+
+
+def test_nearest_neighbors_in_ascending_order_is_told_the_order():
+    def ascending(E, idx, k):
+        sims = ch02.cosine_similarity_matrix(E)[idx].clone()
+        sims[idx] = float("-inf")
+        return sims.topk(k).indices.flip(0)
+
+    message = failure_of("nearest_neighbors", ascending)
+    assert "the right rows in the wrong order" in message and "Euclidean" not in message
+
+
+def test_embedding_lookup_by_columns_is_named():
+    message = failure_of("embedding_lookup", lambda ids, weight: weight[:, ids])
+    assert "should have shape (4, 5), but it has shape (6, 4)" in message
+    assert "the ids index the columns (weight[:, ids])" in message
+
+
+def test_cross_attention_reading_keys_and_values_from_x_is_named():
+    class SelfAttentionOnX(ch05.CrossAttention):
+        def forward(self, x, memory, mask=None):
+            return ch05.attention(self.W_q(x), self.W_k(x), self.W_v(x), mask)
+
+    class KeysFromX(ch05.CrossAttention):
+        def forward(self, x, memory, mask=None):
+            return ch05.attention(self.W_q(x), self.W_k(x), self.W_v(memory), mask)
+
+    assert "this is self-attention on x" in failure_of("CrossAttention", SelfAttentionOnX)
+    assert "the keys are made from x" in failure_of("CrossAttention", KeysFromX)
+    passes("CrossAttention", ch05.CrossAttention)
+
+
+def test_additive_attention_with_the_softmax_over_the_queries_is_named():
+    def over_queries(q, k, v, W_q, W_k, w_v):
+        scores = torch.tanh((q @ W_q).unsqueeze(-2) + (k @ W_k).unsqueeze(-3)) @ w_v
+        weights = torch.softmax(scores, dim=-2)
+        return weights @ v, weights
+
+    assert "the softmax runs over the queries" in failure_of("additive_attention", over_queries)
+    passes("additive_attention", ch05.additive_attention)
+
+
+def test_masked_softmax_with_the_maximum_over_masked_keys_is_named():
+    def max_over_all(scores, mask):
+        exps = (scores - scores.amax(-1, keepdim=True)).exp().masked_fill(~mask, 0.0)
+        total = exps.sum(-1, keepdim=True)
+        return exps / total.masked_fill(total == 0, 1.0)
+
+    scores, mask = torch.tensor([2.0, 1.0, 120.0]), torch.tensor([True, True, False])
+    assert max_over_all(scores, mask).tolist() == [0.0, 0.0, 0.0]  # the wrong version the issue found
+    message = failure_of("masked_softmax", max_over_all)
+    assert "(masked scores of 1e4, far above the allowed ones)" in message
+    assert "the largest score is taken over all the keys, masked ones included" in message
+    passes("masked_softmax", ch07.masked_softmax)
+
+
+def test_a_positional_table_that_never_raises_for_long_inputs_fails_visibly():
+    class NoLengthCheck(nn.Module):
+        def __init__(self, max_len, d_model):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+
+        def forward(self, x):
+            return x + self.weight[: x.shape[1]]
+
+    message = failure_of("LearnedPositionalEmbedding", NoLengthCheck)
+    assert message.startswith("For an input longer than max_len, LearnedPositionalEmbedding should raise ValueError. "
+                              "Instead: `LearnedPositionalEmbedding` raised RuntimeError")
+    assert "In your code, line " in message

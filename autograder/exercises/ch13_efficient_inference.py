@@ -70,7 +70,10 @@ class CacheReplay(nn.Module):
     def forward(self, appends: list, others: list = ()):
         first, second = self.cache_class(), self.cache_class()
         for i, (k, v) in enumerate(appends):
-            first.append(k, v)
+            returned = first.append(k, v)
+            if returned is not None:
+                raise CheckFailure(f"`KVCache.append(k, v)` should return nothing (None): it changes the cache itself. "
+                                   f"Yours returned {describe(returned)}.")
             if i < len(others):
                 second.append(*others[i])
         for name in ("k", "v"):
@@ -178,6 +181,15 @@ def prepends(ref):
             self.k = k if self.k is None else torch.cat([k, self.k], dim=-2)
             self.v = v if self.v is None else torch.cat([v, self.v], dim=-2)
     return Prepends
+
+
+@KVCache.mistake("append returns the cache", expect="should return nothing (None)")
+def returns_itself(ref):
+    class ReturnsItself(ref.KVCache):
+        def append(self, k, v):
+            super().append(k, v)
+            return self
+    return ReturnsItself
 
 
 @KVCache.mistake("keys and values are swapped: `k` holds the values and `v` the keys.")

@@ -95,10 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     progress = commands.add_parser(
         "progress", help="which exercises of your notebooks pass their visible checks",
         description="Run your exercise notebooks (copies of them: the files are not changed) and print, per chapter "
-                    "and exercise, whether its visible checks pass and how many points it is worth. The hidden "
-                    "checks run only when your notebook is graded.")
+                    "and exercise, whether its visible checks pass and the visible points they earn. The hidden "
+                    "checks run only when your notebook is graded: their points are shown as graded later.")
     progress.add_argument("path", nargs="?", type=Path,
-                          help="a notebook, an assignment folder, or a folder of them (default: exercises/)")
+                          help="a notebook, an assignment folder, or a folder of them (default: exercises/ in this "
+                               "folder, else the notebooks of this folder)")
     progress.add_argument("--timeout", type=_seconds, default=300, metavar="SECONDS",
                           help="time limit of one cell (default: 300, as at grading)")
     progress.add_argument("--notebook-timeout", type=_seconds, default=900, metavar="SECONDS",

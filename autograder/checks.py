@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 
 from . import config, fixtures, reference, serialize
-from .compare import describe
+from .compare import describe, plural
 from .errors import CheckFailure
 from .exercises import get
 from .runner import run_cases
@@ -49,10 +49,11 @@ def _output_device(case: Case, device: torch.device) -> torch.device:
 
 def visible_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.dtype]) -> Plan:
     plan = Plan(dtype)
-    for case, expected, wrong in fixtures.load(exercise):
+    for case, expected, wrong, grads in fixtures.load(exercise):
         wrong_here, out = wrong[fixtures.dtype_key(dtype)], _output_device(case, device)
         plan.comparisons.append(Comparison(case.to(device, dtype), cast(expected, out, dtype),
-                                           lambda w=wrong_here, out=out: cast(w, out, dtype)))
+                                           lambda w=wrong_here, out=out: cast(w, out, dtype),
+                                           cast(grads, device, dtype)))
     generator = torch.Generator().manual_seed(fixtures.visible_seed(exercise) + 1)
     plan.properties = _properties(exercise, generator, device, dtype)
     return plan
@@ -67,6 +68,8 @@ def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.
     for case in exercise.make_cases(generator, hidden=True):
         expected = cast(exercise.call(getattr(ref, exercise.name), case.to(device, exact), device, exact),
                         _output_device(case, device), dtype)
+        grads = cast(fixtures.reference_gradients(exercise, getattr(ref, exercise.name), case, device, exact),
+                     device, dtype)
         case = case.to(device, dtype)
 
         def wrong_outputs(case=case) -> dict:
@@ -77,7 +80,7 @@ def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.
                 except Exception:  # a wrong version may crash on some inputs: nothing to recognise
                     continue
             return outputs
-        plan.comparisons.append(Comparison(case, expected, wrong_outputs))
+        plan.comparisons.append(Comparison(case, expected, wrong_outputs, grads))
     plan.properties = _properties(exercise, generator, device, dtype)
     return plan
 
@@ -154,9 +157,12 @@ def _run(layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exerc
         raise CheckFailure(f"The check for {name!r} itself failed ({type(error).__name__}: {error}). "
                            "This is a problem in the course, not in your code: please report it.") from None
     dtypes_text = "/".join(dtype_name(p.dtype) for p in plans if p.dtype is not None)
-    print(f"\u2714 {exercise.name}: {layer} checks passed ({len(plans[0].comparisons)} cases, "
-          f"{len(exercise.properties)} properties, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
-          f"{time.perf_counter() - started:.2f} s).")
+    if exercise.summary is not None:
+        print(f"\u2714 {exercise.name}: {layer} checks passed ({exercise.summary(all_results)}).")
+    else:
+        print(f"\u2714 {exercise.name}: {layer} checks passed ({plural(len(plans[0].comparisons), 'case')}, "
+              f"{plural(len(exercise.properties), 'property')}, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
+              f"{time.perf_counter() - started:.2f} s).")
     for note in sorted({w for r in all_results for w in r.warnings})[:3]:
         print(f"  Note: your code raised a warning: {note}")
 

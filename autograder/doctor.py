@@ -38,7 +38,10 @@ PACKAGES = (  # import name, distribution, what the course uses it for
     ("nbgrader", "nbgrader", "grading"),
     ("jupyter_book", "jupyter-book", "building the book"),
 )
-PROGRAMS = (("jupyter", "opening the notebooks (jupyter lab)"), ("alembic", "nbgrader, which runs it by name"))
+PROGRAMS = (  # name, what needs it, whether only instructors do (then a missing one is a note, not a problem)
+    ("jupyter", "opening the notebooks (jupyter lab)", False),
+    ("alembic", "grading with nbgrader, which runs it by name", True),
+)
 PROBE = ("import json, sys\nimport torch, autograder\n"
          "print(json.dumps({'python': sys.executable, 'torch': torch.__version__}))")
 
@@ -205,14 +208,18 @@ def check_device() -> list[Finding]:
 
 def check_programs() -> list[Finding]:
     findings = []
-    for program, purpose in PROGRAMS:
+    for program, purpose, instructors_only in PROGRAMS:
         found = shutil.which(program)
         if found:
             findings.append(ok(f"{program} on PATH ({found})"))
             continue
         beside = any((Path(sys.executable).parent / f"{program}{suffix}").exists() for suffix in ("", ".exe"))
         fix = (beside and _activate()) or pip_install()
-        findings.append(problem(f"{program} is not on PATH; it is needed for {purpose}.", fix))
+        if instructors_only:
+            findings.append(Finding("note", f"{program} is not on PATH; only instructors need it, for {purpose}. "
+                                            "Students can ignore this.", fix))
+        else:
+            findings.append(problem(f"{program} is not on PATH; it is needed for {purpose}.", fix))
     return findings
 
 

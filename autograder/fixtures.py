@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from . import reference, serialize
+from .runner import gradient_names, run_case
 from .spec import Case, Exercise
 
 FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
@@ -39,6 +41,7 @@ def generate(exercise: Exercise, folder: Path = FIXTURE_DIR) -> Path:
     records = []
     for case in exercise.make_cases(generator, hidden=False):
         expected = exercise.call(getattr(ref, exercise.name), case, CPU, exact)
+        grads = reference_gradients(exercise, getattr(ref, exercise.name), case, CPU, exact)
         wrong: dict = {}
         for dtype in exercise.dtypes:
             outputs = wrong[dtype_key(dtype)] = {}
@@ -47,14 +50,27 @@ def generate(exercise: Exercise, folder: Path = FIXTURE_DIR) -> Path:
                     outputs[mistake.key] = exercise.call(mistake.build(ref), case.to(CPU, dtype), CPU, dtype)
                 except Exception:  # a wrong version may crash on some inputs; nothing to recognise then
                     continue
-        records.append({"case": case.as_data(), "expected": expected, "mistakes": wrong})
+        record = {"case": case.as_data(), "expected": expected, "mistakes": wrong}
+        if grads is not None:
+            record["grads"] = grads
+        records.append(record)
     path = path_for(exercise, folder)
     serialize.save(records, path)
     return path
 
 
+def reference_gradients(exercise: Exercise, impl, case: Case, device: torch.device, dtype) -> Optional[dict]:
+    """For a ``grad`` case: the reference's gradients ("args.0" -> tensor) and their names ("args.0" -> "x")."""
+    if not case.grad:
+        return None
+    result = run_case(exercise, impl, case.to(device, dtype), device, dtype)
+    if result.error or result.grads is None:
+        raise RuntimeError(f"the reference of {exercise.name} failed on {case.label}: {result.error}")
+    return {"values": result.grads, "names": gradient_names(impl, result.grads)}
+
+
 @functools.lru_cache(maxsize=None)
-def load(exercise: Exercise) -> list[tuple[Case, object, dict]]:
+def load(exercise: Exercise) -> list[tuple[Case, object, dict, Optional[dict]]]:
     path = path_for(exercise)
     records = serialize.load(path)
-    return [(Case.from_data(r["case"]), r["expected"], r["mistakes"]) for r in records]
+    return [(Case.from_data(r["case"]), r["expected"], r["mistakes"], r.get("grads")) for r in records]

@@ -86,6 +86,7 @@ class ExerciseCells:
     visible_tests: list[int] = field(default_factory=list)
     points: float = 0.0
     hidden_points: float = 0.0
+    test_points: dict[int, float] = field(default_factory=dict)  # visible test cell -> its points
 
 
 @dataclass
@@ -110,12 +111,20 @@ class CellRun:
 
 @dataclass
 class ExerciseProgress:
+    """``earned``: the points of the visible test cells that pass; ``points - hidden_points`` is what they
+    can earn; ``hidden_points`` are decided only when the notebook is graded."""
+
     chapter: str
     name: str
     status: Status
     points: float
     hidden_points: float
     reason: str = ""
+    earned: float = 0.0
+
+    @property
+    def visible_points(self) -> float:
+        return self.points - self.hidden_points
 
 
 # ----------------------------------------------------------------------------- finding exercises
@@ -155,6 +164,7 @@ def exercises_of(notebook: NotebookNode) -> list[ExerciseCells]:
         exercise.points += points
         if _has_code(cell.source):
             exercise.visible_tests.append(index)
+            exercise.test_points[index] = points
         else:
             exercise.hidden_points += points
     return list(found.values())
@@ -396,7 +406,9 @@ def judge(chapter: Chapter, runs: dict[int, CellRun]) -> list[ExerciseProgress]:
             status, reason = Status.ERROR, f"the cell that defines it raised {solution.message}"
         else:
             status, reason = Status.FAILS, next(r.message for r in tests if r.outcome != "passed")
-        progress.append(ExerciseProgress(chapter.name, exercise.name, status, exercise.points, exercise.hidden_points, reason))
+        earned = sum(exercise.test_points.get(i, 0.0) for i in exercise.visible_tests if runs[i].outcome == "passed")
+        progress.append(ExerciseProgress(chapter.name, exercise.name, status, exercise.points, exercise.hidden_points,
+                                         reason, earned))
     return progress
 
 
@@ -434,22 +446,29 @@ def _points(value: float) -> str:
 
 
 def table(progress: list[ExerciseProgress], problems: list[str] = ()) -> str:
-    """The table with a total, why exercises are not done, and what the points mean."""
+    """The table with a total, why exercises are not done, and what the points mean.
+
+    Points are counted as nbgrader will: a visible test cell earns its points when it passes, so the
+    table shows the visible points earned of those available; the hidden checks' points are graded later.
+    """
     yes, no = _marks()
-    rows = [("chapter", "exercise", "visible checks", "points")]
+    rows = [("chapter", "exercise", "visible checks", "visible points", "graded later")]
     last = None
     for item in progress:
         mark = yes if item.status is Status.DONE else no
-        rows.append((item.chapter if item.chapter != last else "", item.name, f"{mark} {item.status.value}", _points(item.points)))
+        rows.append((item.chapter if item.chapter != last else "", item.name, f"{mark} {item.status.value}",
+                     f"{_points(item.earned)} of {_points(item.visible_points)}", _points(item.hidden_points)))
         last = item.chapter
     done = [p for p in progress if p.status is Status.DONE]
-    total = sum(p.points for p in progress)
+    visible = sum(p.visible_points for p in progress)
+    hidden = sum(p.hidden_points for p in progress)
     rows.append(("total", f"{len(done)} of {len(progress)} exercises done", "",
-                 f"{_points(sum(p.points for p in done))} of {_points(total)}"))
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+                 f"{_points(sum(p.earned for p in progress))} of {_points(visible)}", _points(hidden)))
+    widths = [max(len(row[c]) for row in rows) for c in range(5)]
 
     def line(row) -> str:
-        return "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths)), row[3].rjust(widths[3])]).rstrip()
+        return "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths)),
+                          *(cell.rjust(w) for cell, w in zip(row[3:], widths[3:]))]).rstrip()
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     text = [line(rows[0]), rule, *(line(r) for r in rows[1:-1]), rule, line(rows[-1])]
@@ -462,43 +481,43 @@ def table(progress: list[ExerciseProgress], problems: list[str] = ()) -> str:
             text += textwrap.wrap(reason, width, initial_indent="  ", subsequent_indent="    ")
     if any(p.status is Status.NOT_STARTED for p in progress):
         text += ["", "Not started: fill in the cells that say `# YOUR CODE HERE` (and delete `raise NotImplementedError()`)."]
-    hidden = sum(p.hidden_points for p in progress)
-    note = "Points: each exercise's graded cells, as nbgrader counts them."
+    note = ("Visible points: what the visible check cells that pass are worth, of what they can earn "
+            "(nbgrader counts each graded cell on its own).")
     if hidden:
-        note += (f" {_points(hidden)} of the {_points(total)} points come from hidden checks, which run only when "
-                 "your notebook is graded: they try new inputs and edge cases, so an exercise done here can still lose them.")
+        note += (f" Graded later: {_points(hidden)} of the {_points(visible + hidden)} points come from hidden "
+                 "checks, which run only when your notebook is graded: they try new inputs and edge cases, so an "
+                 "exercise done here can still lose them. None of them is counted above.")
     text += [""] + textwrap.wrap(note, width)
     return "\n".join(text)
 
 
 def default_path() -> Path:
-    """exercises/ in the working directory, else in the course folder."""
+    """Where to look without a path: exercises/ in the working directory, else the working directory
+    itself when it holds notebooks. Never the course's own copy elsewhere, which holds blank notebooks."""
     here = Path("exercises")
-    if here.exists():
+    if here.is_dir():
         return here
-    from .config import course_root
-
-    try:
-        return course_root() / "exercises"
-    except FileNotFoundError:
-        return here
+    if _notebooks_in(Path(".")):
+        return Path(".")
+    raise ProgressError(f"No path was given, and {Path.cwd()} has no exercises/ folder and no notebooks: give the "
+                        "notebook or the folder of notebooks to check, for example "
+                        "`python -m autograder progress path/to/exercises`.")
 
 
 def main(path: Optional[Path], limits: Limits, jobs: Optional[int]) -> int:
     """Print the progress table; 0 when it was printed, 2 for a path that holds no exercise notebook."""
-    path = path or default_path()
-
     def report(chapter: Chapter, seconds: float) -> None:
         print(f"  ran {chapter.path} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
     try:
+        path = path or default_path()
         chapters, problems = find_chapters(path)
     except ProgressError as error:
         print(error, file=sys.stderr)
         return 2
     if chapters:
-        print(f"Running {len(chapters)} notebook{'s' * (len(chapters) > 1)} with {sys.executable} "
-              "(your notebooks are not changed)...", file=sys.stderr, flush=True)
+        print(f"Running {len(chapters)} notebook{'s' * (len(chapters) > 1)} from {path.resolve()} with "
+              f"{sys.executable} (your notebooks are not changed)...", file=sys.stderr, flush=True)
         progress, other = progress_of(chapters, limits, jobs, report)
         print(table(progress, other))
     for problem in problems:

@@ -63,6 +63,7 @@ class Case:
     ``grad``: also backpropagate a fixed weighting of the floating outputs and report the
     gradients of the floating inputs (and of the module's parameters).
     ``inspect``: for a module, only construct it and report its submodules and parameters.
+    ``training``: for a module, the mode it runs in (False: after ``model.eval()``, where dropout is off).
     """
 
     label: str
@@ -73,20 +74,24 @@ class Case:
     grad: bool = False
     inspect: bool = False
     expect_error: bool = False  # a property case that must raise: its error goes to the judge, not the verdict
+    training: bool = True
 
     def to(self, device: torch.device, dtype: Optional[torch.dtype]) -> "Case":
         return replace(self, args=cast(self.args, device, dtype), kwargs=cast(self.kwargs, device, dtype),
                        state=cast(self.state, device, dtype))
 
     def as_data(self) -> dict:
-        return {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
+        data = {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
                 "state": self.state, "grad": self.grad, "inspect": self.inspect}
+        if not self.training:  # only when set, so that the fixtures of cases in training mode stay as they are
+            data["training"] = False
+        return data
 
     @classmethod
     def from_data(cls, data: dict) -> "Case":
         init = tuple(data["init"]) if data["init"] is not None else None
         return cls(data["label"], tuple(data["args"]), dict(data["kwargs"]), init, data["state"],
-                   bool(data.get("grad")), bool(data.get("inspect")))
+                   bool(data.get("grad")), bool(data.get("inspect")), training=bool(data.get("training", True)))
 
 
 @dataclass
@@ -122,8 +127,13 @@ class Property:
 
 
 class Exercise:
+    # What a passing check says instead of counting cases and properties, from the results of its run
+    # (chapter 12's training check reports the accuracy and the CPU time): results -> phrase.
+    summary: Optional[Callable[[list], str]] = None
+
     def __init__(self, name: str, assignment: str, *, outputs: tuple = (), forbidden: tuple = (),
-                 why_forbidden: str = "", module: bool = False, dtypes: tuple = FLOAT_DTYPES):
+                 why_forbidden: str = "", module: bool = False, dtypes: tuple = FLOAT_DTYPES,
+                 dtype_hint: str = "", infinities: str = ""):
         self.name = name
         self.assignment = assignment
         self.outputs = outputs  # names of the items of a returned tuple, () for a single value
@@ -131,6 +141,12 @@ class Exercise:
         self.why_forbidden = why_forbidden
         self.module = module
         self.dtypes = dtypes  # (None,) when the inputs have no floating dtype to follow
+        # Said after a wrong dtype, when "keep the dtype of the inputs" does not fit (no floating inputs,
+        # or the point is to change the dtype): which dtype is expected, and how to get it.
+        self.dtype_hint = dtype_hint
+        # What an infinite entry means in the outputs (e.g. "-inf marks a filtered-out logit: ..."),
+        # said when -inf is expected and a number came, or the other way round.
+        self.infinities = infinities
         self.properties: list[Property] = []
         self.mistakes: list[Mistake] = []
         self._cases: Optional[Callable] = None
@@ -165,6 +181,7 @@ class Exercise:
         if not isinstance(model, nn.Module):
             raise CheckFailure(f"`{self.name}(...)` should create a torch.nn.Module, but it made {type(model).__name__}.")
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+        model.train(case.training)
         if case.state is not None:
             load_weights(model, case.state, self.name)
         return model
@@ -176,16 +193,77 @@ class Exercise:
         return self.instantiate(impl, case, device, dtype)(*case.args, **case.kwargs)
 
 
+def _not_a_parameter(model: nn.Module, key: str, shape: tuple, name: str) -> Optional[str]:
+    """What is wrong with the attribute ``key`` of ``model`` when it is there but is no parameter, else None."""
+    path, _, leaf = key.rpartition(".")
+    try:
+        owner = model.get_submodule(path)
+    except AttributeError:
+        return None
+    missing = object()
+    value, where = getattr(owner, leaf, missing), f"`{name}.{key}`"
+    if value is missing:
+        return None
+    if isinstance(value, torch.Tensor):
+        if leaf in owner._buffers:
+            return (f"{where} is a buffer (register_buffer), not an nn.Parameter, so it is never trained: "
+                    "make it an nn.Parameter(...).")
+        if value.grad_fn is not None:
+            return (f"{where} is a tensor computed from an nn.Parameter (such as nn.Parameter(t) * 0.02), so it is "
+                    "not a parameter itself: do the arithmetic inside, nn.Parameter(t * 0.02).")
+        return (f"{where} is a plain tensor, not an nn.Parameter, so the optimiser never sees it: "
+                "wrap it, self." + leaf + " = nn.Parameter(...).")
+    if value is None:
+        if isinstance(owner, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d)) and leaf in ("weight", "bias"):
+            return (f"{where} is None: this norm layer was made without its learned scale and shift "
+                    "(elementwise_affine=False or affine=False). Keep the default, which learns them.")
+        if isinstance(owner, nn.Linear) and leaf == "bias":
+            return f"{where} is None: this layer needs a bias, so leave out bias=False."
+        return f"{where} is None, but it should be an nn.Parameter of shape {shape}."
+    return (f"{where} is {type(value).__name__}, but it should be an nn.Parameter of shape {shape}.")
+
+
+def _listed(keys: list, shape_of: dict, limit: int = 4) -> str:
+    shown = ", ".join(f"{key} {tuple(shape_of[key].shape)}" for key in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _renamed(missing: list, extra: list) -> Optional[str]:
+    """'`attn` should be called `self_attn`' when renaming one attribute would explain every difference."""
+    def split(key):
+        head, _, tail = key.partition(".")
+        return head, tail
+    theirs = {split(key) for key in extra}
+    pairs = {(own, wanted) for wanted, tail in map(split, missing) for own, t in theirs if t == tail}
+    if len(pairs) == 1 and len(missing) == len(extra):
+        own, wanted = pairs.pop()
+        if all(split(key)[0] == wanted for key in missing) and all(split(key)[0] == own for key in extra):
+            return f"Rename the attribute `{own}` to `{wanted}`."
+    return None
+
+
 def load_weights(model: nn.Module, state: dict, name: str) -> None:
-    """Load the case's weights, or say in one sentence which attribute is missing or misshapen."""
+    """Load the case's weights, or say in one short sentence which attribute is missing, extra, or misshapen."""
     own = dict(model.named_parameters())
+    for key, value in state.items():
+        if key not in own:
+            problem = _not_a_parameter(model, key, tuple(value.shape), name)
+            if problem:
+                raise CheckFailure(problem)
     missing = [key for key in state if key not in own]
     extra = [key for key in own if key not in state]
     if missing or extra:
-        wanted = ", ".join(f"{key} {tuple(value.shape)}" for key, value in state.items())
-        found = ", ".join(f"{key} {tuple(value.shape)}" for key, value in own.items()) or "none"
-        raise CheckFailure(f"`{name}` should have exactly these parameters: {wanted}; yours has: {found}. "
-                           "Check the attribute names and bias=False.")
+        parts = []
+        if missing:
+            parts.append(f"missing {_listed(missing, state)}")
+        if extra:
+            parts.append(f"unexpected {_listed(extra, own)}")
+        biases = [key for key in extra if key.endswith("bias") and key.removesuffix("bias") + "weight" in state]
+        advice = _renamed(missing, extra) or (
+            "The checks expect these layers made with bias=False." if biases and len(biases) == len(extra)
+            else "The checks load the weights by the attribute names of the instructions: use those names.")
+        raise CheckFailure(f"`{name}` does not have the parameters the checks expect: " + "; ".join(parts)
+                           + f". {advice}")
     for key, value in state.items():
         if tuple(own[key].shape) != tuple(value.shape):
             raise CheckFailure(f"`{name}`'s parameter {key} should have shape {tuple(value.shape)}, "
@@ -237,3 +315,33 @@ def gradients_reach(names: dict) -> Callable:
                         "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn.")
         return None
     return judge
+
+
+EVAL_MESSAGE = "In eval mode (after model.eval()) dropout must do nothing"
+
+
+def dropout_off_in_eval(case: Case, index: int, name: str):
+    """A property's cases and judge: ``case`` (dropout 0) and the same with dropout=0.5 (``init[index]``) in
+    eval mode must give the same output (chapters 8 to 10)."""
+    init = case.init[:index] + (0.5,) + case.init[index + 1:]
+    in_eval = replace(case, label=f"{case.label}, with dropout=0.5, in eval mode", init=init, training=False)
+
+    def judge(results, dtype):
+        if not close(results[1].output, results[0].output, dtype):
+            return (f"{EVAL_MESSAGE}, but `{name}` with dropout=0.5 gives another output than with dropout=0. "
+                    "Use nn.Dropout modules, which follow the module's mode (F.dropout(h, p) without "
+                    "training=self.training stays on in eval mode).")
+        return None
+    return [case, in_eval], judge
+
+
+def dropout_stays_on(base):
+    """A wrong version of ``base`` whose dropout ignores eval mode (as F.dropout(h, p) does)."""
+    class Wrong(base):
+        def train(self, mode: bool = True):
+            super().train(mode)
+            for module in self.modules():
+                if isinstance(module, nn.Dropout):
+                    module.training = True
+            return self
+    return Wrong

@@ -12,8 +12,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .compare import compare, describe, same
+from .compare import Hints, compare, describe, same
 from .spec import Case, Exercise, Result
+
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Comparison:
     case: Case
     expected: Any
     wrong_outputs: Callable[[], dict]
+    grads: Optional[dict] = None  # for a ``grad`` case: the reference's {"values": {...}, "names": {...}}
 
 
 @dataclass
@@ -48,19 +50,56 @@ def dtype_name(dtype: Optional[torch.dtype]) -> str:
     return str(dtype).removeprefix("torch.") if dtype is not None else "as given"
 
 
-def check_output(exercise: Exercise, got: Any, expected: Any, show_values: bool) -> Optional[str]:
+def _has_floating_input(obj: Any) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return obj.is_floating_point()
+    if isinstance(obj, (tuple, list)):
+        return any(_has_floating_input(item) for item in obj)
+    if isinstance(obj, dict):
+        return any(_has_floating_input(value) for value in obj.values())
+    return False
+
+
+def hints_for(exercise: Exercise, case: Optional[Case]) -> Hints:
+    """The exercise's own words on dtypes and infinities; "keep the dtype of the inputs" only when it has some."""
+    floating = case is not None and _has_floating_input((case.args, case.kwargs, case.state))
+    return Hints(dtype=exercise.dtype_hint, infinity=exercise.infinities, floating_inputs=floating)
+
+
+def check_output(exercise: Exercise, got: Any, expected: Any, show_values: bool,
+                 case: Optional[Case] = None) -> Optional[str]:
+    hints = hints_for(exercise, case)
     if exercise.outputs:
         names = ", ".join(exercise.outputs)
         if not isinstance(got, (tuple, list)) or len(got) != len(exercise.outputs):
             return f"`{exercise.name}` should return a tuple ({names}), but it returned {describe(got)}."
         for name, g, e in zip(exercise.outputs, got, expected):
-            message = compare(g, e, f"`{name}`", show_values)
+            message = compare(g, e, f"`{name}`", show_values, hints)
             if message:
                 return message
         return None
     if got is None and expected is not None:
         return f"`{exercise.name}` returned None: did you forget the `return` statement?"
-    return compare(got, expected, f"what `{exercise.name}` returns", show_values)
+    return compare(got, expected, f"what `{exercise.name}` returns", show_values, hints)
+
+
+def check_gradients(exercise: Exercise, got: Optional[dict], expected: dict, show_values: bool) -> Optional[str]:
+    """The gradients of a fixed weighting of every returned tensor must be the reference's: a returned tensor
+    cut from the computation (a .detach(), a state detached at every step) changes them."""
+    got = got or {}
+    cut = ("Keep every returned tensor connected to the computation: no .detach(), .item(), numpy or "
+           "torch.tensor(...) on the way, inside a loop included.")
+    for key, wanted in expected["values"].items():
+        if wanted is None:
+            continue
+        name = expected["names"].get(key, key)
+        grad = got.get(key)
+        if grad is None:
+            return f"No gradient reaches `{name}` from what `{exercise.name}` returns. {cut}"
+        message = compare(grad, wanted, f"the gradient that reaches `{name}`", show_values)
+        if message:
+            return f"{message} Your outputs are right, so some path from `{name}` to them is cut or changed. {cut}"
+    return None
 
 
 def diagnose(exercise: Exercise, got: Any, expected: Any, wrong_outputs: dict, dtype) -> str:
@@ -84,10 +123,14 @@ def decide(exercise: Exercise, plan: Plan, results: list[Result], hidden: bool) 
         position += 1
         if result.error:
             return result.error
-        message = check_output(exercise, result.output, comparison.expected, show_values=not hidden)
+        message = check_output(exercise, result.output, comparison.expected, not hidden, comparison.case)
         if message:
             hint = diagnose(exercise, result.output, comparison.expected, comparison.wrong_outputs(), plan.dtype)
             return where.format(label=comparison.case.label, dtype=dtype_name(plan.dtype)) + message + hint
+        if comparison.grads is not None:
+            message = check_gradients(exercise, result.grads, comparison.grads, show_values=not hidden)
+            if message:
+                return where.format(label=comparison.case.label, dtype=dtype_name(plan.dtype)) + message
     for prop in plan.properties:
         own = results[position:position + len(prop.cases)]
         position += len(prop.cases)

@@ -1,7 +1,6 @@
 """How the checks look and score inside a real Jupyter kernel (what students and nbgrader see)."""
 from __future__ import annotations
 
-import nbformat
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 

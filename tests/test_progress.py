@@ -250,12 +250,43 @@ def test_the_command_prints_a_table_with_a_total(tmp_path):
                             env=env_with_venv(PYTHONIOENCODING="utf-8"), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["chapter", "exercise", "visible", "checks", "points"]
-    assert lines[2].split() == ["untouched", "first", "\u2718", "not", "started", "3"]
-    assert lines[3].split() == ["second", "\u2714", "done", "1"]
-    assert lines[5].split() == ["total", "1", "of", "2", "exercises", "done", "1", "of", "4"]
-    assert "2 of the 4 points come from hidden checks" in " ".join(result.stdout.split())
+    assert lines[0].split() == ["chapter", "exercise", "visible", "checks", "visible", "points", "graded", "later"]
+    assert lines[2].split() == ["untouched", "first", "\u2718", "not", "started", "0", "of", "1", "2"]
+    assert lines[3].split() == ["second", "\u2714", "done", "1", "of", "1", "0"]
+    assert lines[5].split() == ["total", "1", "of", "2", "exercises", "done", "1", "of", "2", "2"]
+    assert "Graded later: 2 of the 4 points come from hidden checks" in " ".join(result.stdout.split())
+    assert f"notebook from {path.resolve()} with" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_points_earned_are_those_of_passing_visible_cells_and_hidden_points_are_graded_later(variants):
+    found = {chapter: p for (chapter, name), p in variants[0].items() if name == "first"}
+    assert (found["correct"].earned, found["correct"].visible_points, found["correct"].hidden_points) == (1, 1, 2)
+    for failing in ("wrong", "untouched", "syntax", "loop"):
+        assert found[failing].earned == 0, failing
+    text = progress.table([found["correct"], found["wrong"]])
+    row = next(line for line in text.splitlines() if line.startswith("wrong"))
+    assert row.split()[-4:] == ["0", "of", "1", "2"]
+    total = next(line for line in text.splitlines() if line.startswith("total"))
+    assert total.split()[-4:] == ["1", "of", "2", "4"]
+
+
+def test_without_a_path_outside_the_course_folder_it_says_where_it_looked(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "autograder", "progress"], cwd=tmp_path,
+                            env=env_with_venv(PYTHONIOENCODING="utf-8"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (f"No path was given, and {tmp_path} has no exercises/ folder and no notebooks: "
+                                     "give the notebook or the folder of notebooks to check, for example "
+                                     "`python -m autograder progress path/to/exercises`.")
+
+
+def test_without_a_path_it_runs_the_notebooks_of_the_working_folder(tmp_path):
+    path = write_variant(tmp_path, "correct")
+    result = subprocess.run([sys.executable, "-m", "autograder", "progress", "--timeout", "60"], cwd=path.parent,
+                            env=env_with_venv(PYTHONIOENCODING="utf-8"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"from {path.parent.resolve()} with" in result.stderr
+    assert "2 of 2 exercises done" in result.stdout
 
 
 def test_a_missing_package_points_to_doctor(tmp_path):

@@ -1,6 +1,7 @@
-"""Measure how long students and instructors wait: one visible check, and grading one notebook.
+"""Measure how long students and instructors wait: one visible check (passing and failing), the first
+check of a fresh kernel, and grading one notebook.
 
-    .venv/bin/python tools/bench_checks.py [--repeats 15] [--gradings 3]
+    .venv/bin/python tools/bench_checks.py [--repeats 15] [--gradings 3] [--fresh 5]
 
 Prints the median (and min/max) of each; nothing here is a pass/fail test.
 """
@@ -22,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import check, reference  # noqa: E402
+from autograder import CheckFailure, check, reference  # noqa: E402
 from autograder.exercises import EXERCISES  # noqa: E402
 
 
@@ -47,6 +48,54 @@ def time_visible_checks(repeats: int) -> None:
             finally:
                 sys.stdout = stdout
         print(f"  {name:32s} {summary(times)}")
+
+
+def time_failing_checks(repeats: int) -> None:
+    """A failing check does more than a passing one: it stops at the first wrong case and looks the
+    result up in the catalogue of known mistakes. Timed on each exercise's first catalogued mistake."""
+    print("One visible check that fails (the first catalogued mistake of each exercise):")
+    for name, exercise in sorted(EXERCISES.items()):
+        wrong = exercise.mistakes[0].build(reference.load(exercise.assignment))
+        times = []
+        for _ in range(repeats + 1):  # the first run is a warm-up
+            started = time.perf_counter()
+            try:
+                check(name, wrong)
+            except CheckFailure:
+                pass
+            times.append(time.perf_counter() - started)
+        print(f"  {name:32s} {summary(times[1:])}")
+
+
+FRESH_KERNEL = """
+import sys, time
+started = time.perf_counter()
+import torch
+from autograder import CheckFailure, check, reference
+ref = reference.load("ch04_scaled_dot_product")
+imported = time.perf_counter()
+try:
+    check("softmax", lambda x, dim=-1: ref.softmax(x, dim) * 1.5 if {fail} else ref.softmax(x, dim))
+except CheckFailure:
+    pass
+print(imported - started, time.perf_counter() - imported, "sympy" in sys.modules)
+"""
+
+
+def time_fresh_first_check(runs: int) -> None:
+    """The first check of a fresh kernel pays for lazy imports (torch.unravel_index would import sympy)."""
+    print("The first check in a fresh process (softmax; the import of torch and the course not counted):")
+    for fail in (False, True):
+        imports, firsts, sympy = [], [], set()
+        for _ in range(runs):
+            out = subprocess.run([sys.executable, "-c", FRESH_KERNEL.format(fail=fail)], capture_output=True,
+                                 text=True, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
+            imported, first, loaded = out.splitlines()[-1].split()  # after the pass line
+            imports.append(float(imported))
+            firsts.append(float(first))
+            sympy.add(loaded)
+        print(f"  {'failing' if fail else 'passing'} first check   {summary(firsts)}; sympy imported: "
+              f"{'/'.join(sorted(sympy))}; imports before it: median {statistics.median(imports):.2f} s")
 
 
 def time_grading(gradings: int, assignment: str = "ch04_scaled_dot_product") -> None:
@@ -83,9 +132,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15, help="timed runs of each visible check")
     parser.add_argument("--gradings", type=int, default=3, help="timed runs of nbgrader autograde")
+    parser.add_argument("--fresh", type=int, default=5, help="fresh processes for the first-check figure")
     args = parser.parse_args()
     time_visible_checks(args.repeats)
-    time_grading(args.gradings)
+    time_failing_checks(args.repeats)
+    time_fresh_first_check(args.fresh)
+    if args.gradings:
+        time_grading(args.gradings)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from autograder.exercises.ch13_efficient_inference import TensorMemoryMeter  # noqa: E402
+from autograder.tools import TensorMemoryMeter  # noqa: E402
 from bench_kv_cache import load_solutions, run_solutions  # noqa: E402
 
 

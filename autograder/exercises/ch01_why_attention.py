@@ -35,7 +35,9 @@ def _rnn_case(g, length, d_in, d_h, note="", non_contiguous=False):
     W_xh = randn(g, d_in, d_h, scale=1 / math.sqrt(d_in))
     W_hh = randn(g, d_h, d_h, scale=0.8 / math.sqrt(d_h))
     b_h = randn(g, d_h, scale=0.3)
-    return Case(shapes(x=x, W_xh=W_xh, W_hh=W_hh, b_h=b_h) + note, (x, W_xh, W_hh, b_h))
+    # grad: the gradients through both returned tensors are compared with the reference's, so that
+    # detached outputs, or a state detached at every step, fail although the values are right.
+    return Case(shapes(x=x, W_xh=W_xh, W_hh=W_hh, b_h=b_h) + note, (x, W_xh, W_hh, b_h), grad=True)
 
 
 @rnn_encode.cases
@@ -98,6 +100,47 @@ def _(g):
     case = _rnn_case(g, 3, 2, 3)
     case.grad = True
     return [case], gradients_reach({"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"})
+
+
+def _stepwise(ref, x, W_xh, W_hh, b_h, h_0, carry=lambda h: h):
+    """The reference one step at a time: step t is the reference on x_t alone with h_{t-1} W_hh folded into
+    the bias; ``h_0`` is the first state and ``carry`` what is done to each state before the next step."""
+    h, states = h_0, []
+    for x_t in x:
+        _, h = ref.rnn_encode(x_t[None], W_xh, W_hh, b_h + carry(h) @ W_hh)
+        states.append(h)
+    return torch.stack(states), h
+
+
+@rnn_encode.mistake("the state does not start at zero: h_0 = 0, so the first state is tanh(x_1 W_xh + b_h). "
+                    "Start from x.new_zeros(d_h).")
+def h_0_not_zero(ref):
+    return lambda x, W_xh, W_hh, b_h: _stepwise(ref, x, W_xh, W_hh, b_h, torch.ones_like(b_h))
+
+
+@rnn_encode.mistake("tanh is missing: each state is x_t W_xh + h_{t-1} W_hh + b_h, which grows without bound. "
+                    "Apply torch.tanh at every step.")
+def no_tanh(ref):
+    def wrong(x, W_xh, W_hh, b_h):
+        # tanh(z) = z for tiny z: the reference on inputs scaled by 1e-5, scaled back, is the RNN without tanh.
+        outputs, h_T = ref.rnn_encode(x * 1e-5, W_xh, W_hh, b_h * 1e-5)
+        return outputs / 1e-5, h_T / 1e-5
+    return wrong
+
+
+@rnn_encode.mistake("the returned states are cut from the computation (.detach(), or rebuilt with torch.tensor): "
+                    "no gradient flows back through `outputs`.", expect="some path from `x` to them is cut")
+def detached_outputs(ref):
+    def wrong(x, W_xh, W_hh, b_h):
+        outputs, h_T = ref.rnn_encode(x, W_xh, W_hh, b_h)
+        return outputs.detach(), h_T
+    return wrong
+
+
+@rnn_encode.mistake("the state is detached at every step (h = h.detach()), so gradients stop after one step.",
+                    expect="some path from `x` to them is cut")
+def state_detached_every_step(ref):
+    return lambda x, W_xh, W_hh, b_h: _stepwise(ref, x, W_xh, W_hh, b_h, torch.zeros_like(b_h), torch.Tensor.detach)
 
 
 @rnn_encode.mistake("the previous state is never fed back: each h_t is computed from x_t alone, so W_hh is unused. "

@@ -254,7 +254,9 @@ def splits_on_single_spaces(ref):
 
 # ------------------------------------------------------------------------------- one_hot
 one_hot = Exercise("one_hot", ASSIGNMENT, dtypes=(None,), forbidden=(capability.ONE_HOT,),
-                   why_forbidden="the point is to build the one-hot vectors yourself")
+                   why_forbidden="the point is to build the one-hot vectors yourself",
+                   dtype_hint="The ids are integers, but the one-hot vectors are float32, ready to be multiplied "
+                              "by a weight matrix: make them with dtype=torch.float32.")
 
 
 def _ids(g, vocab_size, *shape):
@@ -269,7 +271,8 @@ def _one_hot_case(ids, vocab_size, note=""):
 def _(g, hidden):
     if not hidden:
         return [_one_hot_case(torch.tensor([2, 0, 3, 3, 1]), 7), _one_hot_case(_ids(g, 4, 2, 3), 4),
-                _one_hot_case(torch.tensor([5, 0, 5]), 6)]
+                _one_hot_case(torch.tensor([5, 0, 5]), 6),
+                _one_hot_case(torch.tensor(2), 5, " (a single id, a 0-dimensional tensor)")]
     return [_one_hot_case(_ids(g, 10, 3, 2, 4), 10), _one_hot_case(torch.tensor([0]), 1, " (a vocabulary of one token)"),
             _one_hot_case(torch.zeros(0, dtype=torch.long), 5, " (no ids)"),
             _one_hot_case(_ids(g, 9, 5, 3).T, 9, " (non-contiguous ids)"),
@@ -331,7 +334,9 @@ def _lookup_case(ids, weight, note=""):
 @embedding_lookup.cases
 def _(g, hidden):
     if not hidden:
-        return [_lookup_case(torch.tensor([3, 0, 4, 1]), randn(g, 5, 5)),
+        # Non-square weights, so that rows and columns cannot be confused unnoticed; ids below both sizes, so
+        # that picking columns runs and can be named.
+        return [_lookup_case(torch.tensor([3, 0, 4, 1]), randn(g, 6, 5)),
                 _lookup_case(_ids(g, 6, 2, 3), randn(g, 6, 4)),
                 _lookup_case(torch.tensor([2, 2, 0]), randn(g, 4, 2), " (a repeated id)")]
     return [_lookup_case(_ids(g, 8, 2, 3, 4), randn(g, 8, 8)),
@@ -353,6 +358,12 @@ def _(g):
 @embedding_lookup.mistake("columns of `weight` are picked instead of rows: the vector of id i is row i, weight[i].")
 def columns(ref):
     return lambda ids, weight: ref.embedding_lookup(ids, weight.T)
+
+
+@embedding_lookup.mistake("the ids index the columns (weight[:, ids]): the vector of id i is row i, weight[i], "
+                          "so the result has shape (..., d).")
+def indexes_columns(ref):
+    return lambda ids, weight: ref.embedding_lookup(ids, weight.T).movedim(-1, 0)
 
 
 @embedding_lookup.mistake("the ids are flattened: the result should keep the shape of `ids` and add one axis, (..., d).")
@@ -483,14 +494,26 @@ def builtin(ref):
 nearest_neighbors = Exercise("nearest_neighbors", ASSIGNMENT)
 
 
+def _orders(E, idx, k):
+    """The k rows nearest to row idx by cosine similarity, by dot product and by Euclidean distance."""
+    others = torch.arange(E.shape[0]) != idx
+    def best(scores):
+        return scores.masked_fill(~others, float("-inf")).topk(k).indices.tolist()
+    return (best(F.cosine_similarity(E, E[idx][None], dim=-1)), best(E @ E[idx]), best(-(E - E[idx]).norm(dim=-1)))
+
+
 def _neighbour_case(g, n, d, idx, k, note="", non_contiguous=False):
     """Rows of very different lengths; redrawn until no two rows are almost equally similar to row idx,
-    so that float32 and float64 agree on the order."""
+    so that float32 and float64 agree on the order, and (with more than two rows) until ranking by dot
+    product or by distance gives another answer than ranking by cosine, either way round, so that each
+    of these mistakes is told apart from the others."""
     while True:
         E = _scaled_rows(g, n, d, -1, 1)
         E = E.T.contiguous().T if non_contiguous else E
         sims = F.cosine_similarity(E, E[idx][None], dim=-1).sort().values
-        if (sims[1:] - sims[:-1]).min() > 1e-3:
+        cosine, dot, distance = _orders(E, idx, k)
+        apart = n <= 2 or all(other not in (cosine, cosine[::-1]) for other in (dot, distance))
+        if (sims[1:] - sims[:-1]).min() > 1e-3 and apart:
             return Case(shapes(E=E, idx=idx, k=k) + note, (E, idx, k))
 
 
@@ -532,6 +555,12 @@ def includes_itself(ref):
         others = ref.nearest_neighbors(E, idx, k)
         return torch.cat([others.new_tensor([idx]), others[:-1]])
     return wrong
+
+
+@nearest_neighbors.mistake("these are the right rows in the wrong order: list them from the most similar to the "
+                           "least similar (descending similarity).")
+def ascending_order(ref):
+    return lambda E, idx, k: ref.nearest_neighbors(E, idx, k).flip(0)
 
 
 @nearest_neighbors.mistake("these are the least similar rows: sort from the most similar to the least similar.")

@@ -21,7 +21,10 @@ def _pairs_swapped(x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------- sinusoidal_positional_encoding
-sinusoidal_positional_encoding = Exercise("sinusoidal_positional_encoding", ASSIGNMENT, dtypes=(None,))
+sinusoidal_positional_encoding = Exercise(
+    "sinusoidal_positional_encoding", ASSIGNMENT, dtypes=(None,),
+    dtype_hint="The table is float32: if you compute in float64 for accuracy, convert at the end with "
+               ".to(torch.float32) (or .float()).")
 
 
 def _pe_case(max_len, d_model, note=""):
@@ -161,14 +164,37 @@ def last_rows(ref):
     return Wrong
 
 
-@LearnedPositionalEmbedding.mistake("the table is not a parameter", expect="should have exactly these parameters: weight")
-def table_not_a_parameter(ref):
+@LearnedPositionalEmbedding.mistake("the table is a buffer", expect="is a buffer (register_buffer), not an nn.Parameter")
+def table_a_buffer(ref):
     class Wrong(ref.LearnedPositionalEmbedding):
         def __init__(self, max_len, d_model):
             super().__init__(max_len, d_model)
             table = self.weight.detach().clone()
             del self.weight
             self.register_buffer("weight", table)
+    return Wrong
+
+
+@LearnedPositionalEmbedding.mistake("the table is a plain tensor", expect="is a plain tensor, not an nn.Parameter")
+def table_a_plain_tensor(ref):
+    class Wrong(ref.LearnedPositionalEmbedding):
+        def __init__(self, max_len, d_model):
+            super().__init__(max_len, d_model)
+            table = self.weight.detach().clone()
+            del self.weight
+            self.weight = table
+    return Wrong
+
+
+@LearnedPositionalEmbedding.mistake("the table is scaled after it is made a parameter",
+                                    expect="is a tensor computed from an nn.Parameter")
+def table_scaled_parameter(ref):
+    class Wrong(ref.LearnedPositionalEmbedding):
+        def __init__(self, max_len, d_model):
+            super().__init__(max_len, d_model)
+            table = self.weight * 0.02
+            del self.weight
+            self.weight = table
     return Wrong
 
 

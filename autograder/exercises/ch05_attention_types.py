@@ -100,6 +100,17 @@ def tanh_of_each_projection(ref):
     return lambda q, k, v, W_q, W_k, w_v: ref.additive_attention(torch.zeros_like(q), k, v, W_q, W_k, w_v)
 
 
+@additive_attention.mistake("the softmax runs over the queries (axis -2) instead of over the keys (the last axis): "
+                            "each row of `weights`, one query, must sum to 1.")
+def softmax_over_queries(ref):
+    def wrong(q, k, v, W_q, W_k, w_v):
+        # The same scores with the roles of queries and keys exchanged, softmaxed over their last axis, are the
+        # scores softmaxed over the queries (q stands in for the values, which are not used).
+        weights = ref.additive_attention(k, q, q, W_k, W_q, w_v)[1].transpose(-1, -2)
+        return weights @ v, weights
+    return wrong
+
+
 @additive_attention.mistake("W_q and W_k are swapped: the queries go through W_q and the keys through W_k.")
 def swapped_projections(ref):
     return lambda q, k, v, W_q, W_k, w_v: ref.additive_attention(q, k, v, W_k, W_q, w_v)
@@ -284,8 +295,11 @@ def _cross_case(g, batch, t_q, t_k, d_model, d_memory, mask=None, note=""):
 @CrossAttention.cases
 def _(g, hidden):
     if not hidden:
-        # d_model == d_memory comes first: there the mistakes that mix up x and memory run and can be named.
-        return [_cross_case(g, 1, 3, 3, 4, 4, random_mask(g, 3, 3)), _cross_case(g, 2, 3, 5, 6, 4),
+        # d_model == d_memory and T_q == T_k come first: there every mix-up of x and memory runs and is named.
+        # Then d_model == d_memory with T_q != T_k (keys or values from x give the wrong number of columns),
+        # then sizes that all differ.
+        return [_cross_case(g, 1, 3, 3, 4, 4, random_mask(g, 3, 3)), _cross_case(g, 2, 3, 5, 6, 6),
+                _cross_case(g, 2, 3, 5, 6, 4),
                 _cross_case(g, 2, 4, 6, 8, 10, random_mask(g, 2, 1, 6), " (a mask over the memory)")]
     transposed = _cross_case(g, 2, 3, 6, 8, 5, note=" (non-contiguous memory)")
     transposed.args = (transposed.args[0], randn(g, 2, 5, 6).transpose(1, 2))  # a (2, 6, 5) view
@@ -367,6 +381,48 @@ def roles_swapped(ref):
         def forward(self, x, memory, mask=None):
             return super().forward(memory, x, mask)
     return Wrong
+
+
+class _ReadsFrom(nn.Module):
+    """A projection that ignores what it is given and projects ``source`` instead (a mix-up of x and memory)."""
+
+    def __init__(self, layer: nn.Module, source: torch.Tensor):
+        super().__init__()
+        self.layer, self.source = layer, source
+
+    def forward(self, _):
+        return self.layer(self.source)
+
+
+def _projections_from_x(ref, names: tuple):
+    """A wrong CrossAttention: the reference, with the projections ``names`` applied to x instead of memory."""
+    class Wrong(ref.CrossAttention):
+        def forward(self, x, memory, mask=None):
+            layers = {name: getattr(self, name) for name in names}
+            for name, layer in layers.items():
+                setattr(self, name, _ReadsFrom(layer, x))
+            try:
+                return super().forward(x, memory, mask)
+            finally:
+                for name, layer in layers.items():
+                    setattr(self, name, layer)
+    return Wrong
+
+
+@CrossAttention.mistake("the keys and the values are made from x: this is self-attention on x. In cross-attention "
+                        "only the queries come from x; the keys and values come from memory.")
+def keys_and_values_from_x(ref):
+    return _projections_from_x(ref, ("W_k", "W_v"))
+
+
+@CrossAttention.mistake("the keys are made from x: compute k = W_k(memory), like the values.")
+def keys_from_x(ref):
+    return _projections_from_x(ref, ("W_k",))
+
+
+@CrossAttention.mistake("the values are made from x: compute v = W_v(memory), like the keys.")
+def values_from_x(ref):
+    return _projections_from_x(ref, ("W_v",))
 
 
 @CrossAttention.mistake("the scores are not divided by sqrt(d_model), the size of the queries and keys.")

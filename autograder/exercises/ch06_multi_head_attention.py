@@ -175,6 +175,7 @@ def _(g, hidden):
             _mha_case(g, 8, 2, 2, 3, 5, mask=random_mask(g, 2, 1, 1, 5), note=" (a padding mask over the keys)"),
             _mha_case(g, 12, 3, 1, 4, 4, bias=False, mask=causal(4), self_attention=True, note=" (causal)"),
             _mha_case(g, 8, 4, 2, 2, 6),
+            _mha_case(g, 8, 2, 2, 3, 5, mask=random_mask(g, 2, 2, 3, 5), note=" (a different mask per head)"),
         ]
     transposed = _mha_case(g, 6, 3, 2, 9, 4, note=" (non-contiguous query)")
     transposed.args = (randn(g, 2, 6, 9).transpose(1, 2), *transposed.args[1:])  # a (2, 9, 6) view

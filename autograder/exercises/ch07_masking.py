@@ -100,7 +100,7 @@ def _lengths(*values: int) -> torch.Tensor:
 def _(g, hidden):
     if not hidden:
         return [Case(f"lengths={list(l.tolist())}, max_len={m}", (l, m)) for l, m in (
-            (_lengths(3, 1, 4, 2), 4), (_lengths(2, 5), 6), (_lengths(1,), 1))]
+            (_lengths(3, 1, 4, 2), 4), (_lengths(2, 5), 6), (_lengths(1,), 1), (_lengths(0, 3, 2), 3))]
     random_lengths = torch.randint(0, 10, (6,), generator=g)
     return [Case(f"{len(l)} sequences, max_len={m}" + note, (l, m)) for l, m, note in (
         (random_lengths, 10, ""), (_lengths(0, 3, 2), 3, " (one sequence of length 0)"),
@@ -136,7 +136,8 @@ combine_masks = Exercise("combine_masks", ASSIGNMENT, dtypes=(None,))
 def _(g, hidden):
     if not hidden:
         return [Case(f"lengths={list(l.tolist())}, max_len={m}, causal={c}", (l, m, c)) for l, m, c in (
-            (_lengths(3, 1), 4, False), (_lengths(2, 4), 4, True), (_lengths(5, 3, 4), 5, True))]
+            (_lengths(3, 1), 4, False), (_lengths(2, 4), 4, True), (_lengths(5, 3, 4), 5, True),
+            (_lengths(0, 2), 3, True))]
     random_lengths = torch.randint(1, 9, (5,), generator=g)
     return [Case(f"{len(l)} sequences, max_len={m}, causal={c}" + note, (l, m, c)) for l, m, c, note in (
         (random_lengths, 8, False, ""), (random_lengths, 8, True, ""), (_lengths(0, 2), 3, True, " (a length 0)"),
@@ -237,6 +238,12 @@ def _softmax_case(scores, mask, note=""):
     return Case(shapes(scores=scores, mask=mask) + note, (scores, mask))
 
 
+def _masked_far_above(scores, mask):
+    """Masked scores of 1e4, far above every allowed one: the largest score of a row must be taken over the
+    allowed keys only, or every allowed exp() underflows to 0 (scores [2, 1, 1e4] with the last one masked)."""
+    return _softmax_case(scores.masked_fill(~mask, 1e4), mask, " (masked scores of 1e4, far above the allowed ones)")
+
+
 @masked_softmax.cases
 def _(g, hidden):
     if not hidden:
@@ -244,6 +251,7 @@ def _(g, hidden):
         padding[2] = False
         return [
             _softmax_case(randn(g, 2, 3, 5), _keeping_one(g, 2, 3, 5)),
+            _masked_far_above(randn(g, 2, 3, 5), _keeping_one(g, 2, 3, 5)),
             _softmax_case(randn(g, 2, 4, scale=1e4), _keeping_one(g, 2, 4), " with scores near 1e4"),
             _softmax_case(randn(g, 3, 4, 6), _with_empty_rows(g, 3, 4, 6, empty=2), " (two rows allow no key)"),
             _softmax_case(randn(g, 3, 2, 4, 4), padding, " (a padding mask; sequence 2 has no real token)"),
@@ -251,6 +259,7 @@ def _(g, hidden):
     transposed = randn(g, 2, 7, 5).transpose(-1, -2)
     return [
         _softmax_case(randn(g, 4, 6, 9), _keeping_one(g, 4, 6, 9)),
+        _masked_far_above(randn(g, 3, 5, 7, scale=3), _keeping_one(g, 3, 5, 7)),
         _softmax_case(randn(g, 3, 7, scale=1e4), _keeping_one(g, 3, 7), " with scores near 1e4"),
         _softmax_case(-randn(g, 3, 7, scale=1e4).abs(), _keeping_one(g, 3, 7), " with scores near -1e4"),
         _softmax_case(randn(g, 2, 3, 5, 8), _with_empty_rows(g, 2, 1, 5, 8, empty=3), " (some rows allow no key)"),
@@ -331,6 +340,17 @@ def _(g):
     cases = [Case(f"scores of {'the tokens' if i == 0 else f'the tokens with token {i} changed'}, causal mask",
                   (y @ y.transpose(-2, -1) / 2, causal)) for i, y in enumerate(inputs)]
     return cases, judge
+
+
+# First: on the case with masked scores far above the others, masking after the softmax also gives zeros.
+@masked_softmax.mistake("the largest score is taken over all the keys, masked ones included: when a masked score "
+                        "is far above the allowed ones, every allowed exp() underflows to 0. Take the maximum after "
+                        "masking (over the allowed keys only).")
+def max_over_all_keys(ref):
+    def wrong(scores, mask):
+        underflows = (scores - scores.amax(-1, keepdim=True)).exp() == 0
+        return ref.masked_softmax(scores, mask & ~underflows)
+    return wrong
 
 
 @masked_softmax.mistake("the mask is applied after the softmax, so the remaining weights no longer sum to 1. "

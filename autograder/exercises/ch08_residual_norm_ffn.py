@@ -13,7 +13,8 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
+                    linear_weight, randn, shapes)
 
 ASSIGNMENT = "ch08_residual_norm_ffn"
 
@@ -242,6 +243,27 @@ def _(g):
     return [dropped], judge
 
 
+@PositionwiseFeedForward.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
+def _(g):
+    return dropout_off_in_eval(_ffn_case(g, randn(g, 2, 3, 4), 8), 2, "PositionwiseFeedForward")
+
+
+@PositionwiseFeedForward.prop("an activation other than 'relu' or 'gelu' raises ValueError")
+def _(g):
+    case = Case("PositionwiseFeedForward(d_model=4, d_ff=8, dropout=0.0, activation='tanh')",
+                init=(4, 8, 0.0, "tanh"), inspect=True, expect_error=True)
+
+    def judge(results, dtype):
+        error = results[0].error
+        if error is None:
+            return ("PositionwiseFeedForward(4, 8, activation='tanh') should raise ValueError (only 'relu' and "
+                    "'gelu' are allowed), but it made a module.")
+        if "raised ValueError" not in error:
+            return f"For activation='tanh', PositionwiseFeedForward should raise ValueError. Instead: {error}"
+        return None
+    return [case], judge
+
+
 @PositionwiseFeedForward.prop("gradients reach x and both layers")
 def _(g):
     case = _ffn_case(g, randn(g, 2, 3, 4), 8)
@@ -303,6 +325,19 @@ def residual_inside(ref):
     class Wrong(ref.PositionwiseFeedForward):
         def forward(self, x):
             return x + super().forward(x)
+    return Wrong
+
+
+@PositionwiseFeedForward.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
+def dropout_in_eval(ref):
+    return dropout_stays_on(ref.PositionwiseFeedForward)
+
+
+@PositionwiseFeedForward.mistake("an unknown activation does not raise", expect="should raise ValueError (only 'relu' and")
+def accepts_any_activation(ref):
+    class Wrong(ref.PositionwiseFeedForward):
+        def __init__(self, d_model, d_ff, dropout=0.0, activation="relu"):
+            super().__init__(d_model, d_ff, dropout, activation if activation in ("relu", "gelu") else "relu")
     return Wrong
 
 
@@ -401,6 +436,11 @@ def _(g):
     return [pre, post], judge
 
 
+@SublayerConnection.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
+def _(g):
+    return dropout_off_in_eval(_sublayer_case(g, randn(g, 2, 3, 6), False), 1, "SublayerConnection")
+
+
 @SublayerConnection.prop("gradients reach x, the sublayer and norm")
 def _(g):
     case = _sublayer_case(g, randn(g, 2, 3, 4), False)
@@ -471,3 +511,8 @@ def post_norm_normalises_the_branch(ref):
                 return super().forward(x, sublayer)
             return x + self.norm(sublayer(x))
     return Wrong
+
+
+@SublayerConnection.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
+def dropout_in_eval(ref):
+    return dropout_stays_on(ref.SublayerConnection)

@@ -8,13 +8,15 @@ catalogue of wrong versions is written on top of the reference (passed in as ``r
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
+from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
+                    linear_weight, randn, shapes)
 
 ASSIGNMENT = "ch09_encoder"
 BUILTINS_WHY = "the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm"
@@ -97,6 +99,34 @@ def patched_forward(module: nn.Module, make):
         yield
     finally:
         del module.forward
+
+
+def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
+    """A property's cases and judge: with dropout=1.0 (``init[index]``) in training mode every sublayer's
+    output is dropped, so post-norm gives the norms applied to x in turn, and pre-norm gives x itself."""
+    dropped = [replace(c, label=f"{c.label}, with dropout=1.0, in training mode",
+                       init=c.init[:index] + (1.0,) + c.init[index + 1:]) for c in cases]
+
+    def expected(case):
+        x = case.args[0]
+        if case.init[index + 1]:  # norm_first
+            return x
+        for norm in norms:
+            centred = x - x.mean(-1, keepdim=True)
+            x = (centred / (centred.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * case.state[f"{norm}.weight"]
+                 + case.state[f"{norm}.bias"])
+        return x
+
+    def judge(results, dtype):
+        for case, result in zip(dropped, results):
+            if not close(result.output, expected(case), dtype):
+                order = "pre-norm" if case.init[index + 1] else "post-norm"
+                should = "x itself" if case.init[index + 1] else " of ".join(reversed(norms)) + " of x"
+                return (f"With dropout=1.0 in training mode every sublayer's output is dropped, so `{name}` in "
+                        f"{order} should return {should}; yours does not. Apply one nn.Dropout to each sublayer's "
+                        "output, before it is added to the residual.")
+        return None
+    return dropped, judge
 
 
 # ---------------------------------------------------------------------------------- EncoderLayer
@@ -190,6 +220,17 @@ def _(g):
     return [real, padded], judge
 
 
+@EncoderLayer.prop("dropout: off in eval mode; with dropout=1.0 in training mode each sublayer's output is dropped")
+def _(g):
+    eval_cases, eval_judge = dropout_off_in_eval(_layer_case(g, 2, 4, 8, 2, 16), 3, "EncoderLayer")
+    dropped, dropped_judge = dropped_sublayers([_layer_case(g, 2, 3, 8, 2, 16), _layer_case(g, 2, 3, 8, 2, 16, True)],
+                                               3, ("norm1", "norm2"), "EncoderLayer")
+
+    def judge(results, dtype):
+        return eval_judge(results[:2], dtype) or dropped_judge(results[2:], dtype)
+    return eval_cases + dropped, judge
+
+
 @EncoderLayer.prop("gradients reach x and every part of the layer")
 def _(g):
     case = _layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3))
@@ -265,6 +306,11 @@ def ignores_mask(ref):
         def forward(self, x, mask=None):
             return super().forward(x)
     return Wrong
+
+
+@EncoderLayer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
+def dropout_in_eval(ref):
+    return dropout_stays_on(ref.EncoderLayer)
 
 
 @EncoderLayer.mistake("uses nn.TransformerEncoderLayer", expect="uses torch.nn.TransformerEncoderLayer")
@@ -388,6 +434,11 @@ def _(g):
     return [real, padded], judge
 
 
+@Encoder.prop("dropout is off in eval mode: with dropout=0.5 the output equals the output without dropout")
+def _(g):
+    return dropout_off_in_eval(_encoder_case(g, 2, 2, 4, 8, 2, 16, True), 4, "Encoder")
+
+
 @Encoder.prop("gradients reach x and every layer")
 def _(g):
     case = _encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True)
@@ -456,6 +507,11 @@ def norm_after_every_layer(ref):
                         layer, lambda original: lambda h, mask=None: self.norm(original(h, mask))))
                 return super().forward(x, mask)
     return Wrong
+
+
+@Encoder.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
+def dropout_in_eval(ref):
+    return dropout_stays_on(ref.Encoder)
 
 
 @Encoder.mistake("uses nn.TransformerEncoder", expect="uses torch.nn.TransformerEncoder")

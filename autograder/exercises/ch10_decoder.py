@@ -17,9 +17,11 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..components.transformer import sinusoidal_table
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, shapes
-from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, encoder_layer_state, ffn_state,
-                           mask_description, norm_state, padding_mask, patched_forward, random_mask)
+from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
+                    linear_weight, randn, shapes)
+from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, dropped_sublayers,
+                           encoder_layer_state, ffn_state, norm_state, padding_mask, patched_forward,
+                           random_mask)
 
 ASSIGNMENT = "ch10_decoder"
 
@@ -146,6 +148,17 @@ def _(g):
     return [case, padded], judge
 
 
+@DecoderLayer.prop("dropout: off in eval mode; with dropout=1.0 in training mode each sublayer's output is dropped")
+def _(g):
+    eval_cases, eval_judge = dropout_off_in_eval(_layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3)), 3, "DecoderLayer")
+    dropped, dropped_judge = dropped_sublayers([_layer_case(g, 2, 3, 4, 8, 2, 16), _layer_case(g, 2, 3, 4, 8, 2, 16, True)],
+                                               3, ("norm1", "norm2", "norm3"), "DecoderLayer")
+
+    def judge(results, dtype):
+        return eval_judge(results[:2], dtype) or dropped_judge(results[2:], dtype)
+    return eval_cases + dropped, judge
+
+
 @DecoderLayer.prop("gradients reach x, memory and every part of the layer")
 def _(g):
     case = _layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3))
@@ -246,6 +259,11 @@ def norms_swapped(ref):
                 b.weight.data, b.bias.data = a.weight.data, a.bias.data
                 a.weight.data, a.bias.data = saved
     return Wrong
+
+
+@DecoderLayer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
+def dropout_in_eval(ref):
+    return dropout_stays_on(ref.DecoderLayer)
 
 
 @DecoderLayer.mistake("uses nn.TransformerDecoderLayer", expect="uses torch.nn.TransformerDecoderLayer")
@@ -431,6 +449,31 @@ def _(g):
     return [case, padded_src, padded_tgt], judge
 
 
+@Transformer.prop("dropout is off in eval mode: with dropout=0.5 the logits equal those without dropout")
+def _(g):
+    case = _model_case(g, _tokens(g, [5, 3], 5, SRC_VOCAB), _tokens(g, [4, 4], 4, TGT_VOCAB), n_layers=1)
+    return dropout_off_in_eval(case, 7, "Transformer")
+
+
+@Transformer.prop("a sequence longer than max_len raises ValueError")
+def _(g):
+    src = _tokens(g, [7], 7, SRC_VOCAB)
+    case = Case(f"Transformer(src_vocab={SRC_VOCAB}, tgt_vocab={TGT_VOCAB}, d_model=16, n_heads=2, n_layers=1, d_ff=32, "
+                f"max_len=6).encode(src) with src (1, 7) (longer than max_len)", (src,), {"method": "encode"},
+                init=(SRC_VOCAB, TGT_VOCAB, 16, 2, 1, 32, 6, 0.0, 0), state=_model_state(g, 16, 1, 32),
+                expect_error=True)
+
+    def judge(results, dtype):
+        error = results[0].error
+        if error is None:
+            return ("Transformer(..., max_len=6).encode(src) should raise ValueError for a source of 7 tokens "
+                    "(longer than max_len), but it returned a result.")
+        if "raised ValueError" not in error:
+            return f"For a sequence longer than max_len, Transformer should raise ValueError. Instead: {error}"
+        return None
+    return [case], judge
+
+
 @Transformer.prop("gradients reach the embeddings, the encoder, the decoder and the output projection")
 def _(g):
     case = _model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1)
@@ -547,6 +590,23 @@ def returns_probabilities(ref):
     class Wrong(ref.Transformer):
         def decode(self, tgt, memory, src):
             return super().decode(tgt, memory, src).softmax(-1)
+    return Wrong
+
+
+@Transformer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
+def dropout_in_eval(ref):
+    return dropout_stays_on(ref.Transformer)
+
+
+@Transformer.mistake("a sequence longer than max_len does not raise ValueError", expect="should raise ValueError. Instead")
+def no_length_check(ref):
+    class Wrong(ref.Transformer):
+        def embed(self, table, ids):
+            saved, self.max_len = self.max_len, max(self.max_len, ids.shape[1])
+            try:
+                return super().embed(table, ids)
+            finally:
+                self.max_len = saved
     return Wrong
 
 

@@ -65,11 +65,11 @@ class StepFunction:
 
     It checks what it is given, so that a wrong call is named in one sentence: the prefix is
     the whole sequence so far (a 1-D integer tensor that starts with bos), and no call is
-    needed once the sequence holds ``max_len`` tokens.
+    needed once the sequence is complete: when it holds ``max_len`` tokens, or once it holds eos.
     """
 
-    def __init__(self, table: torch.Tensor, bos_id: int, max_len: int):
-        self.table, self.bos_id, self.max_len = table, bos_id, max_len
+    def __init__(self, table: torch.Tensor, bos_id: int, eos_id: int, max_len: int):
+        self.table, self.bos_id, self.eos_id, self.max_len = table, bos_id, eos_id, max_len
 
     def __call__(self, prefix) -> torch.Tensor:
         if not isinstance(prefix, torch.Tensor) or prefix.is_floating_point() or prefix.is_complex() \
@@ -86,6 +86,10 @@ class StepFunction:
         if len(tokens) >= self.max_len:
             raise CheckFailure(f"step_fn was called with a prefix of {len(tokens)} tokens although max_len is "
                                f"{self.max_len}: stop when the sequence holds max_len tokens (bos included).")
+        if self.eos_id in tokens[1:]:
+            raise CheckFailure(f"step_fn was called with the prefix {tokens}, which already holds eos_id={self.eos_id}: "
+                               "decoding goes on after eos, but a sequence is complete once it ends with eos. Stop "
+                               "there (in beam search, set that hypothesis aside as finished and never extend it).")
         last = tokens[-1]
         if not 0 <= last < self.table.shape[-1]:
             raise CheckFailure(f"The prefix given to step_fn holds the token id {last}, outside the vocabulary "
@@ -119,11 +123,11 @@ def _designed(max_len: int, vocab: int, rows: dict, floor: float = 1e-4) -> torc
 
 
 def _bind_greedy(impl, device, table, bos_id, eos_id, max_len):
-    return impl(StepFunction(table, bos_id, max_len), bos_id, eos_id, max_len)
+    return impl(StepFunction(table, bos_id, eos_id, max_len), bos_id, eos_id, max_len)
 
 
 def _bind_beam(impl, device, table, bos_id, eos_id, beam_size, max_len, **kwargs):
-    return impl(StepFunction(table, bos_id, max_len), bos_id, eos_id, beam_size, max_len, **kwargs)
+    return impl(StepFunction(table, bos_id, eos_id, max_len), bos_id, eos_id, beam_size, max_len, **kwargs)
 
 
 # Token ids of the course (chapter 2): 0 <pad>, 1 <unk>, 2 <bos>, 3 <eos>; then the words.
@@ -135,6 +139,8 @@ GREEDY_AND_BEAM_DISAGREE = {(0, BOS): {A: .5, B: .4, EOS: .1}, (1, A): {A: .25, 
                             (1, B): {EOS: .9, A: .1}, (2, B): {A: .5, EOS: .45, C: .05}, (3, A): {EOS: .8, C: .2}}
 EOS_EARLY = {(0, BOS): {EOS: .45, A: .3, B: .25}, (1, A): {C: .9, EOS: .1}, (1, B): {EOS: .5, A: .5},
              (2, C): {EOS: .95, A: .05}}
+THREE_WINNERS = {(0, BOS): {A: .55, B: .35, EOS: .1}, (1, A): {EOS: .4, C: .35, B: .25}, (1, B): {EOS: .9, A: .1},
+                 (2, C): {EOS: .99, A: .01}}  # beam_size 3: greedy, the plain sum and the length penalty differ
 PENALTY_DECIDES = {(0, BOS): {A: .5, B: .45, EOS: .05}, (1, A): {EOS: .6, C: .4}, (1, B): {C: .8, EOS: .1, A: .1},
                    (2, C): {C: .8, EOS: .15, A: .05}, (3, C): {EOS: .8, C: .2}, (2, A): {EOS: .5, B: .5}}
 
@@ -167,6 +173,7 @@ def _(g, hidden):
             _greedy_case(_designed(6, 7, EOS_EARLY), BOS, EOS, 6, "whose most probable first token is eos"),
             _greedy_case(_table(g, 5, 8), BOS, EOS, 5, "that never makes eos the most probable"),
             _greedy_case(tie, BOS, EOS, 4, "with a tie between tokens 4 and 5 at the first step"),
+            _greedy_case(_table(g, 1, 5), BOS, EOS, 1, "(max_len=1: nothing to generate)"),
         ]
     moved, bos_id, eos_id = _relabelled(g, EOS_EARLY, 9, noise=0.2)
     cases = [_greedy_case(_designed(7, 9, moved), bos_id, eos_id, 7, "whose most probable first token is eos")]
@@ -189,7 +196,7 @@ def no_eos_in_output(ref):
     return wrong
 
 
-@greedy_decode.mistake("decoding goes on after eos: stop as soon as the model produces eos.")
+@greedy_decode.mistake("decoding goes on after eos", expect="decoding goes on after eos")
 def ignores_eos(ref):
     return lambda step_fn, bos_id, eos_id, max_len: ref.greedy_decode(step_fn, bos_id, -1, max_len)
 
@@ -215,6 +222,11 @@ def one_too_many(ref):
     return lambda step_fn, bos_id, eos_id, max_len: ref.greedy_decode(step_fn, bos_id, eos_id, max_len + 1)
 
 
+@greedy_decode.mistake("max_len=1 still calls step_fn once", expect="although max_len is 1")
+def ignores_max_len_one(ref):
+    return lambda step_fn, bos_id, eos_id, max_len: ref.greedy_decode(step_fn, bos_id, eos_id, max(max_len, 2))
+
+
 # ------------------------------------------------------------------------- beam_search
 beam_search = BoundExercise("beam_search", ASSIGNMENT, _bind_beam, outputs=("tokens", "score"))
 
@@ -229,18 +241,25 @@ def _beam_case(table, bos_id, eos_id, beam_size, max_len, length_penalty, what):
 @beam_search.cases
 def _(g, hidden):
     if not hidden:
+        # First a case where greedy decoding, ranking by the plain sum and ranking by the score each
+        # return another hypothesis, so that each of these mistakes is named.
         penalty = _designed(6, 7, PENALTY_DECIDES)
         return [
+            _beam_case(_designed(6, 7, THREE_WINNERS), BOS, EOS, 3, 6, 1.0,
+                       "where greedy decoding, the plain sum and the length penalty each choose another winner"),
             _beam_case(penalty, BOS, EOS, 2, 6, 1.0, "where the length penalty decides the winner"),
-            _beam_case(penalty, BOS, EOS, 2, 6, 0.0, "where the length penalty decides the winner"),
             _beam_case(_designed(6, 7, GREEDY_AND_BEAM_DISAGREE), BOS, EOS, 2, 6, None,
                        "where greedy decoding and beam search disagree"),
+            _beam_case(penalty, BOS, EOS, 2, 6, 0.0, "where the length penalty decides the winner"),
             _beam_case(_designed(6, 7, EOS_EARLY), BOS, EOS, 2, 6, 1.0, "whose most probable first token is eos"),
             _beam_case(_table(g, 4, 6, eos_id=EOS, eos_boost=-10.0), BOS, EOS, 3, 4, 1.0,
                        "that (almost) never ends: no hypothesis finishes"),
         ]
+    three, bos_id, eos_id = _relabelled(g, THREE_WINNERS, 10, noise=0.02)
+    cases = [_beam_case(_designed(7, 10, three), bos_id, eos_id, 3, 7, 1.0,
+                        "where greedy decoding, the plain sum and the length penalty each choose another winner")]
     moved, bos_id, eos_id = _relabelled(g, PENALTY_DECIDES, 10, noise=0.1)
-    cases = [_beam_case(_designed(7, 10, moved), bos_id, eos_id, 2, 7, 0.9, "where the length penalty decides the winner")]
+    cases.append(_beam_case(_designed(7, 10, moved), bos_id, eos_id, 2, 7, 0.9, "where the length penalty decides the winner"))
     for vocab, beam_size, max_len, penalty, boost in ((12, 3, 8, 1.0, 1.0), (20, 4, 10, 0.6, 0.5), (9, 5, 6, 2.0, 0.0),
                                                       (8, 1, 7, 1.0, 1.0), (6, 3, 2, 1.0, 0.0), (10, 3, 6, 0.0, 1.5)):
         bos_id, eos_id = torch.randperm(vocab, generator=g)[:2].tolist()
@@ -272,6 +291,15 @@ def _(g):
     return [case], judge
 
 
+@beam_search.mistake("the final winner is chosen by the plain sum of log-probabilities: rank the finished hypotheses "
+                     "by their score, sum / len ** length_penalty, which is also the score you return.")
+def winner_by_sum(ref):
+    def wrong(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0):
+        tokens, total = ref.beam_search(step_fn, bos_id, eos_id, beam_size, max_len, 0.0)
+        return tokens, total / (len(tokens) - 1) ** length_penalty
+    return wrong
+
+
 @beam_search.mistake("only the single best hypothesis is kept at each step: that is greedy decoding. "
                      "Beam search keeps the beam_size best partial sequences.")
 def greedy_not_beam(ref):
@@ -295,7 +323,7 @@ def unnormalised_score(ref):
     return wrong
 
 
-@beam_search.mistake("hypotheses that end with eos are extended further: set them aside as finished instead.")
+@beam_search.mistake("hypotheses that end with eos are extended further", expect="set that hypothesis aside as finished")
 def extends_finished(ref):
     return lambda step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0: ref.beam_search(
         step_fn, bos_id, -1, beam_size, max_len, length_penalty)
@@ -439,7 +467,10 @@ def _shuffled(g: torch.Generator, rows: int, cols: int) -> torch.Tensor:
     return randn(g, cols, rows).T
 
 
-top_k_filter = BoundExercise("top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"))
+top_k_filter = BoundExercise(
+    "top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"),
+    infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
+               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.")
 
 
 def _k_case(logits, k, note=""):
@@ -520,7 +551,10 @@ def in_place(ref):
     return wrong
 
 
-top_p_filter = BoundExercise("top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"))
+top_p_filter = BoundExercise(
+    "top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"),
+    infinities="Here -inf marks a dropped token: a token is kept (with its own logit) when the tokens more probable "
+               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.")
 
 
 def _safe_p(g: torch.Generator, logits: torch.Tensor, low: float, high: float) -> float:

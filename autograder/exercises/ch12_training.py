@@ -34,6 +34,7 @@ from .. import forbidden as capability
 from .. import config
 from ..compare import describe
 from ..errors import CheckFailure
+from ..forbidden import display_name, watch
 from ..spec import Case, Exercise, gradients_reach, randn
 from .ch11_decoding import BoundExercise
 
@@ -259,7 +260,7 @@ def builtin(ref):
 
 
 # ---------------------------------------------------------------- train_reversal_model
-_trained: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> {seed: (fingerprint, model, seconds)}
+_trained: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> {seed: (fingerprint, model, seconds, used)}
 
 
 def _cpu_seconds() -> float:
@@ -290,16 +291,21 @@ def _train_once(impl, seed: int):
     """Train with ``impl(seed)`` on one CPU thread, or reuse the model the same function (with the same
     notebook around it) already trained with this seed: the visible and the hidden check share one
     run. The time is CPU time, so that a busy machine does not count against the student (and extra
-    threads or processes do)."""
+    threads or processes do).
+
+    Returns (model, CPU seconds, the forbidden built-ins the training used): a check that reuses the
+    model is told what its training used, as the check that trained it was."""
     runs = _trained.setdefault(impl, {}) if _weakly_referable(impl) else {}
     fingerprint = _fingerprint(impl)
     if seed not in runs or runs[seed][0] != fingerprint:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            started = _cpu_seconds()
-            model = impl(seed)
-            runs[seed] = (fingerprint, model, _cpu_seconds() - started)
+            with watch(train_reversal_model.forbidden) as used:
+                started = _cpu_seconds()
+                model = impl(seed)
+                seconds = _cpu_seconds() - started
+            runs[seed] = (fingerprint, model, seconds, list(dict.fromkeys(display_name(u) for u in used)))
         finally:
             torch.set_num_threads(threads)
     return runs[seed][1:]
@@ -346,10 +352,12 @@ def _check_model(model, name: str) -> torch.device:
 def _bind_training(impl, device, seed, test_sets):
     """Train (once per function and seed), then decode every test source greedily.
 
-    Returns plain data: the seconds the training took, and per test set (one per source length)
-    the greedy outputs and the teacher-forced predictions, both (n, L + 1).
+    Returns plain data: the CPU seconds the training took, the forbidden built-ins it used, and per
+    test set (one per source length) the greedy outputs and the teacher-forced predictions, both
+    (n, L + 1), and the teacher-forced cross-entropy and the number reversed exactly (both only shown
+    to the student: the verdict judges the outputs themselves).
     """
-    model, seconds = _train_once(impl, seed)
+    model, seconds, used = _train_once(impl, seed)
     model_device = _check_model(model, "train_reversal_model")
     was_training = model.training
     model.eval()
@@ -365,19 +373,27 @@ def _bind_training(impl, device, seed, test_sets):
         if logits.shape[-1] != VOCAB_SIZE:
             raise CheckFailure(f"The model's logits have {logits.shape[-1]} entries per position, but the task has "
                                f"{VOCAB_SIZE} token ids: make it with src_vocab = tgt_vocab = VOCAB_SIZE ({VOCAB_SIZE}).")
-        greedy, forced = [], []
+        greedy, forced, losses = [], [], []
         with torch.no_grad():
             for src in test_sets:
                 src = src.to(model_device)
-                tgt_in, _ = _reversal_targets(src)
+                tgt_in, tgt_out = _reversal_targets(src)
                 greedy.append(_greedy(model, src, src.shape[1] + 1).cpu())
-                forced.append(model(src, tgt_in).argmax(-1).cpu())
+                logits = model(src, tgt_in)
+                forced.append(logits.argmax(-1).cpu())
+                losses.append(-float(torch.log_softmax(logits.double(), -1).gather(-1, tgt_out[..., None]).mean()))
     finally:
         model.train(was_training)
-    return {"seconds": float(seconds), "greedy": greedy, "teacher_forced": forced}
+    exact = sum(int((out == _reversal_targets(src)[1]).all(1).sum()) for src, out in zip(test_sets, greedy))
+    return {"seconds": float(seconds), "forbidden": used, "greedy": greedy, "teacher_forced": forced, "loss": losses,
+            "exact": exact}
 
 
-train_reversal_model = BoundExercise("train_reversal_model", ASSIGNMENT, _bind_training, dtypes=(None,))
+train_reversal_model = BoundExercise(
+    "train_reversal_model", ASSIGNMENT, _bind_training, dtypes=(None,),
+    forbidden=(F.cross_entropy, nn.CrossEntropyLoss),
+    why_forbidden="train with your own label_smoothed_cross_entropy of exercise 2",
+)
 
 
 def training_seed() -> int:
@@ -397,14 +413,27 @@ def _(g, hidden):
     return []  # no stored comparison: the property below trains the model and judges it
 
 
+def _per_length(test_sets, greedy) -> dict:
+    """The fraction of the test sequences of each length that greedy decoding reverses exactly."""
+    return {src.shape[1]: float((out == _reversal_targets(src)[1]).all(1).double().mean())
+            for src, out in zip(test_sets, greedy)}
+
+
+def _lengths_text(per_length: dict) -> str:
+    return ", ".join(f"{length}: {share:.0%}" for length, share in per_length.items())
+
+
 def _judge_training(test_sets):
     def judge(results, dtype):
         run = results[0].output
         seconds, greedy, forced = run["seconds"], run["greedy"], run["teacher_forced"]
+        if run.get("forbidden"):
+            return (f"`train_reversal_model` uses {run['forbidden'][0]}, which this exercise asks you not to use: "
+                    f"{train_reversal_model.why_forbidden}.")
         if seconds > TIME_LIMIT:
             return (f"train_reversal_model used {seconds:.0f} s of CPU time to train; it must finish within "
-                    f"{TIME_LIMIT:.0f} s on one CPU thread. Train for fewer steps (see the hints for settings that "
-                    "learn fast).")
+                    f"{TIME_LIMIT:.0f} s of CPU time (one CPU thread). Train for fewer steps (see the hints for "
+                    "settings that learn fast).")
         exact = total = copied = symbols = unreversed = longer = right_tokens = positions = 0
         for src, out, pred in zip(test_sets, greedy, forced):
             tgt_in, tgt_out = _reversal_targets(src)
@@ -430,13 +459,35 @@ def _judge_training(test_sets):
             return (f"The model has not learned the task: with the right previous tokens given, it still predicts "
                     f"only {right_tokens / positions:.0%} of the next tokens. Check that each training step calls "
                     "optimizer.zero_grad(), loss.backward() and optimizer.step(), and that the loss goes down.")
-        return (f"Greedy decoding reverses {accuracy:.0%} of the {total} test sequences exactly; at least "
-                f"{PASS_ACCURACY:.0%} must come out right. Train for more steps, check the learning rate and its "
-                "warm-up, and plot the loss (see the hints).")
+        per_length = _per_length(test_sets, greedy)
+        loss = sum(run["loss"]) / len(run["loss"]) if run.get("loss") else None
+        found = (f"Greedy decoding reverses {accuracy:.0%} of the {total} test sequences exactly (by length: "
+                 f"{_lengths_text(per_length)}); at least {PASS_ACCURACY:.0%} must come out right."
+                 + (f" Its cross-entropy on the test sequences, with the right previous tokens given, is {loss:.3f}."
+                    if loss is not None else ""))
+        learned = [length for length, share in per_length.items() if share >= 0.9]
+        failed = [length for length, share in per_length.items() if share < 0.5]
+        if learned and failed:
+            return (found + f" It has learned some lengths and not others ({', '.join(map(str, failed))}): train on "
+                    f"every length from MIN_LEN to MAX_LEN ({MIN_LEN} to {MAX_LEN}), in every batch (hint 2 shows "
+                    "how to mix them, padded with PAD_ID).")
+        return found + " Train for more steps, check the learning rate and its warm-up, and plot the loss (see the hints)."
     return judge
 
 
-@train_reversal_model.prop(f"after at most {TIME_LIMIT:.0f} s of training on one CPU thread, greedy decoding reverses "
+def _passed(results) -> str:
+    """What a passing training check says: how well the model did, and the CPU time it took."""
+    run = results[0].output
+    greedy = run["greedy"]
+    total = sum(out.shape[0] for out in greedy)
+    return (f"greedy decoding reverses {run['exact'] / total:.0%} of {total} test sequences exactly; "
+            f"training took {run['seconds']:.1f} s of CPU time, the limit is {TIME_LIMIT:.0f} s")
+
+
+train_reversal_model.summary = _passed
+
+
+@train_reversal_model.prop(f"after at most {TIME_LIMIT:.0f} s of CPU time of training on one CPU thread, greedy decoding reverses "
                            f"at least {PASS_ACCURACY:.0%} of the test sequences exactly")
 def _(g):
     test_sets = reversal_test_sets(g, TEST_PER_LENGTH)
@@ -485,3 +536,29 @@ def unreversed_target(ref):
             logits = _one_hot_logits(source_then_eos[:, :steps], self)
             return torch.cat([logits, logits[:, -1:].expand(-1, tgt.shape[1] - steps, -1)], 1)
     return lambda seed: Echo(VOCAB_SIZE, VOCAB_SIZE)
+
+
+@train_reversal_model.mistake("trains with the built-in cross-entropy", expect="uses torch.nn.functional.cross_entropy")
+def builtin_loss(ref):
+    def wrong(seed):
+        model = ref.Transformer(VOCAB_SIZE, VOCAB_SIZE)
+        src, tgt_in, tgt_out = ref.make_reversal_batch(4, 3, VOCAB_SIZE, torch.Generator().manual_seed(seed))
+        F.cross_entropy(model(src, tgt_in).flatten(0, 1), tgt_out.flatten()).backward()
+        return model
+    return wrong
+
+
+@train_reversal_model.mistake("trained on short sequences only", expect="It has learned some lengths and not others")
+def short_sequences_only(ref):
+    class Short(ref.Transformer):
+        """Right on sources of up to 3 symbols; on longer ones it ends at once (eos), as a model that never
+        saw them might."""
+
+        def decode(self, tgt, memory, src):
+            answer = torch.cat([src.flip(1), torch.full_like(src[:, :1], EOS_ID)], 1)
+            if src.shape[1] > 3:
+                answer = torch.full_like(answer, EOS_ID)
+            steps = min(tgt.shape[1], answer.shape[1])
+            logits = _one_hot_logits(answer[:, :steps], self)
+            return torch.cat([logits, logits[:, -1:].expand(-1, tgt.shape[1] - steps, -1)], 1)
+    return lambda seed: Short(VOCAB_SIZE, VOCAB_SIZE)

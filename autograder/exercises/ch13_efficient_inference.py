@@ -25,15 +25,14 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from .. import forbidden as capability
+from .. import reference
 from ..compare import describe
 from ..components import MultiHeadAttention
 from ..errors import CheckFailure
 from ..spec import Case, Exercise, close, gradients_reach, linear_weight, load_weights, randn, shapes
+from ..tools import TensorMemoryMeter
 
 ASSIGNMENT = "ch13_efficient_inference"
 
@@ -73,7 +72,10 @@ class CacheReplay(nn.Module):
     def forward(self, appends: list, others: list = ()):
         first, second = self.cache_class(), self.cache_class()
         for i, (k, v) in enumerate(appends):
-            first.append(k, v)
+            returned = first.append(k, v)
+            if returned is not None:
+                raise CheckFailure(f"`KVCache.append(k, v)` should return nothing (None): it changes the cache itself. "
+                                   f"Yours returned {describe(returned)}.")
             if i < len(others):
                 second.append(*others[i])
         for name in ("k", "v"):
@@ -181,6 +183,15 @@ def prepends(ref):
             self.k = k if self.k is None else torch.cat([k, self.k], dim=-2)
             self.v = v if self.v is None else torch.cat([v, self.v], dim=-2)
     return Prepends
+
+
+@KVCache.mistake("append returns the cache", expect="should return nothing (None)")
+def returns_itself(ref):
+    class ReturnsItself(ref.KVCache):
+        def append(self, k, v):
+            super().append(k, v)
+            return self
+    return ReturnsItself
 
 
 @KVCache.mistake("keys and values are swapped: `k` holds the values and `v` the keys.")
@@ -399,53 +410,6 @@ def no_out_proj(ref):
 
 
 # ------------------------------------------------------------------------------ tiled_attention
-FUSED_KERNELS = ("scaled_dot_product", "flash_attention", "efficient_attention", "cudnn_attention")
-
-
-class TensorMemoryMeter(TorchDispatchMode):
-    """The most bytes that tensors created inside the block held at one time.
-
-    Every tensor that a torch operation returns inside the block is seen here (at the
-    level of ATen operators, whatever Python function produced it). The meter keeps a weak
-    reference to each new storage, so it knows when one is freed; the inputs listed in
-    ``exclude`` (and views of them) are not counted. It does not see memory that a fused
-    kernel allocates internally, only the tensors it returns. Run it under
-    ``torch.no_grad()``: with autograd on, tensors saved for the backward pass stay alive.
-    """
-
-    def __init__(self, exclude=()):
-        super().__init__()
-        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
-        self._live: dict = {}  # data_ptr -> (weak reference, bytes, shape of the tensor that made it)
-        self.peak = 0
-        self.largest_shape: tuple = ()
-        self.fused_kernels: set = set()
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        """Nothing here runs under torch.compile; keeping torch's default would import
-        torch._dynamo (seconds) the first time the meter is used."""
-        return False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self._live = {ptr: entry for ptr, entry in self._live.items() if not entry[0].expired()}
-        name = func.__name__
-        if any(word in name for word in FUSED_KERNELS):
-            self.fused_kernels.add(f"aten.{name}")
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                storage = tensor.untyped_storage()
-                ptr = storage.data_ptr()
-                if storage.nbytes() and ptr not in self._excluded and ptr not in self._live:
-                    self._live[ptr] = (StorageWeakRef(storage), storage.nbytes(), tuple(tensor.shape))
-        held = sum(entry[1] for entry in self._live.values())
-        if held > self.peak:
-            self.peak = held
-            self.largest_shape = max(self._live.values(), key=lambda entry: entry[1])[2]
-        return out
-
-
 class Tiled(nn.Module):
     """Call ``fn(q, k, v, block_size)``; with ``measure=True``, also report its peak tensor memory."""
 
@@ -554,7 +518,8 @@ def _(g):
 
 
 def _scores(q, k):
-    return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    """The scaled scores (..., T_q, T_k), from chapter 4's reference `attention_scores`."""
+    return reference.load("ch04_scaled_dot_product").attention_scores(q, k)
 
 
 def _blocks(q, k, v, block_size):

@@ -249,14 +249,56 @@ def transposed_weight(ref):
     return _with_weight(ref, lambda weight, module: weight.T)
 
 
-@PatchEmbedding.mistake("the patches are flattened channels last, as (row, column, channel); use patchify's "
-                        "(channel, row, column) order.")
+def _pixels_as_patchified(ref, patches: torch.Tensor, images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The image whose (reference) patchify gives ``patches``: each pixel put where patchify takes it from."""
+    where = ref.patchify(torch.arange(images[0].numel(), device=images.device).reshape(1, *images.shape[1:]),
+                         patch_size).flatten()
+    pixels = torch.empty_like(images).flatten(1)
+    pixels[:, where] = patches.flatten(1)
+    return pixels.reshape(images.shape)
+
+
+def _with_patchify(ref, key: str):
+    """The reference PatchEmbedding fed the patches of the catalogued wrong ``patchify`` ``key``."""
+    wrong_patchify = next(m for m in patchify.mistakes if m.key == key).build(ref)
+
+    class Wrong(ref.PatchEmbedding):
+        def forward(self, images):
+            patches = wrong_patchify(images, self.patch_size)
+            return super().forward(_pixels_as_patchified(ref, patches, images, self.patch_size))
+    return Wrong
+
+
+def _patchify_blamed(how: str) -> str:
+    return (f"the patches reach `proj` {how}, as a wrong `patchify` makes them. If your PatchEmbedding calls "
+            "your `patchify`, that is the likely cause: make `patchify`'s own check pass first.")
+
+
+@PatchEmbedding.mistake(_patchify_blamed("flattened channels last, as (row, column, channel), not patchify's "
+                                         "(channel, row, column) order"))
 def channels_last_patches(ref):
-    def change(weight, module):
-        channels, patch_size = module.proj.in_features // module.patch_size ** 2, module.patch_size
-        columns = torch.arange(weight.shape[1], device=weight.device).reshape(patch_size, patch_size, channels)
-        return weight[:, columns.permute(2, 0, 1).flatten()]
-    return _with_weight(ref, change)
+    return _with_patchify(ref, "channels_last")
+
+
+@PatchEmbedding.mistake(_patchify_blamed("in column-major order (down the first column of patches first)"))
+def column_major_patches(ref):
+    return _with_patchify(ref, "column_major")
+
+
+@PatchEmbedding.mistake(_patchify_blamed("with each patch read column by column"))
+def transposed_patches(ref):
+    return _with_patchify(ref, "transposed_patches")
+
+
+@PatchEmbedding.mistake(_patchify_blamed("made of pixels spaced H/p apart, not p x p squares of neighbours"))
+def strided_patches(ref):
+    return _with_patchify(ref, "strided_pixels")
+
+
+@PatchEmbedding.mistake(_patchify_blamed("as runs of consecutive pixels (a reshape without moving axes), not "
+                                         "p x p squares"))
+def reshaped_patches(ref):
+    return _with_patchify(ref, "reshape_only")
 
 
 @PatchEmbedding.mistake("the patch embeddings are multiplied by sqrt(d_model), as token embeddings are in chapter 10; "

@@ -104,7 +104,7 @@ def classify(outcome: Outcome, reply: dict, run, assignment: str, db_url: str) -
 
         with Gradebook(db_url) as gradebook:
             submission = gradebook.find_submission(assignment, outcome.student)
-        outcome.status, outcome.score, outcome.max_score = GRADED, submission.score, submission.max_score
+            outcome.status, outcome.score, outcome.max_score = GRADED, submission.score, submission.max_score
         if run is not None and run.stopped:
             outcome.detail = f"stopped early: {run.stopped}"
     else:

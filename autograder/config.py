@@ -46,8 +46,8 @@ def course_root() -> Path:
 
 def _seed_text() -> tuple[str, str | None]:
     """Where the seed comes from (``AUTOGRADER_SEED``, the secret file or ``public``) and its text."""
-    text = os.environ.get("AUTOGRADER_SEED")
-    if text is not None:
+    text = os.environ.get("AUTOGRADER_SEED", "")
+    if text.strip():
         return "AUTOGRADER_SEED", text
     try:
         return ".autograder-secret", (course_root() / ".autograder-secret").read_text()

@@ -296,6 +296,8 @@ class GradingExecute(Execute):
             raise GraderFailure(preflight.probe_failed(errors[0] if errors else "it gave no answer"))
         found = json.loads(answer.read_text())
         answer.unlink()
+        if Path(found["autograder"]).resolve() != Path(__file__).resolve().parent:
+            raise GraderFailure(preflight.probe_failed(f"it imports autograder from {found['autograder']}"))
         if config.device().type == "cuda" and not found["cuda"]:
             raise GraderFailure(preflight.no_gpu_in_kernel())
         return found

@@ -161,12 +161,13 @@ def kernel_did_not_start(error: Exception, submission: Path, exchange: Path) -> 
 
 
 def probe_failed(error: str) -> str:
+    """``error``: what went wrong in the kernel (an exception, or another copy of autograder)."""
     package = Path(__file__).resolve().parent
     if sandbox.hides(package):
-        return (f"the sandboxed kernel cannot import the course's packages ({error}): autograder lives in {package}, "
-                f"which the sandbox hides; install the course where the sandbox shows it (a virtualenv's "
+        return (f"the sandboxed kernel cannot use the course's packages ({error}): the grader's autograder lives in "
+                f"{package}, which the sandbox hides; install the course where the sandbox shows it (a virtualenv's "
                 f"site-packages), or {SANDBOX_OFF}.")
-    return (f"the grading kernel cannot import the course's packages ({error}), while the grader uses {sys.executable} "
+    return (f"the grading kernel cannot use the course's packages ({error}), while the grader runs {sys.executable} "
             f"with autograder from {package}: make the python3 kernel this Python (`{sys.executable} -m ipykernel "
             "install --user --name python3`), or install the course into the kernel's Python.")
 

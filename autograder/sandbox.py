@@ -81,11 +81,13 @@ def _contains(folder: Path, other: Path) -> bool:
 
 
 def _site_folders() -> set[Path]:
-    """The site-packages folders of this Python (the user's one too, when it is on sys.path)."""
+    """The site-packages folders of this Python (the user's one too, when it is on sys.path), and every
+    folder on sys.path that packages were installed into (it holds ``*.dist-info``; a checkout does not)."""
     folders = set(site.getsitepackages())
     user = site.getusersitepackages()
     if site.ENABLE_USER_SITE and user in sys.path:
         folders.add(user)
+    folders |= {entry for entry in sys.path if entry and os.path.isdir(entry) and next(Path(entry).glob("*.dist-info"), None)}
     return {Path(f) for f in folders}
 
 

@@ -267,7 +267,8 @@ class GradingExecute(Execute):
                 try:
                     self.preprocess_cell(cell, resources, index)
                 except CellTimeoutError:
-                    run.stopped = f"{cell_name(nb, index)} ran longer than the time limit of {self.cell_timeout} s, and the grader stopped it"
+                    run.stopped = (f"{cell_name(nb, index)} ran longer than the time limit of {self.cell_timeout} s, "
+                                   "and the grader stopped it")
                 except DeadKernelError:
                     run.stopped = (f"{cell_name(nb, index)} used more than {sandbox.gib(sandbox.memory_limit())} of "
                                    "memory, and the grader stopped it" if km.memory_exceeded else

@@ -5,7 +5,8 @@ hides), once from a wheel and once editable from a checkout under /tmp, and a co
 folder elsewhere is graded with that virtualenv's `python -m autograder grade`: the
 canary runs the kernel with that copy, a correct submission scores full marks and a
 wrong one its points. The virtualenv reaches torch, nbgrader and the rest through a
-`.pth` file naming this test run's site-packages, so nothing is downloaded.
+`.pth` file naming a link, under /tmp as well, to this test run's site-packages, so nothing
+is downloaded (and a sandbox that showed only the interpreter's prefixes would lose them).
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ def virtualenv(folder: Path) -> Path:
     python = folder / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    (Path(purelib) / "course-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    dependencies = folder / "dependencies"  # under /tmp too, as when the whole installation lives there
+    dependencies.symlink_to(sysconfig.get_paths()["purelib"])
+    (Path(purelib) / "course-dependencies.pth").write_text(f"{dependencies}\n")
     return python
 
 

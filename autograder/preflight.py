@@ -154,8 +154,9 @@ def kernel_did_not_start(error: Exception, submission: Path, exchange: Path) -> 
     said = str(error).strip() or type(error).__name__
     bubblewrap = sandbox.why_it_cannot_start(submission, exchange)
     if bubblewrap:
-        return (f"the grading sandbox cannot start on this machine (bubblewrap says: {bubblewrap}); let it create user "
-                f"namespaces (in a container: run it with --privileged or a seccomp profile that allows them), or {SANDBOX_OFF}.")
+        return (f"the grading sandbox cannot start on this machine (bubblewrap says: {bubblewrap}); fix what it names "
+                "(a container must allow unprivileged user namespaces: run it with --privileged or a seccomp profile "
+                f"that allows them), or {SANDBOX_OFF}.")
     return (f"the grading kernel did not start ({said}); `python -m autograder doctor` checks the python3 kernel "
             "that grading runs.")
 

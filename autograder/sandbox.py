@@ -91,21 +91,33 @@ def _site_folders() -> set[Path]:
     return {Path(f) for f in folders}
 
 
+def _wanted() -> set[Path]:
+    package = Path(__file__).resolve().parent
+    return {package, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix),
+            Path(os.path.realpath(sys.executable)).parent.parent, *_site_folders()}
+
+
 def visible_again(hidden: list[Path]) -> list[Path]:
-    """What the kernel must import, inside the hidden folders or not, without a hidden folder itself.
+    """The real folders of what the kernel must import, inside the hidden folders or not, without a hidden one.
 
     A folder that holds a hidden one (the prefix of a virtualenv that holds the course, say) is
     left out: showing it would show the course again. The package's own folder is enough then.
     """
-    package = Path(__file__).resolve().parent
-    wanted = {package, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix),
-              Path(os.path.realpath(sys.executable)).parent.parent, *_site_folders()}
-    shown = set()
-    for folder in wanted:
-        for form in (folder, folder.resolve()):
-            if form.is_dir() and not any(_contains(form, h) for h in hidden):
-                shown.add(form)
+    shown = {folder.resolve() for folder in _wanted() if folder.is_dir()}
+    shown = {folder for folder in shown if not any(_contains(folder, h) for h in hidden)}
     return sorted(shown, key=lambda p: (len(p.parts), str(p)))  # parents before what they hold
+
+
+def links_again(hidden: list[Path], shown: list[Path]) -> list[tuple[Path, Path]]:
+    """(real folder, path) for each path of what the kernel imports that goes through a symbolic link inside a
+    hidden folder, where the sandbox would otherwise lose the link (a shown folder above it keeps its own)."""
+    links = []
+    for folder in _wanted():
+        real = folder.resolve()
+        if (folder != real and real in shown and any(_contains(h, folder) for h in hidden)
+                and not any(s in folder.parents for s in shown)):
+            links.append((real, folder))
+    return sorted(links)
 
 
 def hidden_folders() -> list[Path]:
@@ -128,8 +140,11 @@ def command(kernel_cmd: list[str], submission: Path, exchange: Path) -> list[str
         args += ["--dev-bind", device, device]
     for folder in hidden:
         args += ["--tmpfs", str(folder)]
-    for folder in visible_again(hidden):
+    shown = visible_again(hidden)
+    for folder in shown:
         args += ["--ro-bind", str(folder), str(folder)]
+    for real, link in links_again(hidden, shown):
+        args += ["--symlink", str(real), str(link)]
     args += ["--bind", str(submission), str(submission), "--bind", str(exchange), str(exchange),
              "--ro-bind", str(exchange / "cases"), str(exchange / "cases"), "--chdir", str(submission)]
     limits = [f"{option}={value}" for option, value in LIMITS.items()]

@@ -3,8 +3,10 @@
 Checks the Python that runs it, the packages the course needs (and the versions
 requirements.txt asks for), torch and the device the checks will use, the programs that
 nbgrader and Jupyter run by name, the Jupyter kernel ``python3`` that the notebooks open
-with (started for real, with a probe that imports the course's packages), and the
-visible-check fixtures. Each problem is one line with the command that fixes it.
+with (started for real, with a probe that imports the course's packages), the
+visible-check fixtures, and where the hidden checks' seed comes from (a note, not a
+problem, when it is the public one: students need no seed). Each problem is one line
+with the command that fixes it.
 """
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ def check_class(root: Path, assignment: str, practice: bool) -> Iterator[str]:
     prepared = prepare_assignment(root, assignment)
     if prepared:
         yield prepared
+    yield f"canary: grading {assignment}'s reference solution as a student's, through the same sandbox..."
     yield canary(root, assignment)
 
 

@@ -62,7 +62,7 @@ def _grade(args, parser) -> int:
 
     if args.device:
         os.environ["AUTOGRADER_DEVICE"] = args.device
-    return grade_class.main(args.assignment, args.workers, args.timeout, args.resume, args.student)
+    return grade_class.main(args.assignment, args.workers, args.timeout, args.resume, args.student, args.practice)
 
 
 def _seconds(text: str) -> float:
@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in "
                     "submitted/<student>/<assignment>/, in parallel workers writing into the one gradebook, "
                     "with a progress bar, a summary table and a report file that says which submissions need "
-                    "another run.")
+                    "another run. First it records the assignment in the gradebook when nbgrader does not have it "
+                    "(or has an older version), and grades the reference solution through the same sandbox: "
+                    "if that does not score full marks, it stops before the first student and says why.")
     grade.add_argument("assignment")
     grade.add_argument("--workers", type=_count, default=os.cpu_count() or 1, metavar="N",
                        help="parallel workers (default: one per CPU core)")
@@ -129,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--device", choices=["cpu", "cuda"], help="where the checks run (default: CUDA when available)")
     grade.add_argument("--resume", action="store_true", help="grade only the submissions the last run did not grade")
     grade.add_argument("--student", action="append", default=[], metavar="ID", help="grade only this student (repeatable)")
+    grade.add_argument("--practice", action="store_true",
+                       help="grade with the public seed when no AUTOGRADER_SEED or .autograder-secret is set "
+                            "(refused otherwise: students can read the public seed)")
     grade.set_defaults(run=_grade)
     return parser
 

@@ -5,7 +5,8 @@ Instructors choose with environment variables (they reach the kernels nbgrader s
 - ``AUTOGRADER_DEVICE``: ``cpu`` or ``cuda`` (default: CUDA when available, else CPU);
 - ``AUTOGRADER_SEED``: an integer that makes the hidden inputs unpredictable to students.
   Without it, the file ``.autograder-secret`` at the course root is read; without that,
-  a fixed public seed is used (fine for practice, not for a graded class);
+  a fixed public seed is used: fine for practice, and refused by ``python -m autograder
+  grade`` unless it is given ``--practice``;
 - ``AUTOGRADER_COURSE_ROOT``: the repository root, when it cannot be found from the
   working directory.
 """
@@ -43,14 +44,27 @@ def course_root() -> Path:
     )
 
 
+def _seed_text() -> tuple[str, str | None]:
+    """Where the seed comes from (``AUTOGRADER_SEED``, the secret file or ``public``) and its text."""
+    text = os.environ.get("AUTOGRADER_SEED", "")
+    if text.strip():
+        return "AUTOGRADER_SEED", text
+    try:
+        return ".autograder-secret", (course_root() / ".autograder-secret").read_text()
+    except (OSError, FileNotFoundError):
+        return "public", None
+
+
+def seed_source() -> str:
+    """``AUTOGRADER_SEED``, ``.autograder-secret`` or ``public`` (the seed printed in this repository)."""
+    return _seed_text()[0]
+
+
 def secret_seed() -> int:
-    text = os.environ.get("AUTOGRADER_SEED")
+    source, text = _seed_text()
     if text is None:
-        try:
-            text = (course_root() / ".autograder-secret").read_text()
-        except (OSError, FileNotFoundError):
-            return PUBLIC_SEED
+        return PUBLIC_SEED
     try:
         return int(text.strip())
     except ValueError:
-        raise ValueError(f"The hidden-check seed must be an integer, got {text.strip()!r}.") from None
+        raise ValueError(f"The hidden-check seed ({source}) must be an integer, got {text.strip()!r}.") from None

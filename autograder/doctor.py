@@ -3,8 +3,10 @@
 Checks the Python that runs it, the packages the course needs (and the versions
 requirements.txt asks for), torch and the device the checks will use, the programs that
 nbgrader and Jupyter run by name, the Jupyter kernel ``python3`` that the notebooks open
-with (started for real, with a probe that imports the course's packages), and the
-visible-check fixtures. Each problem is one line with the command that fixes it.
+with (started for real, with a probe that imports the course's packages), the
+visible-check fixtures, and where the hidden checks' seed comes from (a note, not a
+problem, when it is the public one: students need no seed). Each problem is one line
+with the command that fixes it.
 """
 from __future__ import annotations
 
@@ -303,7 +305,25 @@ def check_fixtures() -> list[Finding]:
     return [ok(f"fixtures of all {len(EXERCISES)} exercises")]
 
 
-CHECKS = (check_python, check_virtualenv, check_packages, check_device, check_programs, check_kernel, check_fixtures)
+def check_seed() -> list[Finding]:
+    """Where the hidden checks' seed comes from: a note (not a problem: students need none) when it is the public one."""
+    try:
+        from .config import PUBLIC_SEED, secret_seed, seed_source
+
+        secret_seed()
+    except ImportError:
+        return []
+    except ValueError as error:
+        return [problem(str(error), "export AUTOGRADER_SEED=<a secret integer>")]
+    if seed_source() != "public":
+        return [ok(f"hidden checks use the secret seed from {seed_source()}")]
+    return [Finding("note", f"No secret seed (AUTOGRADER_SEED or .autograder-secret): grading uses the public seed "
+                            f"{PUBLIC_SEED}, so `python -m autograder grade` refuses a class without --practice.",
+                    "export AUTOGRADER_SEED=<a secret integer>   # instructors only; students need none")]
+
+
+CHECKS = (check_python, check_virtualenv, check_packages, check_device, check_programs, check_kernel, check_fixtures,
+          check_seed)
 
 
 def diagnose() -> list[Finding]:

@@ -24,6 +24,8 @@ from typing import Optional
 from .config import course_root
 
 GRADED, FAILED, TIMEOUT, SKIPPED, PENDING = "graded", "failed", "timed out", "skipped", "not run"
+GRADER_FAILED = "grader failed"  # the grader could not run the notebook (its set-up, not the student's code): no score
+NEEDS_ANOTHER_RUN = (FAILED, TIMEOUT, GRADER_FAILED)
 
 
 @dataclass
@@ -71,9 +73,10 @@ def _worker(root: str, assignment: str, db_url: str, tasks, results) -> None:
     """Grade the students that arrive on ``tasks`` until a None arrives."""
     os.chdir(root)
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # alembic
-    from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
+
+    from .grading import RUNS
 
     config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
     config.CourseDirectory.db_url = db_url
@@ -84,14 +87,10 @@ def _worker(root: str, assignment: str, db_url: str, tasks, results) -> None:
         outcome = Outcome(student)
         try:
             reply = api.autograde(assignment, student, force=True, create=True)
-            if reply["success"]:
-                with Gradebook(db_url) as gradebook:
-                    submission = gradebook.find_submission(assignment, student)
-                    outcome.status, outcome.score, outcome.max_score = GRADED, submission.score, submission.max_score
+            autograded = Path(api.coursedir.format_path(api.coursedir.autograded_directory, student, assignment))
+            classify(outcome, reply, RUNS.pop(str(autograded.resolve()), None), assignment, db_url)
+            if outcome.status == GRADED:
                 outcome.review = _tampering_found(api, assignment, student)
-            else:
-                outcome.status = FAILED
-                outcome.detail = _last_error(reply.get("log", "") + reply.get("error", ""))
         except Exception as error:  # keep grading the class; this one is recorded as failed
             outcome.status, outcome.detail = FAILED, f"{type(error).__name__}: {error}"
         outcome.seconds = time.perf_counter() - started
@@ -105,6 +104,24 @@ def _tampering_found(api, assignment: str, student: str) -> str:
     folder = Path(api.coursedir.format_path(api.coursedir.autograded_directory, student, assignment))
     return "; ".join(finding for path in sorted(folder.glob("*.ipynb"))
                      for finding in nbformat.read(path, as_version=4).metadata.get("autograder", {}).get("tampering", []))
+
+
+def classify(outcome: Outcome, reply: dict, run, assignment: str, db_url: str) -> None:
+    """One submission's status from nbgrader's reply and what GradingExecute saw (``grading.Run``, or None
+    when nbgrader stopped before running it): graded, failed (nbgrader refused the notebook) or grader failed."""
+    if run is not None and run.grader_failure:
+        outcome.status, outcome.detail = GRADER_FAILED, f"not graded, grade it again once fixed: {run.grader_failure}"
+    elif reply["success"]:
+        from nbgrader.api import Gradebook
+
+        with Gradebook(db_url) as gradebook:
+            submission = gradebook.find_submission(assignment, outcome.student)
+            outcome.status, outcome.score, outcome.max_score = GRADED, submission.score, submission.max_score
+        if run is not None and run.stopped:
+            outcome.detail = f"stopped early: {run.stopped}"
+    else:
+        outcome.status = FAILED
+        outcome.detail = _last_error(reply.get("log", "") + reply.get("error", ""))
 
 
 def _last_error(log: str) -> str:
@@ -220,7 +237,22 @@ class ClassGrader:
         return url + ("&" if "?" in url else "?") + "timeout=60" if url.startswith("sqlite") else url
 
 
-def main(assignment: str, workers: int, timeout: float, resume: bool, students: list[str]) -> int:
+def ready_to_grade(console, root: Path, assignment: str, practice: bool) -> bool:
+    """The checks of ``autograder.preflight``, printed; False (with the reason) when grading must not start."""
+    from rich.markup import escape
+
+    from . import preflight
+
+    try:
+        for line in preflight.check_class(root, assignment, practice):
+            console.print(escape(line))
+    except preflight.NotReady as problem:
+        console.print(f"[bold red]Not grading {escape(assignment)}:[/] {escape(str(problem))}")
+        return False
+    return True
+
+
+def main(assignment: str, workers: int, timeout: float, resume: bool, students: list[str], practice: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
@@ -242,7 +274,9 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
         before = json.loads(grader.report.read_text())["students"]
         chosen = [s for s in chosen if before.get(s, {}).get("status") != GRADED]
         grader.outcomes = {s: Outcome(**o) for s, o in before.items() if s not in chosen}
-    failures = 0  # submissions that need another run (failed, timed out); skipped ones need a new submission
+    if not ready_to_grade(console, grader.root, assignment, practice):
+        return 2
+    failures = 0  # submissions that need another run (failed, timed out, grader failed); skipped ones need a new submission
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[failures]} failed"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
@@ -250,7 +284,7 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
 
         def advance(outcome: Outcome) -> None:
             nonlocal failures
-            failures += outcome.status in (FAILED, TIMEOUT)
+            failures += outcome.status in NEEDS_ANOTHER_RUN
             progress.update(task, advance=1, failures=failures)
         grader.run(chosen, advance)
     table = Table(title=f"{assignment}: {len(chosen)} submissions, {workers} workers")

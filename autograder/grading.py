@@ -22,8 +22,10 @@ report can list the submission for review.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -32,13 +34,69 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from . import config, sandbox, serialize, tampering
+from . import config, preflight, sandbox, serialize, tampering
 from .checks import hidden_plan, result_from_data, visible_plan
 from .exercises import EXERCISES
 from .forbidden import scan_forbidden
 from .verdict import Plan, decide, dtype_name
 
 LAYERS = {"": "visible", "_hidden": "hidden"}
+# Run in the kernel before any student cell, in a namespace of its own: it can import what grading needs,
+# and it can write to the exchange folder and read the cases there.
+PROBE = """def _autograder_probe():
+    import json, os, sys
+    import torch, autograder, autograder.checks
+    exchange = os.environ["AUTOGRADER_EXCHANGE"]
+    found = {"python": sys.executable, "torch": torch.__version__, "autograder": os.path.dirname(autograder.__file__),
+             "cuda": torch.cuda.is_available(), "cases": sorted(os.listdir(os.path.join(exchange, "cases")))}
+    with open(os.path.join(exchange, "probe.json"), "w") as answer:
+        json.dump(found, answer)
+_autograder_probe()
+del _autograder_probe
+"""
+
+
+class GraderFailure(RuntimeError):
+    """The grader could not run a notebook: its set-up failed, not the student's code. No score is written."""
+
+
+@dataclass
+class Run:
+    """What grading one notebook found beyond the verdicts: kept for the class report (``RUNS``)."""
+
+    grader_failure: Optional[str] = None  # why the grader could not run the notebook
+    stopped: Optional[str] = None  # why the notebook stopped before its end (a cell too long, too much memory)
+    probe: Optional[dict] = None  # what the kernel reported before the first cell
+
+
+# By submission folder, in the process that graded it (nbgrader's API runs GradingExecute in its caller's process).
+RUNS: dict[str, Run] = {}
+
+
+def cell_name(nb: NotebookNode, index: int) -> str:
+    """``cell 7`` or, for a cell with a grade id, ``cell 7 (`softmax`)``."""
+    grade_id = nb.cells[index].metadata.get("nbgrader", {}).get("grade_id")
+    return f"cell {index + 1}" + (f" (`{grade_id}`)" if grade_id else "")
+
+
+def withdraw_submission(meta: dict) -> None:
+    """Remove the gradebook entry nbgrader made for this submission before grading it, when it holds no score.
+
+    (nbgrader creates it, with empty grades, before the first preprocessor runs; ``nbgrader export``
+    would show it as zero.) An entry with scores from an earlier run keeps them: nothing new was written.
+    """
+    if not meta.get("db_url"):
+        return
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(meta["db_url"]) as gradebook:
+        try:
+            submission = gradebook.find_submission(meta["assignment"], meta["student"])
+        except MissingEntry:
+            return
+        grades = [grade for notebook in submission.notebooks for grade in notebook.grades]
+        if all(grade.auto_score is None and grade.manual_score is None for grade in grades):
+            gradebook.remove_submission(meta["assignment"], meta["student"])
 
 
 def graded_check(cell: NotebookNode) -> Optional[tuple[str, str]]:
@@ -84,16 +142,25 @@ class GradingExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
-        sandbox.check_available()
-        submission = Path((resources or {}).get("metadata", {}).get("path") or ".").resolve()
+        """Grade ``nb``, or raise GraderFailure (with no score left in the gradebook) when the grader cannot run it."""
+        resources = resources or {}
+        submission = Path(resources.get("metadata", {}).get("path") or ".").resolve()
         exchange = Path(tempfile.mkdtemp(prefix="autograder-exchange-"))
+        run = RUNS[str(submission)] = Run()
         try:
+            sandbox.check_available()
+            if config.seed_source() == "public":
+                self.log.warning(preflight.PUBLIC_SEED_WARNING)
             (exchange / "cases").mkdir()
             (exchange / "results").mkdir()
             checks = {index: found for index, cell in enumerate(nb.cells) if (found := graded_check(cell))}
             plans = self._prepare(checks.values(), exchange)
-            collected = self._execute(nb, resources, submission, exchange, checks)
+            collected = self._execute(nb, resources, submission, exchange, checks, run)
             self._judge(nb, checks, plans, collected)
+        except Exception as error:  # student code cannot raise here: whatever does is the grader's failure
+            run.grader_failure = str(error) if isinstance(error, GraderFailure) else f"{type(error).__name__}: {error}"
+            withdraw_submission(resources.get("nbgrader", {}))
+            raise GraderFailure(f"The grader could not run this notebook, so it is not graded: {run.grader_failure}") from error
         finally:
             shutil.rmtree(exchange, ignore_errors=True)
         return nb, resources
@@ -111,7 +178,7 @@ class GradingExecute(Execute):
                            exchange / "cases" / f"{name}.{layer}.safetensors")
         return plans
 
-    def _execute(self, nb, resources, submission: Path, exchange: Path, checks: dict) -> dict:
+    def _execute(self, nb, resources, submission: Path, exchange: Path, checks: dict, run: "Run") -> dict:
         """Run the notebook; returns each test cell's results, or the reason it has none."""
         collected: dict = {}
         self.timeout = self.cell_timeout
@@ -124,27 +191,58 @@ class GradingExecute(Execute):
         self.km = km
         self.reset_execution_trackers()
         self._printed: dict = {}
-        stopped: Optional[str] = None
-        with self.setup_kernel():
+        try:
+            self.start_new_kernel()
+            self.start_new_kernel_client()
+        except Exception as error:  # the kernel did not start: nothing of the student's has run yet
+            raise GraderFailure(preflight.kernel_did_not_start(error, submission, exchange)) from None
+        with self.setup_kernel():  # (started above) stops the kernel when the notebook ends
+            run.probe = self._probe(exchange)
             for index, cell in enumerate(nb.cells):
-                if stopped:
+                if run.stopped:
                     if index in checks:
-                        collected[index] = stopped
+                        collected[index] = f"the checks did not run: {run.stopped}."
                     continue
                 for old in (exchange / "results").iterdir():
                     old.unlink()
                 try:
                     self.preprocess_cell(cell, resources, index)
                 except CellTimeoutError:
-                    stopped = f"the checks did not run: cell {index + 1} ran longer than {self.cell_timeout} s."
+                    run.stopped = (f"{cell_name(nb, index)} ran longer than the time limit of {self.cell_timeout} s, "
+                                   "and the grader stopped it")
                 except DeadKernelError:
-                    stopped = f"the checks did not run: the Python process stopped in cell {index + 1} (os._exit, a crash, or too much memory)."
+                    run.stopped = (f"{cell_name(nb, index)} used more than {sandbox.gib(sandbox.memory_limit())} of "
+                                   "memory, and the grader stopped it" if km.memory_exceeded else
+                                   f"the Python process stopped in {cell_name(nb, index)} (os._exit, a crash, or a signal)")
                 if index in checks:
                     name, layer = checks[index]
                     produced = exchange / "results" / f"{name}.{layer}.safetensors"
-                    collected[index] = stopped or (serialize.load(produced) if produced.is_file() else
-                                                   "the checks did not run: the test cell did not reach them.")
+                    collected[index] = (f"the checks did not run: {run.stopped}." if run.stopped else
+                                        _read_results(produced))
         return collected
+
+    def _probe(self, exchange: Path) -> dict:
+        """Before any student cell: can the kernel import what grading needs and write to the exchange?"""
+        cell = NotebookNode(cell_type="code", source=PROBE, metadata={}, outputs=[])
+        self.nb.cells.append(cell)  # nbclient keeps what it runs in the notebook: it goes again at once
+        try:
+            self.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
+        except (CellTimeoutError, DeadKernelError) as error:
+            raise GraderFailure(preflight.probe_stopped(isinstance(error, CellTimeoutError), self.km.memory_exceeded,
+                                                        self.cell_timeout)) from None
+        finally:
+            self.nb.cells.pop()
+        answer = exchange / "probe.json"
+        if not answer.is_file():
+            errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs if o.get("output_type") == "error"]
+            raise GraderFailure(preflight.probe_failed(errors[0] if errors else "it gave no answer"))
+        found = json.loads(answer.read_text())
+        answer.unlink()
+        if Path(found["autograder"]).resolve() != Path(__file__).resolve().parent:
+            raise GraderFailure(preflight.probe_failed(f"it imports autograder from {found['autograder']}"))
+        if config.device().type == "cuda" and not found["cuda"]:
+            raise GraderFailure(preflight.no_gpu_in_kernel())
+        return found
 
     def _judge(self, nb, checks: dict, plans: dict, collected: dict) -> None:
         findings = tampering.scan((index, source) for index, _, source in _student_code(nb))
@@ -179,6 +277,16 @@ class GradingExecute(Execute):
             if message:
                 return message
         return None
+
+
+def _read_results(produced: Path):
+    """A test cell's results as handed back, or why there are none (the student's kernel wrote them)."""
+    if not produced.is_file():
+        return "the checks did not run: the test cell did not reach them."
+    try:
+        return serialize.load(produced)
+    except Exception:  # a file the notebook's code overwrote or cut short
+        return "the checks' results could not be read: something in the notebook changed them."
 
 
 def _failure(message: str) -> NotebookNode:

@@ -1,5 +1,5 @@
-"""Allocate all the memory there is."""
-ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong softmax sinks the two that use it
+"""Allocate all the memory there is: the grader stops the kernel past its memory limit, so nothing after it runs."""
+ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}
 
 
 def apply(nb, kit):

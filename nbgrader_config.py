@@ -41,3 +41,6 @@ c.IgnorePattern.pattern = r"(?m)^.*\b\w*Warning: |^\s*warnings\.warn\("
 # Feedback goes to students: strip the hidden tests from it (their outputs never show the
 # hidden inputs or expected values; see autograder/checks.py).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# `nbgrader export` adds a column saying why a student has no grade (from `python -m autograder grade`'s reports).
+c.ExportApp.plugin_class = "autograder.grade_class.LedgerExport"

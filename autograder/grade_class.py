@@ -134,7 +134,7 @@ def _scratch_course(course: Path, assignment: str) -> Path:
     """A scratch course on this worker whose gradebook holds the assignment, generated from the course's solutions."""
     key = (str(course), assignment)
     if key not in _SCRATCH:
-        scratch = Path(tempfile.mkdtemp(prefix=f"autograder-{assignment}-"))
+        scratch = Path(tempfile.mkdtemp(prefix=f"autograder-{assignment}-", dir="/tmp"))  # all of /tmp is hidden in the sandbox
         atexit.register(shutil.rmtree, scratch, True)
         (scratch / "solutions").mkdir()
         (scratch / "solutions" / assignment).symlink_to(course / "solutions" / assignment)
@@ -146,16 +146,38 @@ def _scratch_course(course: Path, assignment: str) -> Path:
     return _SCRATCH[key]
 
 
-def _stop_kernels(fired: threading.Event) -> None:
-    """The time limit of a submission: its sandboxed kernel (a child of this worker process) is killed."""
-    import psutil
+class _TimeLimit:
+    """The time limit of one submission: past it, this worker's sandboxed kernels are killed, and killed
+    again while the submission runs (a kernel still starting is stopped too). One task at a time runs
+    on a grading worker (``cluster.check_workers``), so they are this submission's."""
 
-    fired.set()
-    for child in psutil.Process().children(recursive=True):
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.passed = threading.Event()
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.finished.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        import psutil
+
+        if self.finished.wait(self.seconds):
+            return
+        self.passed.set()
+        while not self.finished.is_set():
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            self.finished.wait(1.0)
 
 
 def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: float, duedate=None,
@@ -173,9 +195,7 @@ def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: f
         os.environ["PATH"] = f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '')}"  # nbgrader runs alembic by name
     if device:
         os.environ["AUTOGRADER_DEVICE"] = device
-    work = Path(tempfile.mkdtemp(prefix="autograder-task-"))
-    fired = threading.Event()
-    watchdog = threading.Timer(timeout, _stop_kernels, args=(fired,))
+    work = Path(tempfile.mkdtemp(prefix="autograder-task-", dir="/tmp"))  # hidden in the sandbox but for the submission
     try:
         _quiet_libraries()
         from nbgrader.api import Gradebook
@@ -193,10 +213,9 @@ def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: f
         if duedate is not None:
             with Gradebook(db_url) as gradebook:
                 gradebook.update_or_create_assignment(assignment, duedate=duedate)
-        watchdog.start()
-        reply = _api(course, work).autograde(assignment, student, force=True, create=True)
-        watchdog.cancel()
-        if fired.is_set():
+        with _TimeLimit(timeout) as limit:
+            reply = _api(course, work).autograde(assignment, student, force=True, create=True)
+        if limit.passed.is_set():
             outcome.status = TIMEOUT
             outcome.detail = f"ran longer than {timeout:.0f} s; grade it again with a longer --timeout"
         elif not reply["success"]:
@@ -206,7 +225,6 @@ def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: f
     except Exception as error:  # keep grading the class; this one is recorded as failed
         outcome.status, outcome.detail = FAILED, f"{type(error).__name__}: {error}"
     finally:
-        watchdog.cancel()
         shutil.rmtree(work, ignore_errors=True)
     if outcome.status != GRADED:
         graded.files, graded.notebooks = {}, {}
@@ -277,10 +295,8 @@ class ClassGrader:
         if progress:
             progress(outcome)
 
-    def run(self, students: list[str], client, workers: int, progress=None) -> dict[str, Outcome]:
-        """Grade ``students`` on the Dask ``client``'s cluster of ``workers``; their entries of the ledger are replaced."""
-        from . import cluster
-
+    def screen(self, students: list[str], progress=None) -> list[str]:
+        """The students whose notebooks can be graded; the others are recorded as skipped, with the reason."""
         grade_ids = _expected_grade_ids(self.root, self.assignment)
         todo = []
         for student in students:
@@ -291,8 +307,14 @@ class ClassGrader:
                 self._record(Outcome(student, SKIPPED, problem), progress)
             else:
                 todo.append(student)
-        if not todo:
-            return self.outcomes
+        return todo
+
+    def run(self, todo: list[str], client, workers: int, progress=None) -> dict[str, Outcome]:
+        """Grade ``todo`` on the Dask ``client``'s cluster of ``workers``; their entries of the ledger are replaced."""
+        from distributed import KilledWorker
+
+        from . import cluster
+
         duedate = self._duedate()
         run = uuid.uuid4().hex[:8]
         jobs = ((f"grade-{self.assignment}-{student}-{run}",
@@ -300,9 +322,13 @@ class ClassGrader:
                 for student in todo)
         for key, result, attempts in cluster.run(client, grade_one, jobs, window=4 * workers):
             student = key.removeprefix(f"grade-{self.assignment}-").removesuffix(f"-{run}")
-            if isinstance(result, Exception):
-                outcome = Outcome(student, FAILED, f"its grading stopped {attempts} workers ({type(result).__name__}); "
-                                                   "grade it again, and look at the workers' logs if it fails again")
+            if isinstance(result, KilledWorker):
+                outcome = Outcome(student, FAILED, f"its grading stopped {attempts} workers in turn; grade it again, "
+                                                   "and look at the workers' logs if it fails again")
+            elif isinstance(result, Exception):  # Dask could not run the task: the cluster's set-up, not the student
+                outcome = Outcome(student, FAILED, f"the cluster could not run its grading ({type(result).__name__}: "
+                                                   f"{str(result).splitlines()[0] if str(result) else ''}); do the "
+                                                   "scheduler and workers have this course's environment?")
             else:
                 outcome = self._write(result)
             outcome.attempts = attempts
@@ -435,11 +461,14 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
     if not chosen:
         console.print(f"Every submission of {assignment} is graded already (report: {grader.report}).")
         return 0
+    count = workers
     try:
-        with cluster.connect(scheduler, workers, {"AUTOGRADER_COURSE_ROOT": str(grader.root)}) as client:
-            count = cluster.check_workers(client)
-            with _progress(console, assignment, len(chosen), count) as advance:
-                grader.run(chosen, client, count, advance)
+        with _progress(console, assignment, len(chosen)) as progress:
+            todo = grader.screen(chosen, progress.advance)
+            if todo:
+                with cluster.connect(scheduler, workers, {"AUTOGRADER_COURSE_ROOT": str(grader.root)}) as client:
+                    progress.workers = count = cluster.check_workers(client)
+                    grader.run(todo, client, count, progress.advance)
     except (cluster.SchedulerLost, cluster.ClusterUnfit) as error:
         console.print(f"Stopped: {error}. The grades written so far are kept; "
                       f"run the same command with --resume to grade the rest.")
@@ -454,7 +483,7 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
 class _progress:
     """The progress bar, with a time-left estimate from the submissions' own grading times."""
 
-    def __init__(self, console, assignment: str, total: int, workers: int):
+    def __init__(self, console, assignment: str, total: int, workers: int = 1):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.total, self.workers, self.done, self.failures, self.busy = total, workers, 0, 0, []
@@ -465,7 +494,7 @@ class _progress:
 
     def __enter__(self):
         self.progress.__enter__()
-        return self.advance
+        return self
 
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)

@@ -44,7 +44,7 @@ def connect(scheduler: Optional[str], workers: int, env: dict[str, str]) -> Iter
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR, env=env) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL, env=env) as cluster, Client(cluster) as client:
         yield client
 
 

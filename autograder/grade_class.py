@@ -106,8 +106,14 @@ def _last_error(log: str) -> str:
 
 
 def _quiet_libraries() -> None:
-    """nbgrader's models raise SQLAlchemy 2 deprecation warnings on every gradebook opened: not the instructor's to fix."""
+    """Keep library noise off the instructor's console: nbgrader's models raise SQLAlchemy 2 deprecation
+    warnings on every gradebook opened, and asyncio reports nbclient's last poll of a kernel stopped at a
+    time limit as "Task was destroyed but it is pending"."""
+    import logging
+
     from sqlalchemy import exc
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
     warnings.filterwarnings("ignore", category=exc.SAWarning)
     warnings.filterwarnings("ignore", category=getattr(exc, "MovedIn20Warning", exc.SAWarning))
@@ -417,23 +423,26 @@ class LedgerExport(CsvExportPlugin):
         super().export(gradebook)
         dest = Path(self.to or "grades.csv")
         with dest.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        ledgers = {}
+            header, *rows = list(csv.reader(handle))
         root = Path(self.parent.coursedir.root)
+        ledgers: dict[str, dict] = {}
         for row in rows:
-            assignment = row["assignment"]
+            entry = dict(zip(header, row))
+            assignment = entry["assignment"]
             if assignment not in ledgers:
                 path = report_path(root, assignment)
                 ledgers[assignment] = json.loads(path.read_text())["students"] if path.is_file() else {}
-            entry = ledgers[assignment].get(row["student_id"], {})
-            status = entry.get("status", "")
-            row["grading"] = ("" if status in ("", GRADED) else
-                              f"{status}: {entry.get('detail', '')}" + (" (a new submission is needed)" if status == SKIPPED
-                                                                        else " (needs another grading run)"))
+            row.append(_grading_note(ledgers[assignment].get(entry["student_id"], {})))
         with dest.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[*(rows[0].keys() if rows else []), "grading"] if rows else ["grading"])
-            writer.writeheader()
-            writer.writerows(rows)
+            csv.writer(handle).writerows([header + ["grading"], *rows])
+
+
+def _grading_note(entry: dict) -> str:
+    status = entry.get("status", GRADED)
+    if status == GRADED:
+        return ""
+    then = "a new submission is needed" if status == SKIPPED else "it needs another grading run"
+    return f"{status}: {entry.get('detail', '')} ({then})"
 
 
 def main(assignment: str, workers: int, timeout: float, resume: bool, students: list[str],

@@ -135,7 +135,7 @@ def postgres_server():
         run(_postgres_program("pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-t", "90",
             "-o", f"-k {folder} -c listen_addresses=''", "start")
         run(_postgres_program("createdb"), "-h", str(folder), "-U", "grader", "gradebook")
-        yield f"postgresql://grader@/gradebook?host={folder}"
+        yield f"postgresql+psycopg://grader@/gradebook?host={folder}"
     finally:
         subprocess.run([_postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], cwd=folder,
                        capture_output=True, timeout=60, **as_user)

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="grade on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 or tls://...; its workers "
                             "need this course's repository and environment, and --nthreads 1")
     grade.add_argument("--db", metavar="URL",
-                       help="the gradebook, e.g. postgresql://user@host/gradebook (default: nbgrader's db_url "
+                       help="the gradebook, e.g. postgresql+psycopg://user@host/gradebook (default: nbgrader's db_url "
                             "from nbgrader_config.py, else gradebook.db)")
     grade.add_argument("--timeout", type=_seconds, default=1800, metavar="SECONDS",
                        help="time limit of one submission (default: 1800)")

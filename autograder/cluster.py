@@ -56,7 +56,11 @@ def check_workers(client) -> int:
     """
     workers = client.scheduler_info(n_workers=-1)["workers"]
     if not workers:
-        client.wait_for_workers(1, timeout=60)
+        try:
+            client.wait_for_workers(1, timeout=60)
+        except TimeoutError:
+            raise ClusterUnfit(f"the scheduler at {client.scheduler.address} has had no workers for a minute "
+                               "(start them with dask worker ADDRESS --nthreads 1)") from None
         workers = client.scheduler_info(n_workers=-1)["workers"]
     busy = sorted(address for address, worker in workers.items() if worker["nthreads"] != 1)
     if busy:

@@ -34,7 +34,8 @@ def connect(scheduler: Optional[str], workers: int, env: dict[str, str]) -> Iter
     """A client of the given scheduler, or of a new loopback LocalCluster with ``workers`` processes."""
     from distributed import Client, LocalCluster
 
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # a lost worker or scheduler is told in our own words
+    for name in [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] == "distributed"] + ["distributed"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # a lost worker or scheduler is told in our own words
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")

@@ -86,7 +86,7 @@ def deserved(course: Path) -> dict[str, dict[str, float]]:
 
 def gradebook_scores(db_url: str) -> dict[str, dict[str, float]]:
     """Every grade row of the assignment, by student and cell; fails if a cell has two rows for one student."""
-    from nbgrader.api import Gradebook, Grade, GradeCell, Notebook, SubmittedAssignment, SubmittedNotebook
+    from nbgrader.api import Grade, GradeCell, Gradebook, SubmittedAssignment, SubmittedNotebook
 
     found: dict[str, dict[str, float]] = {}
     with Gradebook(db_url) as gradebook:

@@ -58,7 +58,14 @@ def _doctor(args, parser) -> int:
 
 
 def _grade(args, parser) -> int:
-    from . import grade_class
+    try:
+        import distributed  # noqa: F401 (the engine imports it when it starts; say now if it is missing)
+
+        from . import grade_class
+    except ImportError as error:
+        print(f"grade needs {error.name or 'a package that is missing'}: run `pip install -r requirements.txt` "
+              "(or `python -m autograder doctor`).", file=sys.stderr)
+        return 1
 
     if args.device:
         os.environ["AUTOGRADER_DEVICE"] = args.device

@@ -51,3 +51,6 @@ c.HTMLExporter.extra_template_basedirs = [
     os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
     os.path.join(os.path.dirname(importlib.util.find_spec("autograder").origin), "templates"),
 ]
+
+# `nbgrader export` adds a column saying why a student has no grade (from `python -m autograder grade`'s reports).
+c.ExportApp.plugin_class = "autograder.grade_class.LedgerExport"

@@ -58,11 +58,19 @@ def _doctor(args, parser) -> int:
 
 
 def _grade(args, parser) -> int:
-    from . import grade_class
+    try:
+        import distributed  # noqa: F401 (the engine imports it when it starts; say now if it is missing)
+
+        from . import grade_class
+    except ImportError as error:
+        print(f"grade needs {error.name or 'a package that is missing'}: run `pip install -r requirements.txt` "
+              "(or `python -m autograder doctor`).", file=sys.stderr)
+        return 1
 
     if args.device:
         os.environ["AUTOGRADER_DEVICE"] = args.device
-    return grade_class.main(args.assignment, args.workers, args.timeout, args.resume, args.student, args.practice)
+    return grade_class.main(args.assignment, args.workers, args.timeout, args.resume, args.student,
+                            scheduler=args.scheduler, db_url=args.db, device=args.device, practice=args.practice)
 
 
 def _seconds(text: str) -> float:
@@ -118,19 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
     grade = commands.add_parser(
         "grade", help="autograde every submission of an assignment in parallel, into the gradebook",
         description="Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in "
-                    "submitted/<student>/<assignment>/, in parallel workers writing into the one gradebook, "
-                    "with a progress bar, a summary table and a report file that says which submissions need "
-                    "another run. First it records the assignment in the gradebook when nbgrader does not have it "
-                    "(or has an older version), and grades the reference solution through the same sandbox: "
-                    "if that does not score full marks, it stops before the first student and says why.")
+                    "submitted/<student>/<assignment>/, one Dask task per submission: on this machine (one worker "
+                    "per core) or on a Dask cluster (--scheduler). Only this process writes the gradebook, "
+                    "autograded/ and the report grading-report-<assignment>.json, a ledger of every student's last "
+                    "grading that --student and --resume add to. Shows a progress bar and a summary table. First it "
+                    "records the assignment in the gradebook when nbgrader does not have it (or has an older "
+                    "version), and grades the reference solution through the same sandbox: if that does not score "
+                    "full marks, it stops before the first student and says why.")
     grade.add_argument("assignment")
     grade.add_argument("--workers", type=_count, default=os.cpu_count() or 1, metavar="N",
-                       help="parallel workers (default: one per CPU core)")
+                       help="local worker processes (default: one per CPU core); ignored with --scheduler")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 or tls://...; its workers "
+                            "need this course's repository and environment, and --nthreads 1")
+    grade.add_argument("--db", metavar="URL",
+                       help="the gradebook, e.g. postgresql+psycopg://user@host/gradebook (default: nbgrader's db_url "
+                            "from nbgrader_config.py, else gradebook.db)")
     grade.add_argument("--timeout", type=_seconds, default=1800, metavar="SECONDS",
                        help="time limit of one submission (default: 1800)")
     grade.add_argument("--device", choices=["cpu", "cuda"], help="where the checks run (default: CUDA when available)")
-    grade.add_argument("--resume", action="store_true", help="grade only the submissions the last run did not grade")
-    grade.add_argument("--student", action="append", default=[], metavar="ID", help="grade only this student (repeatable)")
+    grade.add_argument("--resume", action="store_true",
+                       help="grade only the submissions without a grade in the report (after a stop or failures)")
+    grade.add_argument("--student", action="append", default=[], metavar="ID",
+                       help="grade only this student (repeatable); the other students' grades and report entries stay")
     grade.add_argument("--practice", action="store_true",
                        help="grade with the public seed when no AUTOGRADER_SEED or .autograder-secret is set "
                             "(refused otherwise: students can read the public seed)")

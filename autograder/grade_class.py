@@ -1,25 +1,37 @@
-"""Grade a whole class in parallel: ``python -m autograder grade ASSIGNMENT``.
+"""Grade a whole class: ``python -m autograder grade ASSIGNMENT``.
 
-Each worker process imports nbgrader and torch once and grades one submission after
-another through nbgrader's own API (the same ``nbgrader autograde`` with this course's
-``nbgrader_config.py``), writing into the one gradebook. The parent shows progress,
-stops a worker whose submission runs past the time limit (its sandboxed kernel dies
-with it), and keeps a report file that is rewritten after every submission, so a crash
-or a killed run loses no grade already written and says which submissions need
-another run (``--resume`` grades only those).
+One task per submission runs on Dask distributed (``autograder/cluster.py``): on this
+machine by default, or on an existing cluster. A task carries the submission's files to a
+worker, which grades them with nbgrader's own API (``nbgrader autograde`` under this
+course's ``nbgrader_config.py``: the sandbox, the time limits and the verdict outside the
+kernel) in a scratch course of its own, and brings back the graded notebook and the
+scores. Only this process writes: the graded notebooks into ``autograded/``, the scores
+into the gradebook (any database nbgrader supports), and the report.
+
+The report is a ledger: one entry per student, the last grading of each, rewritten after
+every submission, so that a crash or a killed run loses no grade already written and
+``--resume`` grades only the submissions still without one.
 """
 from __future__ import annotations
 
+import atexit
+import csv
+import datetime
 import json
-import multiprocessing
 import os
-import queue
 import re
+import shutil
 import sys
+import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass
+import uuid
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
+
+from nbgrader.plugins.export import CsvExportPlugin
 
 from .config import course_root
 
@@ -37,6 +49,24 @@ class Outcome:
     max_score: Optional[float] = None
     seconds: float = 0.0
     review: str = ""  # what the instructor should look at (tampering found), though it was graded
+    attempts: int = 0  # starts on a worker: more than one when a worker died during the submission
+    graded_at: str = ""  # when this entry of the ledger was written (UTC, ISO 8601)
+    feedback: str = ""  # what became of the feedback of an earlier grading, when there was one
+
+    @classmethod
+    def from_report(cls, data: dict) -> "Outcome":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclass
+class Graded:
+    """What a worker brings back from one submission."""
+
+    outcome: Outcome
+    files: dict[str, bytes] = field(default_factory=dict)  # the autograded folder, by relative path
+    timestamp: Optional[datetime.datetime] = None
+    notebooks: dict[str, dict] = field(default_factory=dict)  # name -> grades, comments, late penalty
 
 
 def report_path(root: Path, assignment: str) -> Path:
@@ -69,59 +99,12 @@ def _expected_grade_ids(root: Path, assignment: str) -> set[str]:
     return {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata}
 
 
-def _worker(root: str, assignment: str, db_url: str, tasks, results) -> None:
-    """Grade the students that arrive on ``tasks`` until a None arrives."""
-    os.chdir(root)
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # alembic
-    from nbgrader.apps import NbGraderAPI
-    from traitlets.config.loader import PyFileConfigLoader
-
-    from .grading import RUNS
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-    config.CourseDirectory.db_url = db_url
-    api = NbGraderAPI(config=config)
-    while (student := tasks.get()) is not None:
-        results.put(("started", student, os.getpid()))
-        started = time.perf_counter()
-        outcome = Outcome(student)
-        try:
-            reply = api.autograde(assignment, student, force=True, create=True)
-            autograded = Path(api.coursedir.format_path(api.coursedir.autograded_directory, student, assignment))
-            classify(outcome, reply, RUNS.pop(str(autograded.resolve()), None), assignment, db_url)
-            if outcome.status == GRADED:
-                outcome.review = _tampering_found(api, assignment, student)
-        except Exception as error:  # keep grading the class; this one is recorded as failed
-            outcome.status, outcome.detail = FAILED, f"{type(error).__name__}: {error}"
-        outcome.seconds = time.perf_counter() - started
-        results.put(("done", student, asdict(outcome)))
-
-
-def _tampering_found(api, assignment: str, student: str) -> str:
+def _tampering_found(autograded: Path) -> str:
     """What ``GradingExecute`` recorded as tampering in the autograded notebooks' metadata, if anything."""
     import nbformat
 
-    folder = Path(api.coursedir.format_path(api.coursedir.autograded_directory, student, assignment))
-    return "; ".join(finding for path in sorted(folder.glob("*.ipynb"))
+    return "; ".join(finding for path in sorted(autograded.glob("*.ipynb"))
                      for finding in nbformat.read(path, as_version=4).metadata.get("autograder", {}).get("tampering", []))
-
-
-def classify(outcome: Outcome, reply: dict, run, assignment: str, db_url: str) -> None:
-    """One submission's status from nbgrader's reply and what GradingExecute saw (``grading.Run``, or None
-    when nbgrader stopped before running it): graded, failed (nbgrader refused the notebook) or grader failed."""
-    if run is not None and run.grader_failure:
-        outcome.status, outcome.detail = GRADER_FAILED, f"not graded, grade it again once fixed: {run.grader_failure}"
-    elif reply["success"]:
-        from nbgrader.api import Gradebook
-
-        with Gradebook(db_url) as gradebook:
-            submission = gradebook.find_submission(assignment, outcome.student)
-            outcome.status, outcome.score, outcome.max_score = GRADED, submission.score, submission.max_score
-        if run is not None and run.stopped:
-            outcome.detail = f"stopped early: {run.stopped}"
-    else:
-        outcome.status = FAILED
-        outcome.detail = _last_error(reply.get("log", "") + reply.get("error", ""))
 
 
 def _last_error(log: str) -> str:
@@ -132,14 +115,193 @@ def _last_error(log: str) -> str:
     return (messages or errors or lines or ["nbgrader reported a failure"])[-1][:300]
 
 
+def _quiet_libraries() -> None:
+    """Keep library noise off the instructor's console: nbgrader's models raise SQLAlchemy 2 deprecation
+    warnings on every gradebook opened, and asyncio reports nbclient's last poll of a kernel stopped at a
+    time limit as "Task was destroyed but it is pending"."""
+    import logging
+
+    from sqlalchemy import exc
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+    warnings.filterwarnings("ignore", category=exc.SAWarning)
+    warnings.filterwarnings("ignore", category=getattr(exc, "MovedIn20Warning", exc.SAWarning))
+    warnings.filterwarnings("ignore", module="nbgrader")
+
+
+def _api(course: Path, root: Path, db_url: Optional[str] = None):
+    """nbgrader's API with the course's configuration, working in ``root`` (with its own gradebook unless given)."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = db_url or f"sqlite:///{root / 'gradebook.db'}"
+    return NbGraderAPI(config=config)
+
+
+# --- On a worker: one submission --------------------------------------------------------------
+
+_SCRATCH: dict[tuple[str, str], Path] = {}  # (course, assignment) -> a scratch course with the assignment generated
+
+
+def _scratch_course(course: Path, assignment: str) -> Path:
+    """A scratch course on this worker whose gradebook holds the assignment, generated from the course's solutions."""
+    key = (str(course), assignment)
+    if key not in _SCRATCH:
+        scratch = Path(tempfile.mkdtemp(prefix=f"autograder-{assignment}-", dir="/tmp"))  # all of /tmp is hidden in the sandbox
+        atexit.register(shutil.rmtree, scratch, True)
+        (scratch / "solutions").mkdir()
+        (scratch / "solutions" / assignment).symlink_to(course / "solutions" / assignment)
+        reply = _api(course, scratch).generate_assignment(assignment, force=True, create=True)
+        if not reply["success"]:
+            raise RuntimeError(f"this worker could not prepare {assignment}: "
+                               + _last_error(reply.get("log", "") + reply.get("error", "")))
+        _SCRATCH[key] = scratch
+    return _SCRATCH[key]
+
+
+class _TimeLimit:
+    """The time limit of one submission: past it, this worker's sandboxed kernels are killed, and killed
+    again while the submission runs (a kernel still starting is stopped too). One task at a time runs
+    on a grading worker (``cluster.check_workers``), so they are this submission's."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.passed = threading.Event()
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.finished.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        import psutil
+
+        if self.finished.wait(self.seconds):
+            return
+        self.passed.set()
+        while not self.finished.is_set():
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            self.finished.wait(1.0)
+
+
+def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: float, duedate=None,
+              device: Optional[str] = None) -> Graded:
+    """Grade one student's submission (its files by relative path) on this machine; never raises.
+
+    Runs where the worker runs: the course is this machine's (its solutions and secret seed),
+    the gradebook a scratch one, the submission written into a scratch folder and graded there.
+    """
+    started = time.perf_counter()
+    outcome = Outcome(student)
+    graded = Graded(outcome)
+    bin_folder = str(Path(sys.executable).parent)
+    if bin_folder not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '')}"  # nbgrader runs alembic by name
+    if device:
+        os.environ["AUTOGRADER_DEVICE"] = device
+    work = Path(tempfile.mkdtemp(prefix="autograder-task-", dir="/tmp"))  # hidden in the sandbox but for the submission
+    try:
+        _quiet_libraries()
+        from nbgrader.api import Gradebook
+
+        from .grading import RUNS
+
+        course = course_root()
+        scratch = _scratch_course(course, assignment)
+        (work / "solutions").mkdir()
+        (work / "solutions" / assignment).symlink_to(course / "solutions" / assignment)
+        shutil.copy(scratch / "gradebook.db", work / "gradebook.db")
+        submitted = work / "submitted" / student / assignment
+        for relative, data in files.items():
+            (submitted / relative).parent.mkdir(parents=True, exist_ok=True)
+            (submitted / relative).write_bytes(data)
+        db_url = f"sqlite:///{work / 'gradebook.db'}"
+        if duedate is not None:
+            with Gradebook(db_url) as gradebook:
+                gradebook.update_or_create_assignment(assignment, duedate=duedate)
+        with _TimeLimit(timeout) as limit:
+            reply = _api(course, work).autograde(assignment, student, force=True, create=True)
+        autograded = work / "autograded" / student / assignment
+        run = RUNS.pop(str(autograded.resolve()), None)  # what GradingExecute saw, in this process
+        if limit.passed.is_set():
+            outcome.status = TIMEOUT
+            outcome.detail = f"ran longer than {timeout:.0f} s; grade it again with a longer --timeout"
+        elif run is not None and run.grader_failure:
+            outcome.status, outcome.detail = GRADER_FAILED, f"not graded, grade it again once fixed: {run.grader_failure}"
+        elif not reply["success"]:
+            outcome.status, outcome.detail = FAILED, _last_error(reply.get("log", "") + reply.get("error", ""))
+        else:
+            _collect(graded, Gradebook(db_url), assignment, student, autograded)
+            outcome.review = _tampering_found(autograded)
+            if run is not None and run.stopped:
+                outcome.detail = f"stopped early: {run.stopped}"
+    except Exception as error:  # keep grading the class; this one is recorded as failed
+        outcome.status, outcome.detail = FAILED, f"{type(error).__name__}: {error}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if outcome.status != GRADED:
+        graded.files, graded.notebooks = {}, {}
+    outcome.seconds = time.perf_counter() - started
+    return graded
+
+
+def _collect(graded: Graded, gradebook, assignment: str, student: str, autograded: Path) -> None:
+    with gradebook:
+        submission = gradebook.find_submission(assignment, student)
+        graded.timestamp = submission.timestamp
+        for notebook in submission.notebooks:
+            graded.notebooks[notebook.name] = {
+                "late_submission_penalty": notebook.late_submission_penalty,
+                "grades": {g.name: {"auto_score": g.auto_score, "max_score": g.max_score} for g in notebook.grades},
+                "comments": {c.name: c.auto_comment for c in notebook.comments}}
+        graded.outcome.status, graded.outcome.score = GRADED, submission.score
+        graded.outcome.max_score = submission.max_score
+    graded.files = {p.relative_to(autograded).as_posix(): p.read_bytes() for p in sorted(autograded.rglob("*")) if p.is_file()}
+
+
+# --- Here: the class -------------------------------------------------------------------------
+
 class ClassGrader:
-    def __init__(self, assignment: str, workers: int, timeout: float, root: Optional[Path] = None):
+    """The class's submissions, its ledger, and the one process that writes grades."""
+
+    def __init__(self, assignment: str, timeout: float, root: Optional[Path] = None, db_url: Optional[str] = None,
+                 device: Optional[str] = None):
         self.root = root or course_root()
         self.assignment = assignment
-        self.workers = max(1, workers)
         self.timeout = timeout
+        self.device = device
+        self.db_url = db_url or self._configured_db_url()
         self.report = report_path(self.root, assignment)
-        self.outcomes: dict[str, Outcome] = {}
+        self.outcomes: dict[str, Outcome] = self._ledger()
+
+    def _configured_db_url(self) -> str:
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+        return config.CourseDirectory.get("db_url") or f"sqlite:///{self.root / 'gradebook.db'}"
+
+    def _ledger(self) -> dict[str, Outcome]:
+        """The entries of earlier runs; an unreadable report is kept aside, never silently replaced."""
+        if not self.report.is_file():
+            return {}
+        try:
+            data = json.loads(self.report.read_text())
+            return {s: Outcome.from_report(o) for s, o in data["students"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.report.replace(self.report.with_suffix(".unreadable.json"))
+            return {}
 
     def submissions(self) -> list[str]:
         folder = self.root / "submitted"
@@ -151,90 +313,126 @@ class ClassGrader:
         temporary.write_text(json.dumps(data, indent=1))
         temporary.replace(self.report)  # atomic: a killed run leaves the previous report, never half a file
 
-    def run(self, students: list[str], progress=None) -> dict[str, Outcome]:
+    def _record(self, outcome: Outcome, progress) -> None:
+        outcome.graded_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.outcomes[outcome.student] = outcome
+        self._save_report()
+        if progress:
+            progress(outcome)
+
+    def screen(self, students: list[str], progress=None) -> list[str]:
+        """The students whose notebooks can be graded; the others are recorded as skipped, with the reason."""
         grade_ids = _expected_grade_ids(self.root, self.assignment)
         todo = []
         for student in students:
-            problem = problem_with(self.root / "submitted" / student / self.assignment / f"{self.assignment}.ipynb",
-                                   self.assignment, grade_ids)
-            self.outcomes[student] = Outcome(student, SKIPPED, problem) if problem else Outcome(student)
-            if not problem:
+            folder = self.root / "submitted" / student / self.assignment
+            problem = problem_with(folder / f"{self.assignment}.ipynb", self.assignment, grade_ids)
+            if problem:
+                self._add_student(student)  # so that the exported grades list the student, with the reason
+                self._record(Outcome(student, SKIPPED, problem), progress)
+            else:
                 todo.append(student)
-            elif progress:
-                progress(self.outcomes[student])
-        self._save_report()
-        if todo:
-            self._grade(todo, progress)
+        return todo
+
+    def run(self, todo: list[str], client, workers: int, progress=None) -> dict[str, Outcome]:
+        """Grade ``todo`` on the Dask ``client``'s cluster of ``workers``; their entries of the ledger are replaced."""
+        from distributed import KilledWorker
+
+        from . import cluster
+
+        duedate = self._duedate()
+        run = uuid.uuid4().hex[:8]
+        jobs = ((f"grade-{self.assignment}-{student}-{run}",
+                 (self.assignment, student, self._files(student), self.timeout, duedate, self.device))
+                for student in todo)
+        for key, result, attempts in cluster.run(client, grade_one, jobs, window=4 * workers):
+            student = key.removeprefix(f"grade-{self.assignment}-").removesuffix(f"-{run}")
+            if isinstance(result, KilledWorker):
+                outcome = Outcome(student, FAILED, f"its grading stopped {attempts} workers in turn; grade it again, "
+                                                   "and look at the workers' logs if it fails again")
+            elif isinstance(result, Exception):  # Dask could not run the task: the cluster's set-up, not the student
+                outcome = Outcome(student, FAILED, f"the cluster could not run its grading ({type(result).__name__}: "
+                                                   f"{str(result).splitlines()[0] if str(result) else ''}); do the "
+                                                   "scheduler and workers have this course's environment?")
+            else:
+                outcome = self._write(result)
+            outcome.attempts = attempts
+            self._record(outcome, progress)
         return self.outcomes
 
-    def _grade(self, todo: list[str], progress) -> None:
-        context = multiprocessing.get_context("spawn")
-        db_url = self._db_url()
-        tasks, results = context.Queue(), context.Queue()
-        for student in todo:
-            tasks.put(student)
-        workers = {}
+    def _files(self, student: str) -> dict[str, bytes]:
+        folder = self.root / "submitted" / student / self.assignment
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
-        def start_worker():
-            process = context.Process(target=_worker, args=(str(self.root), self.assignment, db_url, tasks, results),
-                                      daemon=True)
-            process.start()
-            workers[process.pid] = process
+    def _gradebook(self):
+        from nbgrader.api import Gradebook
 
-        for _ in range(min(self.workers, len(todo))):
-            start_worker()
-        running: dict[str, tuple[int, float]] = {}  # student -> (worker pid, start time)
-        remaining = set(todo)
-        while remaining:
+        return Gradebook(self.db_url)
+
+    def _add_student(self, student: str) -> None:
+        with self._gradebook() as gradebook:
+            gradebook.update_or_create_student(student)
+
+    def _duedate(self):
+        from nbgrader.api import MissingEntry
+
+        with self._gradebook() as gradebook:
             try:
-                kind, student, payload = results.get(timeout=1.0)
-            except queue.Empty:
-                kind = None
-            if kind == "started":
-                running[student] = (payload, time.monotonic())
-            elif kind == "done":
-                running.pop(student, None)
-                remaining.discard(student)
-                self.outcomes[student] = Outcome(**payload)
-                self._save_report()
-                if progress:
-                    progress(self.outcomes[student])
-            for late, (pid, since) in list(running.items()):
-                if time.monotonic() - since > self.timeout:
-                    workers.pop(pid).kill()
-                    running.pop(late)
-                    remaining.discard(late)
-                    self.outcomes[late] = Outcome(late, TIMEOUT, f"ran longer than {self.timeout:.0f} s; grade it again "
-                                                  "with a longer --timeout", seconds=self.timeout)
-                    self._save_report()
-                    if progress:
-                        progress(self.outcomes[late])
-                    if remaining - set(running):
-                        start_worker()
-            for pid, process in list(workers.items()):  # a worker that died on its own
-                if not process.is_alive() and remaining:
-                    workers.pop(pid)
-                    for lost in [s for s, (p, _) in running.items() if p == pid]:
-                        running.pop(lost)
-                        remaining.discard(lost)
-                        self.outcomes[lost] = Outcome(lost, FAILED, f"the grading worker stopped (exit code {process.exitcode}); grade it again")
-                        self._save_report()
-                        if progress:
-                            progress(self.outcomes[lost])
-                    if remaining - set(running):
-                        start_worker()
-        for _ in workers:
-            tasks.put(None)
-        for process in workers.values():
-            process.join(timeout=30)
+                return gradebook.find_assignment(self.assignment).duedate
+            except MissingEntry:
+                raise SystemExit(f"The gradebook {self.db_url} has no assignment {self.assignment!r}: "
+                                 f"run `nbgrader generate_assignment {self.assignment}` first.") from None
 
-    def _db_url(self) -> str:
-        """The course's gradebook, with a lock timeout long enough for several workers writing in turn."""
-        from traitlets.config.loader import PyFileConfigLoader
+    def _write(self, graded: Graded) -> Outcome:
+        """A worker's result into the gradebook (one transaction) and autograded/, as nbgrader autograde would."""
+        outcome = graded.outcome
+        if outcome.status != GRADED:
+            return outcome
+        with self._gradebook() as gradebook:
+            gradebook.update_or_create_student(outcome.student)
+            extra = {"timestamp": graded.timestamp} if graded.timestamp else {}
+            submission = gradebook.update_or_create_submission(self.assignment, outcome.student, **extra)
+            for name, notebook in graded.notebooks.items():
+                for cell, worker_grade in notebook["grades"].items():
+                    grade = gradebook.find_grade(cell, name, self.assignment, outcome.student)
+                    if grade.max_score != worker_grade["max_score"]:
+                        gradebook.db.rollback()
+                        return Outcome(outcome.student, FAILED, f"the worker's copy of the course differs from this one "
+                                       f"({cell} is worth {worker_grade['max_score']:g} there, {grade.max_score:g} here); "
+                                       "update the workers' repository and grade it again", seconds=outcome.seconds)
+                    grade.auto_score = worker_grade["auto_score"]
+                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+                for cell, text in notebook["comments"].items():
+                    gradebook.find_comment(cell, name, self.assignment, outcome.student).auto_comment = text
+                gradebook.find_submission_notebook(name, self.assignment, outcome.student).late_submission_penalty = \
+                    notebook["late_submission_penalty"]
+            gradebook.db.commit()
+            outcome.score, outcome.max_score = submission.score, submission.max_score
+        self._write_autograded(outcome.student, graded.files)
+        return outcome
 
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
-        url = config.CourseDirectory.get("db_url") or f"sqlite:///{self.root / 'gradebook.db'}"
-        return url + ("&" if "?" in url else "?") + "timeout=60" if url.startswith("sqlite") else url
+    def _write_autograded(self, student: str, files: dict[str, bytes]) -> None:
+        folder = self.root / "autograded" / student / self.assignment
+        incoming = folder.with_name(f".{self.assignment}.incoming")
+        shutil.rmtree(incoming, ignore_errors=True)
+        for relative, data in files.items():
+            (incoming / relative).parent.mkdir(parents=True, exist_ok=True)
+            (incoming / relative).write_bytes(data)
+        shutil.rmtree(folder, ignore_errors=True)
+        incoming.rename(folder)
+
+    def refresh_feedback(self, students: list[str]) -> None:
+        """Feedback generated from an earlier grading no longer matches: regenerate it from the new one."""
+        stale = [s for s in students if self.outcomes[s].status == GRADED
+                 and (self.root / "feedback" / s / self.assignment).is_dir()]
+        if not stale:
+            return
+        api = _api(self.root, self.root, self.db_url)
+        for student in stale:
+            reply = api.generate_feedback(self.assignment, student, force=True)
+            self.outcomes[student].feedback = ("regenerated from this grading" if reply["success"] else
+                                               "out of date: run `nbgrader generate_feedback` for this student")
+        self._save_report()
 
 
 def ready_to_grade(console, root: Path, assignment: str, practice: bool) -> bool:
@@ -252,15 +450,47 @@ def ready_to_grade(console, root: Path, assignment: str, practice: bool) -> bool
     return True
 
 
-def main(assignment: str, workers: int, timeout: float, resume: bool, students: list[str], practice: bool = False) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.table import Table
+class LedgerExport(CsvExportPlugin):
+    """``nbgrader export`` with one more column, ``grading``: why a student has no grade (from the grading reports)."""
 
+    def export(self, gradebook) -> None:
+        super().export(gradebook)
+        dest = Path(self.to or "grades.csv")
+        with dest.open(newline="") as handle:
+            header, *rows = list(csv.reader(handle))
+        root = Path(self.parent.coursedir.root)
+        ledgers: dict[str, dict] = {}
+        for row in rows:
+            entry = dict(zip(header, row))
+            assignment = entry["assignment"]
+            if assignment not in ledgers:
+                path = report_path(root, assignment)
+                ledgers[assignment] = json.loads(path.read_text())["students"] if path.is_file() else {}
+            row.append(_grading_note(ledgers[assignment].get(entry["student_id"], {})))
+        with dest.open("w", newline="") as handle:
+            csv.writer(handle).writerows([header + ["grading"], *rows])
+
+
+def _grading_note(entry: dict) -> str:
+    status = entry.get("status", GRADED)
+    if status == GRADED:
+        return ""
+    then = "a new submission is needed" if status == SKIPPED else "it needs another grading run"
+    return f"{status}: {entry.get('detail', '')} ({then})"
+
+
+def main(assignment: str, workers: int, timeout: float, resume: bool, students: list[str],
+         scheduler: Optional[str] = None, db_url: Optional[str] = None, device: Optional[str] = None,
+         practice: bool = False) -> int:
+    from rich.console import Console
+
+    from . import cluster
+
+    _quiet_libraries()
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: keep the summary's rows on one line each
         console = Console(width=200)
-    grader = ClassGrader(assignment, workers, timeout)
+    grader = ClassGrader(assignment, timeout, db_url=db_url, device=device)
     everyone = grader.submissions()
     if not everyone:
         console.print(f"No submissions for {assignment!r} under {grader.root / 'submitted'}/<student>/{assignment}/.")
@@ -270,34 +500,85 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
         console.print(f"No submission of {assignment} from {', '.join(unknown)}.")
         return 2
     chosen = students or everyone
-    if resume and grader.report.is_file():
-        before = json.loads(grader.report.read_text())["students"]
-        chosen = [s for s in chosen if before.get(s, {}).get("status") != GRADED]
-        grader.outcomes = {s: Outcome(**o) for s, o in before.items() if s not in chosen}
+    if resume:
+        chosen = [s for s in chosen if grader.outcomes.get(s, Outcome(s)).status != GRADED]
+    if not chosen:
+        console.print(f"Every submission of {assignment} is graded already (report: {grader.report}).")
+        return 0
     if not ready_to_grade(console, grader.root, assignment, practice):
         return 2
-    failures = 0  # submissions that need another run (failed, timed out, grader failed); skipped ones need a new submission
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[failures]} failed"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"grading {assignment}", total=len(chosen), failures=0)
+    count = workers
+    try:
+        with _progress(console, assignment, len(chosen)) as progress:
+            todo = grader.screen(chosen, progress.advance)
+            if todo:
+                with cluster.connect(scheduler, workers, {"AUTOGRADER_COURSE_ROOT": str(grader.root)}) as client:
+                    progress.workers = count = cluster.check_workers(client)
+                    grader.run(todo, client, count, progress.advance)
+    except (cluster.SchedulerLost, cluster.ClusterUnfit) as error:
+        console.print(f"Stopped: {error}. The grades written so far are kept; "
+                      f"run the same command with --resume to grade the rest.")
+        return 3
+    grader.refresh_feedback(chosen)
+    _summary(console, grader, chosen, scheduler or f"{count} local workers")
+    failures = sum(grader.outcomes[s].status in NEEDS_ANOTHER_RUN for s in chosen)
+    skipped = sum(grader.outcomes[s].status == SKIPPED for s in chosen)
+    return 1 if failures or skipped else 0
 
-        def advance(outcome: Outcome) -> None:
-            nonlocal failures
-            failures += outcome.status in NEEDS_ANOTHER_RUN
-            progress.update(task, advance=1, failures=failures)
-        grader.run(chosen, advance)
-    table = Table(title=f"{assignment}: {len(chosen)} submissions, {workers} workers")
+
+class _progress:
+    """The progress bar, with a time-left estimate from the submissions' own grading times."""
+
+    def __init__(self, console, assignment: str, total: int, workers: int = 1):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.total, self.workers, self.done, self.failures, self.busy = total, workers, 0, 0, []
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[failures]} failed"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[left]}"), console=console)
+        self.task = self.progress.add_task(f"grading {assignment}", total=total, failures=0, left="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def advance(self, outcome: Outcome) -> None:
+        """One more submission done. Time left: the rest at the graded ones' mean time, ``workers`` at once.
+
+        (Not the pace of the first minute, which is mostly the workers starting.)
+        """
+        self.done += 1
+        self.failures += outcome.status in NEEDS_ANOTHER_RUN
+        if outcome.status != SKIPPED:
+            self.busy.append(outcome.seconds)
+        left = ""
+        if self.busy and self.done < self.total:
+            seconds = sum(self.busy) / len(self.busy) * -(-(self.total - self.done) // self.workers)
+            left = f"about {datetime.timedelta(seconds=round(seconds))} left"
+        self.progress.update(self.task, advance=1, failures=self.failures, left=left)
+
+
+def _summary(console, grader: ClassGrader, chosen: list[str], where: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{grader.assignment}: {len(chosen)} submissions, graded on {where}")
     for column in ("student", "status", "score", "seconds", "detail"):
         table.add_column(column)
     for student in chosen:
         o = grader.outcomes[student]
         score = f"{o.score:g} / {o.max_score:g}" if o.score is not None else "-"
-        table.add_row(student, o.status, score, f"{o.seconds:.1f}", o.detail or (f"needs review: {o.review}" if o.review else ""))
+        notes = [o.detail] + ([f"needs review: {o.review}"] if o.review else []) + \
+            (["retried after a worker stopped"] if o.attempts > 1 else []) + ([f"feedback {o.feedback}"] if o.feedback else [])
+        table.add_row(student, o.status, score, f"{o.seconds:.1f}", "; ".join(n for n in notes if n))
     console.print(table)
+    failures = sum(grader.outcomes[s].status in NEEDS_ANOTHER_RUN for s in chosen)
     skipped = sum(grader.outcomes[s].status == SKIPPED for s in chosen)
+    retried = sum(grader.outcomes[s].attempts > 1 for s in chosen)
     review = sum(bool(grader.outcomes[s].review) for s in chosen)
     console.print(f"Report: {grader.report}" + (f"; {failures} need another run (--resume)" if failures else "")
                   + (f"; {review} need review (tampering found)" if review else "")
-                  + (f"; {skipped} could not be read and need a new submission" if skipped else "") + ".")
-    return 1 if failures or skipped else 0
+                  + (f"; {skipped} could not be read and need a new submission" if skipped else "")
+                  + (f"; {retried} retried after a worker stopped, graded once" if retried else "") + ".")

@@ -3,12 +3,13 @@
 #   npm          the book's offline assets (MathJax, RequireJS, the widget manager)
 #   bubblewrap   the grading sandbox (tests and instructors)
 #   chromium     the browser tests of the built book
+#   postgresql   a real PostgreSQL gradebook in the grading tests (the tests run its initdb and pg_ctl themselves)
 # Usage: bash tools/system_packages.sh book|test
 set -euo pipefail
-declare -A package=([npm]="nodejs npm" [bwrap]=bubblewrap [chromium]="chromium fonts-wqy-zenhei")
+declare -A package=([npm]="nodejs npm" [bwrap]=bubblewrap [chromium]="chromium fonts-wqy-zenhei" [pg_ctlcluster]=postgresql)
 case "${1:-test}" in
     book) needed=(npm) ;;
-    test) needed=(npm bwrap chromium) ;;
+    test) needed=(npm bwrap chromium pg_ctlcluster) ;;
     *) echo "usage: $0 book|test" >&2; exit 2 ;;
 esac
 missing=()

@@ -1,0 +1,122 @@
+"""Where the class's submissions are graded: Dask distributed, on this machine or on a cluster.
+
+By default a ``LocalCluster`` on loopback: one single-threaded worker process per core,
+each importing nbgrader and torch once and grading one submission after another. With
+``--scheduler tcp://HOST:PORT`` (or ``tls://`` with Dask's TLS settings, see the README)
+the same tasks go to an existing cluster started with ``dask scheduler`` and
+``dask worker --nthreads 1`` or by ``dask-jobqueue``.
+
+A task is one function call with its arguments (a submission's files travel inside it);
+a worker that dies in the middle of one has it rescheduled on another by Dask. Each task
+logs an event when it starts, so that the client can tell which ones were retried.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+STARTED = "autograder-started"  # the event topic a task logs to when it starts on a worker
+
+
+class SchedulerLost(Exception):
+    """The connection to the Dask scheduler broke while tasks were still running."""
+
+
+class ClusterUnfit(Exception):
+    """The cluster cannot grade: no workers, or workers that run several tasks at once."""
+
+
+@contextmanager
+def connect(scheduler: Optional[str], workers: int, env: dict[str, str]) -> Iterator["distributed.Client"]:  # noqa: F821
+    """A client of the given scheduler, or of a new loopback LocalCluster with ``workers`` processes."""
+    from distributed import Client, LocalCluster
+
+    for name in [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] == "distributed"] + ["distributed"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # a lost worker or scheduler is told in our own words
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            raise SchedulerLost(f"could not reach the Dask scheduler at {scheduler} ({type(error).__name__})") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL, env=env) as cluster, Client(cluster) as client:
+        yield client
+
+
+def check_workers(client) -> int:
+    """The number of workers; refuses a cluster with none or with multi-threaded ones.
+
+    One task at a time per worker process is what lets a task stop its own sandboxed kernel
+    at the time limit without touching another submission's.
+    """
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if not workers:
+        try:
+            client.wait_for_workers(1, timeout=60)
+        except TimeoutError:
+            raise ClusterUnfit(f"the scheduler at {client.scheduler.address} has had no workers for a minute "
+                               "(start them with dask worker ADDRESS --nthreads 1)") from None
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    busy = sorted(address for address, worker in workers.items() if worker["nthreads"] != 1)
+    if busy:
+        raise ClusterUnfit(f"worker {busy[0]} runs {workers[busy[0]]['nthreads']} tasks at once; grading needs "
+                           "single-threaded workers (dask worker --nthreads 1)")
+    return len(workers)
+
+
+def _started(function: Callable, key: str, *args):
+    """Run ``function(*args)`` on a worker, first logging that ``key`` started there."""
+    from distributed import get_worker
+
+    get_worker().log_event(STARTED, {"key": key})
+    return function(*args)
+
+
+def run(client, function: Callable, jobs: Iterable[tuple[str, tuple]], window: int) -> Iterator[tuple[str, Any, int]]:
+    """Run ``function(*args)`` for each ``(key, args)`` of ``jobs``; yield ``(key, result, attempts)`` as each ends.
+
+    At most ``window`` tasks are submitted ahead, so a large class's notebooks are not all held in
+    memory at once. ``result`` is the exception when a task failed for good (Dask's
+    ``KilledWorker`` after it stopped too many workers). ``attempts`` counts its starts on workers.
+    Raises ``SchedulerLost`` when the scheduler goes away.
+    """
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    starts: Counter = Counter()
+    client.subscribe_topic(STARTED, lambda event: starts.update([event[1]["key"]]))
+    jobs = iter(jobs)
+    keys: dict = {}
+
+    def submit(count: int) -> list:
+        futures = []
+        for key, args in itertools.islice(jobs, count):
+            future = client.submit(_started, function, key, *args, key=key, pure=False)
+            keys[future] = key
+            futures.append(future)
+        return futures
+
+    running = as_completed(submit(window))
+    try:
+        for future in running:
+            key = keys.pop(future)
+            if future.status == "cancelled":
+                raise SchedulerLost("the Dask scheduler went away")
+            try:
+                result = future.result()
+            except (FutureCancelledError, CommClosedError, OSError) as error:
+                raise SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
+            except Exception as error:  # the task's own failure, e.g. KilledWorker: the caller records it
+                result = error
+            future.release()
+            yield key, result, max(1, starts[key])
+            running.update(submit(1))
+    finally:
+        client.unsubscribe_topic(STARTED)

@@ -1,0 +1,355 @@
+"""Grading a class on Dask distributed, with real components started here and stopped afterwards.
+
+One mixed class of ch04 (correct, partial, empty, malformed, tampered, looping past the cell
+limit) is graded four ways: a LocalCluster into SQLite (the reference); a `dask scheduler`
+with two `dask worker` processes on loopback TCP into a real PostgreSQL server (Debian's
+`postgresql`, on a Unix socket in a temporary folder); the same cluster with one worker killed
+in the middle of a submission; and a scheduler that goes away, then `--resume`. Every score is
+compared, grade by grade, with the reference and with what the submission deserves.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from autograder.release import filled_notebook
+from conftest import BIN, copy_course, env_with_venv, grade_id, read_notebook
+
+pytestmark = pytest.mark.xdist_group("cluster")
+
+ASSIGNMENT = "ch04_scaled_dot_product"
+ENV = dict(AUTOGRADER_SEED="24680", AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT="20",
+           AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30))
+TAMPER = ("def softmax(x, dim=-1):\n    return x\n"
+          "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n")
+LOOP = "def softmax(x, dim=-1):\n    while True:\n        pass\n"
+
+
+def grade(course: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--timeout", "900", *args],
+                          cwd=course, env=env_with_venv(**ENV), capture_output=True, text=True, timeout=timeout)
+
+
+def new_class(destination: Path, db_url: str | None = None) -> Path:
+    """A course with the assignment generated (into ``db_url`` when given) and the mixed class submitted."""
+    course = copy_course(destination)
+    extra = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
+    subprocess.run(["nbgrader", "generate_assignment", ASSIGNMENT, "--force", *extra], cwd=course,
+                   env=env_with_venv(**ENV), check=True, capture_output=True)
+    solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    released = read_notebook(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    for student, filled, softmax in [("correct", names, None), ("partial", names[:2], None), ("empty", [], None),
+                                     ("tampered", names, TAMPER), ("looping", names, LOOP)]:
+        notebook = filled_notebook(released, solutions, set(filled))
+        if softmax:
+            next(c for c in notebook.cells if grade_id(c) == "softmax").source = softmax
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
+    folder = course / "submitted" / "malformed" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / f"{ASSIGNMENT}.ipynb").write_text('{"cells": [')
+    return course
+
+
+def deserved(course: Path) -> dict[str, dict[str, float]]:
+    """What each gradable submission deserves, per graded cell, from the points in the solutions."""
+    solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    points = {grade_id(c): c.metadata["nbgrader"]["points"] for c in solutions.cells
+              if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+    names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
+
+    def earned(passing):
+        return {cell: (p if cell.removeprefix("test_").removesuffix("_hidden") in passing else 0.0)
+                for cell, p in points.items()}
+    # a wrong softmax also sinks the exercises that call it (see tests/attacks/monkeypatch_allclose.py)
+    return {"correct": earned(set(names)), "partial": earned(set(names[:2])), "empty": earned(set()),
+            "tampered": earned({"attention_scores"}), "looping": earned(set())}
+
+
+def gradebook_scores(db_url: str) -> dict[str, dict[str, float]]:
+    """Every grade row of the assignment, by student and cell; fails if a cell has two rows for one student."""
+    from nbgrader.api import Grade, GradeCell, Gradebook, SubmittedAssignment, SubmittedNotebook
+
+    found: dict[str, dict[str, float]] = {}
+    with Gradebook(db_url) as gradebook:
+        rows = (gradebook.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade)
+                .join(SubmittedNotebook, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
+                .join(GradeCell, GradeCell.id == Grade.cell_id).all())
+        for student, cell, grade in rows:
+            assert cell not in found.setdefault(student, {}), f"{student} has two grades for {cell}"
+            found[student][cell] = grade.score
+    return found
+
+
+def report(course: Path) -> dict:
+    return json.loads((course / f"grading-report-{ASSIGNMENT}.json").read_text())["students"]
+
+
+def assert_clean(run: subprocess.CompletedProcess) -> None:
+    output = run.stdout + run.stderr
+    assert "Traceback" not in output and "Warning" not in output, output[-4000:]
+
+
+# --- Real components ------------------------------------------------------------------------
+
+def _postgres_program(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None)
+    assert found, f"{name} not found: install PostgreSQL with `bash tools/system_packages.sh test`"
+    return found
+
+
+@contextmanager
+def postgres_server():
+    """A PostgreSQL server of our own on a Unix socket in a temporary folder; yields a database URL."""
+    folder = Path(tempfile.mkdtemp(prefix="autograder-pg-"))
+    as_user = {}
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        as_user = dict(user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+    data = folder / "data"
+
+    def run(*command):
+        subprocess.run(command, cwd=folder, check=True, capture_output=True, timeout=120, **as_user)
+    try:
+        run(_postgres_program("initdb"), "-D", str(data), "-U", "grader", "--auth=trust", "-E", "UTF8")
+        run(_postgres_program("pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-t", "90",
+            "-o", f"-k {folder} -c listen_addresses=''", "start")
+        run(_postgres_program("createdb"), "-h", str(folder), "-U", "grader", "gradebook")
+        yield f"postgresql+psycopg://grader@/gradebook?host={folder}"
+    finally:
+        subprocess.run([_postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], cwd=folder,
+                       capture_output=True, timeout=60, **as_user)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class DaskCluster:
+    """`dask scheduler` and `dask worker` processes on loopback TCP, each in its own process group."""
+
+    def __init__(self, course: Path, folder: Path, workers: int):
+        self.env = env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course))
+        scheduler_file = folder / "scheduler.json"
+        self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                      "--scheduler-file", str(scheduler_file)], course)
+        deadline = time.monotonic() + 120
+        while not scheduler_file.is_file():
+            assert time.monotonic() < deadline, "the Dask scheduler did not start"
+            time.sleep(0.2)
+        time.sleep(0.5)  # the file is written whole a moment after it appears
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        assert self.address.startswith("tcp://127.0.0.1:")
+        self.workers = [self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"], course)
+                        for _ in range(workers)]
+
+    def _start(self, args: list[str], cwd: Path) -> subprocess.Popen:
+        return subprocess.Popen([str(BIN / "dask"), *args], cwd=cwd, env=self.env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=60)
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            self.kill(process)
+
+
+def kernel_running_under(process: subprocess.Popen) -> bool:
+    try:
+        return any("ipykernel" in " ".join(child.cmdline())
+                   for child in psutil.Process(process.pid).children(recursive=True))
+    except psutil.Error:
+        return False
+
+
+def grade_while(course: Path, args: list[str], action) -> subprocess.CompletedProcess:
+    """Grade with ``args``, calling ``action()`` every 0.2 s until it returns True or the grading ends."""
+    runner = subprocess.Popen([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--timeout", "900", *args],
+                              cwd=course, env=env_with_venv(**ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    acted = False
+    while runner.poll() is None and not acted:
+        acted = action()
+        time.sleep(0.2)
+    stdout, stderr = runner.communicate(timeout=1500)
+    assert acted, "the grading ended before the fault could be made"
+    return subprocess.CompletedProcess(runner.args, runner.returncode, stdout, stderr)
+
+
+# --- The gradings, shared by the tests -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The reference: the class graded on the default LocalCluster into SQLite."""
+    course = new_class(tmp_path_factory.mktemp("local"))
+    run = grade(course, "--workers", "2")
+    return types.SimpleNamespace(course=course, run=run, report=report(course),
+                                 scores=gradebook_scores(f"sqlite:///{course / 'gradebook.db'}"))
+
+
+@pytest.fixture(scope="module")
+def tcp(tmp_path_factory):
+    """The same class on a scheduler and two TCP workers, into PostgreSQL; then graded again, then with a worker killed."""
+    with postgres_server() as db_url:
+        course = new_class(tmp_path_factory.mktemp("tcp"), db_url)
+        cluster = DaskCluster(course, tmp_path_factory.mktemp("dask"), workers=2)
+        try:
+            first = grade(course, "--scheduler", cluster.address, "--db", db_url)
+            first_report, first_scores = report(course), gradebook_scores(db_url)
+            again = grade(course, "--scheduler", cluster.address, "--db", db_url)
+            again_scores = gradebook_scores(db_url)
+
+            killed_course = new_class(tmp_path_factory.mktemp("killed"))
+            victim = cluster.workers[0]
+
+            def kill_mid_submission() -> bool:
+                if report_has_graded(killed_course) and kernel_running_under(victim):
+                    cluster.kill(victim)
+                    return True
+                return False
+            killed = grade_while(killed_course, ["--scheduler", cluster.address], kill_mid_submission)
+        finally:
+            cluster.stop()
+    return types.SimpleNamespace(first=first, first_report=first_report, first_scores=first_scores, again=again,
+                                 again_scores=again_scores, killed=killed, killed_report=report(killed_course),
+                                 killed_scores=gradebook_scores(f"sqlite:///{killed_course / 'gradebook.db'}"))
+
+
+def report_has_graded(course: Path) -> bool:
+    """True once one submission is graded: the workers are warm and in the middle of the class."""
+    try:
+        return any(o["status"] == "graded" for o in report(course).values())
+    except (OSError, ValueError):
+        return False
+
+
+# --- The tests --------------------------------------------------------------------------------
+
+def test_local_cluster_gives_every_submission_what_it_deserves(local):
+    assert_clean(local.run)
+    assert local.scores == deserved(local.course)
+    assert local.report["malformed"]["status"] == "skipped" and "not a readable notebook" in local.report["malformed"]["detail"]
+    assert local.run.returncode == 1  # the malformed one needs a new submission
+    for student in local.report:
+        assert student in local.run.stdout
+
+
+def test_graded_notebooks_come_back_from_the_workers(local):
+    for student in deserved(local.course):
+        graded = read_notebook(local.course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+        verdicts = [o for c in graded.cells for o in c.get("outputs", []) if o.get("ename") == "CheckFailure"]
+        assert bool(verdicts) == (student != "correct"), student
+
+
+def test_tcp_cluster_into_postgresql_matches_sqlite_grade_by_grade(local, tcp):
+    assert_clean(tcp.first)
+    assert tcp.first_scores == local.scores
+    for student, entry in local.report.items():
+        assert (tcp.first_report[student]["status"], tcp.first_report[student]["score"]) == (entry["status"], entry["score"])
+
+
+def test_a_class_graded_twice_has_each_grade_once(tcp):
+    assert_clean(tcp.again)
+    assert tcp.again_scores == tcp.first_scores
+
+
+def test_a_worker_killed_mid_submission_loses_and_doubles_nothing(local, tcp):
+    assert_clean(tcp.killed)
+    assert tcp.killed_scores == local.scores
+    retried = [s for s, o in tcp.killed_report.items() if o["attempts"] > 1]
+    assert retried, "no submission was started twice: the kill missed"
+    assert all(tcp.killed_report[s]["status"] == "graded" for s in retried)
+    assert "retried after a worker stopped" in tcp.killed.stdout
+
+
+def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_path):
+    course = new_class(tmp_path / "course")
+    cluster = DaskCluster(course, tmp_path, workers=1)
+    try:
+        def kill_scheduler() -> bool:
+            if report_has_graded(course):
+                cluster.kill(cluster.scheduler)
+                return True
+            return False
+        stopped = grade_while(course, ["--scheduler", cluster.address], kill_scheduler)
+    finally:
+        cluster.stop()
+    assert stopped.returncode == 3
+    assert_clean(stopped)
+    assert "Stopped: the Dask scheduler went away" in stopped.stdout and "--resume" in stopped.stdout
+    graded_before = {s: o["graded_at"] for s, o in report(course).items() if o["status"] == "graded"}
+    assert 0 < len(graded_before) < len(deserved(course))
+    resumed = grade(course, "--resume", "--workers", "1")
+    assert_clean(resumed)
+    assert gradebook_scores(f"sqlite:///{course / 'gradebook.db'}") == local.scores
+    after = report(course)
+    assert {s: after[s]["graded_at"] for s in graded_before} == graded_before, "--resume graded a graded one again"
+
+
+def test_student_and_resume_add_to_the_ledger_and_feedback_is_regenerated(local):
+    course = local.course
+    subprocess.run(["nbgrader", "generate_feedback", ASSIGNMENT, "--student", "partial"], cwd=course,
+                   env=env_with_venv(**ENV), check=True, capture_output=True)
+    before = report(course)
+    run = grade(course, "--student", "partial", "--workers", "1")
+    assert_clean(run)
+    after = report(course)
+    assert set(after) == set(before)
+    assert {s: o for s, o in after.items() if s != "partial"} == {s: o for s, o in before.items() if s != "partial"}
+    assert after["partial"]["graded_at"] >= before["partial"]["graded_at"]
+    assert after["partial"]["feedback"] == "regenerated from this grading"
+    assert "feedback regenerated" in run.stdout
+    assert gradebook_scores(f"sqlite:///{course / 'gradebook.db'}") == local.scores
+
+    resumed = grade(course, "--resume")  # only the malformed one is left: no cluster needed, skipped again
+    assert resumed.returncode == 1 and "malformed" in resumed.stdout and "partial" not in resumed.stdout
+
+
+def test_skipped_students_appear_in_the_exported_csv_with_the_reason(local, tmp_path):
+    destination = tmp_path / "grades.csv"
+    subprocess.run(["nbgrader", "export", "--to", str(destination)], cwd=local.course, env=env_with_venv(**ENV),
+                   check=True, capture_output=True)
+    rows = {row["student_id"]: row for row in csv.DictReader(destination.open())}
+    assert set(rows) == set(local.report)
+    assert rows["malformed"]["grading"].startswith("skipped: ") and "not a readable notebook" in rows["malformed"]["grading"]
+    assert float(rows["malformed"]["score"]) == 0.0
+    assert rows["correct"]["grading"] == "" and float(rows["correct"]["score"]) == float(rows["correct"]["max_score"])
+
+
+def test_a_submission_past_the_time_limit_is_stopped(tmp_path, monkeypatch):
+    from autograder.grade_class import TIMEOUT, grade_one
+
+    course = new_class(tmp_path / "course")
+    notebook = read_notebook(course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    next(c for c in notebook.cells if grade_id(c) == "softmax").source = "import time\ntime.sleep(10**6)\n"
+    for name, value in {**ENV, "AUTOGRADER_CELL_TIMEOUT": str(10**6)}.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    graded = grade_one(ASSIGNMENT, "sleeper", {f"{ASSIGNMENT}.ipynb": nbformat.writes(notebook).encode()}, 20.0)
+    assert graded.outcome.status == TIMEOUT and "longer than 20 s" in graded.outcome.detail
+    assert graded.files == {} and graded.notebooks == {}
+    assert time.monotonic() - started < 600
+    assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]

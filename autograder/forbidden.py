@@ -35,7 +35,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import torch
@@ -226,7 +226,7 @@ _exempt_depth = 0
 
 @contextlib.contextmanager
 def exempt():
-    """Calls made inside this block are not recorded (for ``autograder.components``, and inside a recorded call)."""
+    """Calls made inside this block are not recorded (for ``autograder.components``)."""
     global _exempt_depth
     _exempt_depth += 1
     try:
@@ -235,40 +235,59 @@ def exempt():
         _exempt_depth -= 1
 
 
-def _record(used: list, what) -> None:
-    if what not in used:
-        used.append(what)
+class _Record:
+    """What one ``watch`` found, and whether it is inside a call it has recorded already (whose inner
+    routes are not named again). Each watch has its own, so nested watches each see every call."""
+
+    def __init__(self):
+        self.used: list = []
+        self.inside = 0
+
+    def quiet(self) -> bool:
+        return bool(_exempt_depth or self.inside)
+
+    def add(self, what) -> None:
+        if what not in self.used:
+            self.used.append(what)
+
+    @contextlib.contextmanager
+    def within(self):
+        self.inside += 1
+        try:
+            yield
+        finally:
+            self.inside -= 1
 
 
 @dataclass
 class _FunctionWatch(TorchFunctionMode):
     functions: frozenset
     operators: dict  # ATen operator -> the first capability of the exercise that holds it
-    used: list = field(default_factory=list)
+    record: _Record
 
     def __post_init__(self):
         super().__init__()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if not _exempt_depth:
+        if not self.record.quiet():
             if func in self.functions:
                 verdict = func
             else:
                 capability = self.operators.get(operator_name(func))
                 verdict = f"{capability.name} (called as {display_name(func)})" if capability is not None else None
             if verdict is not None:
-                _record(self.used, verdict)
-                with exempt():
+                self.record.add(verdict)
+                with self.record.within():
                     return func(*args, **kwargs)
         return func(*args, **kwargs)
 
 
 class _OperatorWatch(TorchDispatchMode):
-    def __init__(self, operators: dict, used: list):
+    def __init__(self, operators: dict, record: _Record):
         super().__init__()
         self.operators = operators
-        self.used = used
+        self.record = record
         self.verdicts: dict = {}  # OpOverload -> what to record when it runs (None: nothing)
 
     @classmethod
@@ -277,14 +296,14 @@ class _OperatorWatch(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not _exempt_depth:
+        if not self.record.quiet():
             if func not in self.verdicts:
                 name = operator_name(func)
                 capability = self.operators.get(name)
                 self.verdicts[func] = (f"{capability.name} (through the operator aten.{name})"
                                        if capability is not None else None)
             if self.verdicts[func] is not None:
-                _record(self.used, self.verdicts[func])
+                self.record.add(self.verdicts[func])
         return func(*args, **(kwargs or {}))
 
 
@@ -302,15 +321,15 @@ def watch(forbidden):
     for capability in found:
         for name in capability.operators:
             operators.setdefault(name, capability)
-    used: list = []
+    record = _Record()
     originals = []
 
     def spy(cls, original):
         def wrapper(*args, **kwargs):
-            if _exempt_depth:
+            if record.quiet():
                 return original(*args, **kwargs)
-            _record(used, cls)
-            with exempt():
+            record.add(cls)
+            with record.within():
                 return original(*args, **kwargs)
         return wrapper
 
@@ -323,10 +342,10 @@ def watch(forbidden):
                     setattr(cls, attribute, spy(cls, original))
         with contextlib.ExitStack() as guards:
             if functions or operators:
-                guards.enter_context(_FunctionWatch(functions, operators, used))
+                guards.enter_context(_FunctionWatch(functions, operators, record))
             if operators:
-                guards.enter_context(_OperatorWatch(operators, used))
-            yield used
+                guards.enter_context(_OperatorWatch(operators, record))
+            yield record.used
     finally:
         for cls, attribute, original in reversed(originals):
             setattr(cls, attribute, original)

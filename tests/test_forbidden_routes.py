@@ -751,7 +751,9 @@ CASES = [(name, r) for name, routes in ROUTES.items() for r in routes]
 
 def test_every_exercise_with_a_forbidden_list_has_routes():
     forbidding = {name for name, exercise in EXERCISES.items() if exercise.forbidden}
-    assert forbidding == set(ROUTES)
+    # train_reversal_model's routes (the built-in losses a training loop could call) are tried in
+    # tests/test_messages_late.py, on a model that needs no training.
+    assert forbidding - {"train_reversal_model"} == set(ROUTES)
     for name, routes in ROUTES.items():
         torch_routes = [r for r in routes if r.key != "lent_component"]
         assert len(torch_routes) >= 3 or not torch_routes, f"{name}: at least three routes where torch has them"

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import components
 from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
 ASSIGNMENT = "ch04_scaled_dot_product"
@@ -156,7 +157,7 @@ def swapped(ref):
 # -------------------------------------------------------------- scaled_dot_product_attention
 scaled_dot_product_attention = Exercise(
     "scaled_dot_product_attention", ASSIGNMENT, outputs=("out", "weights"),
-    forbidden=(F.scaled_dot_product_attention,), why_forbidden=SDPA_WHY,
+    forbidden=(F.scaled_dot_product_attention, components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
 )
 
 
@@ -278,7 +279,8 @@ def builtin(ref):
 # ------------------------------------------------------------------------ SelfAttention
 SelfAttention = Exercise(
     "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
-    forbidden=(F.scaled_dot_product_attention, nn.MultiheadAttention), why_forbidden=SDPA_WHY,
+    forbidden=(F.scaled_dot_product_attention, nn.MultiheadAttention, components.ScaledDotProductAttention),
+    why_forbidden=SDPA_WHY,
 )
 
 

@@ -161,15 +161,21 @@ def distinctive_lines(assignment: str, root: Path | None = None) -> dict[str, li
 # --- Where an answer could hide ---------------------------------------------------------------
 
 def _lines(path: Path, text: str) -> list[str]:
-    """A file's lines as a reader sees them, whitespace removed: a page's text without its tags,
-    a notebook's cell sources, any other file as it is."""
+    """A file's lines as a reader sees them, without comments and whitespace: a page's text
+    without its tags, a notebook's cells, a Python file's code, any other file as it is."""
     if path.suffix == ".ipynb":
         try:
-            text = "\n".join(_source(c) for c in json.loads(text).get("cells", []))
+            cells = json.loads(text).get("cells", [])
+            text = "\n".join(_without_comments(_source(c)) if c.get("cell_type") == "code" else _source(c)
+                             for c in cells)
         except (ValueError, AttributeError, TypeError):
             pass
-    elif path.suffix in (".html", ".htm", ".xml", ".svg"):
-        text = html.unescape(re.sub(r"<[^>]*>", "", text))
+    elif path.suffix == ".py":
+        text = _without_comments(text)
+    else:
+        if path.suffix in (".html", ".htm", ".xml", ".svg"):
+            text = html.unescape(re.sub(r"<[^>]*>", "", text))
+        text = re.sub(r"#.*", "", text)  # code shown on a page keeps its comments
     return [_squeeze(line) for line in text.splitlines()]
 
 

@@ -44,7 +44,7 @@ site: $(BIN)/.installed vendor kit
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/site-config.yml
 	@echo "publish _build/html (the book, every exercise notebook, the kit)"
 
-test: $(BIN)/.installed vendor kit
+test: $(BIN)/.installed vendor
 	bash tools/system_packages.sh test
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 

@@ -38,10 +38,11 @@ INSTRUCTOR_ONLY = ("reference.py", "grading.py", "sandbox.py", "preflight.py", "
                    "kit.py")
 DEPENDENCIES = ("torch>=2.3", "einops>=0.8", "numpy", "safetensors>=0.4", "nbformat>=5.10", "nbclient>=0.10",
                 "ipykernel>=6.29", "matplotlib>=3.8", "ipywidgets>=8.1,<9")
-# A statement with fewer AST nodes than this (names, calls, subscripts; not operators) is too
-# plain to give an answer away: ``return out``, ``optimizer.zero_grad()``, ``return self.proj(x)``.
-TRIVIAL_BELOW = 6
-_PLAIN = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+# The steps a statement can take: a statement that takes at most one is too plain to give an
+# answer away (``return out``, ``loss.backward()``, ``weights = torch.softmax(scores, dim=-1)``,
+# ``x = layer(x, mask)``); one that composes two or more is the answer's own.
+_STEPS = (ast.Call, ast.BinOp, ast.Subscript, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.IfExp, ast.Lambda,
+          ast.comprehension, ast.AugAssign, ast.Starred)
 
 
 def version() -> str:
@@ -122,10 +123,14 @@ def _plain_definition(value: ast.AST) -> bool:
     return _plain_value(value)
 
 
+def _steps(statement: ast.stmt) -> int:
+    """How many operations ``statement`` composes (``-1`` is a constant, not a step)."""
+    return sum(isinstance(node, _STEPS) and not (isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant))
+               for node in ast.walk(statement))
+
+
 def _trivial(statement: ast.stmt) -> bool:
-    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-        return True  # a docstring
-    return sum(not isinstance(node, _PLAIN) for node in ast.walk(statement)) < TRIVIAL_BELOW
+    return _steps(statement) < 2
 
 
 def _statements(region: str) -> list[str]:
@@ -176,7 +181,7 @@ def _lines(path: Path, text: str) -> list[str]:
         if path.suffix in (".html", ".htm", ".xml", ".svg"):
             text = html.unescape(re.sub(r"<[^>]*>", "", text))
         text = re.sub(r"#.*", "", text)  # code shown on a page keeps its comments
-    return [_squeeze(line) for line in text.splitlines()]
+    return [_squeeze(line).removesuffix("\\") for line in text.splitlines()]  # a continuation's backslash
 
 
 class _Lines:

@@ -10,7 +10,6 @@ import json
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -66,20 +65,20 @@ def test_the_wheel_holds_no_reference_solution(wheel):
 def test_the_measure_finds_every_distinctive_line_in_the_solutions_themselves():
     files = {f"{a}.ipynb": (ROOT / "solutions" / a / f"{a}.ipynb").read_bytes() for a in ASSIGNMENTS}
     _, measure = kit.leaks(files)
-    assert sum(total for _, total in measure.values()) > 3 * len(EXERCISES)
+    assert sum(total for _, total in measure.values()) > 2 * len(EXERCISES)
     assert all(found == total for found, total in measure.values()), measure
 
 
 def test_the_measure_sees_through_indentation_and_spacing_but_not_contract_or_trivial_lines():
     lines = kit.distinctive_lines("ch09_encoder")["Encoder"]
-    assert {"returnxifself.normisNoneelseself.norm(x)", "x=layer(x,mask)"} <= set(lines)
+    assert "returnxifself.normisNoneelseself.norm(x)" in lines
     assert not any(line.startswith("self.norm=") for line in lines), "the contract fixes what `norm` holds"
-    assert not any(line.startswith("return") and len(line) < 12 for line in lines)
-    reformatted = b"def forward(self, x, mask=None):\n        x   =   layer( x, mask )\n"
+    assert "x=layer(x,mask)" not in lines, "one step (a call) gives nothing away"
+    reformatted = b"def forward(self, x, mask=None):\n        return  x if self.norm is None \\\n  else self.norm( x )  # done\n"
     found, measure = kit.leaks({"somewhere/else.py": reformatted})
-    assert {(leak.exercise, leak.statement) for leak in found} >= {("Encoder", "x=layer(x,mask)")}
-    assert measure["Encoder"][0] >= 1
-    inside_a_longer_line = b"y = helper(x=layer(x,mask))\n"
+    assert ("Encoder", "returnxifself.normisNoneelseself.norm(x)") in {(leak.exercise, leak.statement) for leak in found}
+    assert measure["Encoder"][0] == 1
+    inside_a_longer_line = b"print(x if self.norm is None else self.norm(x))\n"
     assert not [leak for leak in kit.leaks({"other.py": inside_a_longer_line})[0] if leak.exercise == "Encoder"]
 
 

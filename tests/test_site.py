@@ -9,6 +9,7 @@ with its one sentence. The site holds no distinctive line of any exercise's solu
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import threading
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from conftest import ROOT, read_notebook
 from freshvenv import FreshVenv
-from test_browser import browser  # noqa: F401  (the session's Chromium)
+from test_browser import CHROMIUM_FLAGS, _chromium
 
 from autograder import kit
 from autograder.grading import graded_check
@@ -56,24 +57,33 @@ def _download(page, link, folder: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def downloads(browser, site, tmp_path_factory):  # noqa: F811 (the fixture imported above)
+def _click_through(site: str, folder: Path) -> dict:
     """What a student gets by clicking: the chapter's notebook, then the kit, and every other host asked."""
-    folder = tmp_path_factory.mktemp("downloads")
-    context = browser.new_context(accept_downloads=True)
+    from playwright.sync_api import sync_playwright
+
     elsewhere = []
-    context.route(lambda url: urlsplit(url).hostname != "127.0.0.1",
-                  lambda route: (elsewhere.append(route.request.url), route.abort()))
-    page = context.new_page()
-    try:
-        page.goto(f"{site}book/{CHAPTER}.html", wait_until="load")
-        notebook = _download(page, page.locator("article a.download", has_text=f"{CHAPTER}.ipynb").first, folder)
-        page.locator("nav a", has_text="How this course works").first.click()
-        page.wait_for_load_state("load")
-        wheel = _download(page, page.locator("article a.download", has_text=kit.wheel_name()).first, folder)
-    finally:
-        context.close()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(accept_downloads=True)
+            context.route(lambda url: urlsplit(url).hostname != "127.0.0.1",
+                          lambda route: (elsewhere.append(route.request.url), route.abort()))
+            page = context.new_page()
+            page.goto(f"{site}book/{CHAPTER}.html", wait_until="load")
+            notebook = _download(page, page.locator("article a.download", has_text=f"{CHAPTER}.ipynb").first, folder)
+            page.locator("nav a", has_text="How this course works").first.click()
+            page.wait_for_load_state("load")
+            wheel = _download(page, page.locator("article a.download", has_text=kit.wheel_name()).first, folder)
+        finally:
+            browser.close()
     return {"notebook": notebook, "wheel": wheel, "elsewhere": elsewhere}
+
+
+@pytest.fixture(scope="module")
+def downloads(site, tmp_path_factory) -> dict:
+    """In a thread of its own: the browser tests' Playwright may hold this thread's event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_click_through, site, tmp_path_factory.mktemp("downloads")).result()
 
 
 def test_a_student_downloads_the_notebook_and_the_kit_over_http(downloads):

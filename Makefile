@@ -1,6 +1,9 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11):
 #   make book   build the rendered course into _build/html (the main job)
 #   make test   run the project's tests
+#   make kit    build the student kit (a wheel without answers) into _build/kit
+#   make site   build the folder to publish (book, notebooks, kit) into _build/html, with the
+#               deployment's settings from SITE_* variables (tools/kit/site_config.py)
 # Both create or reuse the virtualenv in .venv from requirements.txt.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +18,7 @@ export OMP_NUM_THREADS ?= 1
 # nbgrader runs `alembic` by name: the virtualenv's bin must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test exercises fixtures vendor clean
+.PHONY: book test exercises fixtures vendor kit site clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +31,18 @@ vendor: $(BIN)/.installed
 	bash tools/system_packages.sh book
 	bash tools/vendor_assets.sh
 
-book: $(BIN)/.installed vendor
+# The book links the kit and publishes it, so the kit is built first.
+book: $(BIN)/.installed vendor kit
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+kit: $(BIN)/.installed
+	$(BIN)/python -m autograder kit --output _build/kit
+
+# What .github/workflows/pages.yml publishes: _build/html, built with the deployment's settings.
+site: $(BIN)/.installed vendor kit
+	$(BIN)/python tools/kit/site_config.py > _build/site-config.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/site-config.yml
+	@echo "publish _build/html (the book, every exercise notebook, the kit)"
 
 test: $(BIN)/.installed vendor
 	bash tools/system_packages.sh test

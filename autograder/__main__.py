@@ -7,6 +7,7 @@ broken install of the packages the other commands use. A new command is a functi
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -73,6 +74,23 @@ def _grade(args, parser) -> int:
                             scheduler=args.scheduler, db_url=args.db, device=args.device, practice=args.practice)
 
 
+def _kit(args, parser) -> int:
+    from . import kit
+
+    try:
+        wheel = kit.build(args.output)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"wrote {wheel} ({wheel.stat().st_size / 1024:.0f} KiB): students install it with `pip install {wheel.name}`")
+    return 0
+
+
+def _ships(module: str) -> bool:
+    """Whether this install has ``module``: the student kit leaves out the instructor's tools."""
+    return importlib.util.find_spec(f"{__package__ or 'autograder'}.{module}") is not None
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not value >= 1:
@@ -92,13 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "tells more about one.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    make_fixtures = commands.add_parser("fixtures", help="regenerate the visible-check fixtures from the reference solutions")
-    make_fixtures.add_argument("assignments", nargs="*", help="default: all")
-    make_fixtures.set_defaults(run=_fixtures)
+    if _ships("reference"):
+        make_fixtures = commands.add_parser("fixtures", help="regenerate the visible-check fixtures from the reference solutions")
+        make_fixtures.add_argument("assignments", nargs="*", help="default: all")
+        make_fixtures.set_defaults(run=_fixtures)
 
-    make_release = commands.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader")
-    make_release.add_argument("assignments", nargs="*", help="default: all")
-    make_release.set_defaults(run=_release)
+    if _ships("release"):
+        make_release = commands.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader")
+        make_release.add_argument("assignments", nargs="*", help="default: all")
+        make_release.set_defaults(run=_release)
+
+    if _ships("kit"):
+        make_kit = commands.add_parser(
+            "kit", help="build the student kit: a wheel of the visible checks that holds no reference answer",
+            description="Build the wheel `transformer-course-kit` (the check engine, the fixtures, the catalogues of "
+                        "mistakes and the lent components; no reference solutions, hidden checks or grading "
+                        "tools). It is not written if it holds a line of any exercise's solution.")
+        make_kit.add_argument("--output", type=Path, metavar="FOLDER", help="where to write it (default: _build/kit)")
+        make_kit.set_defaults(run=_kit)
 
     progress = commands.add_parser(
         "progress", help="which exercises of your notebooks pass their visible checks",
@@ -123,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "fixes it. Exit status 1 when something is broken.")
     doctor.set_defaults(run=_doctor)
 
+    if not _ships("grade_class"):
+        return parser
     grade = commands.add_parser(
         "grade", help="autograde every submission of an assignment in parallel, into the gradebook",
         description="Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in "

@@ -79,6 +79,9 @@ def book_html(tmp_path_factory) -> Path:
     if chosen:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
+    kit = subprocess.run([sys.executable, "-m", "autograder", "kit"], cwd=ROOT, env=env_with_venv(),
+                         capture_output=True, text=True, timeout=600)  # the book links and publishes it
+    assert kit.returncode == 0, kit.stderr or kit.stdout
     result = subprocess.run([str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
                             cwd=ROOT, env=env_with_venv(), capture_output=True, text=True, timeout=1200)
     log = result.stdout + result.stderr

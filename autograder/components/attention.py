@@ -1,4 +1,5 @@
-"""Chapter 6's MultiHeadAttention, on ``F.multi_head_attention_forward``."""
+"""Chapter 4's scaled dot-product attention, on ``F.scaled_dot_product_attention``, and chapter 6's
+MultiHeadAttention, on ``F.multi_head_attention_forward``."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +7,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..forbidden import exempt
+
+
+class ScaledDotProductAttention(nn.Module):
+    """Chapter 4's ``scaled_dot_product_attention`` as a module without parameters, lent to chapters 5 and 6.
+
+    ``forward(q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v), mask=None) -> (out (..., T_q, d_v),
+    weights (..., T_q, T_k))``; ``mask`` is boolean, True = may attend. A module, not a function, so
+    that chapter 4's checks can forbid it like any built-in class.
+    """
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None):
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        q, k = q.expand(*batch, *q.shape[-2:]), k.expand(*batch, *k.shape[-2:])
+        # The built-in returns only softmax(q k^T / sqrt(d)) @ values; with the identity as values it
+        # returns the weights themselves.
+        identity = torch.eye(k.shape[-2], dtype=q.dtype, device=q.device).expand(*batch, -1, -1)
+        with exempt():
+            weights = F.scaled_dot_product_attention(q, k, identity, attn_mask=mask)
+            return weights @ v, weights
 
 
 class MultiHeadAttention(nn.Module):

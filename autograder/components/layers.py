@@ -1,10 +1,11 @@
-"""Chapters 8 and 9's layers (and chapter 10's decoder layer), on PyTorch's own Transformer layers.
+"""Chapters 8 and 9's layers (and chapter 10's decoder layer), on PyTorch's own Transformer modules.
 
 Each component keeps its chapter's interface and parameter names (``self_attn.q_proj.weight``,
 ``ff.linear1.weight``, ``norm1.weight``...), so that weights load by the contract's names
 whether a notebook uses the component or the student's own class. The forward pass is
-PyTorch's ``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer``, run with these
-parameters by ``torch.func.functional_call``. Everything runs inside ``forbidden.exempt()``, so
+PyTorch's ``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` / ``nn.TransformerDecoder``,
+run with these parameters by ``torch.func.functional_call``: the glue the exercises ask for
+(residuals, norm order, the loop over layers) is PyTorch's, not a copy of an answer. Everything runs inside ``forbidden.exempt()``, so
 that no later exercise's list of forbidden built-ins counts what a lent component does.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 def _activation_name(activation: str) -> str:
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be 'relu' or 'gelu', not {activation!r}.")
+        raise ValueError(f"PositionwiseFeedForward knows the activations 'relu' or 'gelu'; {activation!r} is neither.")
     return activation
 
 
@@ -64,15 +65,34 @@ def _attention_parameters(prefix: str, attn: MultiHeadAttention) -> dict:
     }
 
 
-def _shared_parameters(layer: nn.Module, n_norms: int) -> dict:
-    params = {
-        "linear1.weight": layer.ff.linear1.weight, "linear1.bias": layer.ff.linear1.bias,
-        "linear2.weight": layer.ff.linear2.weight, "linear2.bias": layer.ff.linear2.bias,
-    }
-    for i in range(1, n_norms + 1):
-        norm = getattr(layer, f"norm{i}")
-        params[f"norm{i}.weight"], params[f"norm{i}.bias"] = norm.weight, norm.bias
+def builtin_parameters(layer: nn.Module) -> dict:
+    """An EncoderLayer's or DecoderLayer's weights under the names of PyTorch's own layer."""
+    params = _attention_parameters("self_attn", layer.self_attn)
+    if hasattr(layer, "cross_attn"):
+        params.update(_attention_parameters("multihead_attn", layer.cross_attn))
+    for name in ("linear1", "linear2"):
+        linear = getattr(layer.ff, name)
+        params[f"{name}.weight"], params[f"{name}.bias"] = linear.weight, linear.bias
+    for name, norm in layer.named_children():
+        if isinstance(norm, nn.LayerNorm):
+            params[f"{name}.weight"], params[f"{name}.bias"] = norm.weight, norm.bias
     return params
+
+
+def stacked_parameters(layers: nn.ModuleList, norm: Optional[nn.LayerNorm]) -> dict:
+    """A stack's weights under the names of ``nn.TransformerEncoder`` / ``nn.TransformerDecoder``."""
+    params = {f"layers.{i}.{key}": value for i, layer in enumerate(layers)
+              for key, value in builtin_parameters(layer).items()}
+    if norm is not None:
+        params["norm.weight"], params["norm.bias"] = norm.weight, norm.bias
+    return params
+
+
+def _without_attention_dropout(module: nn.Module) -> nn.Module:
+    for inner in module.modules():  # the course's attention has no dropout on its weights
+        if isinstance(inner, nn.MultiheadAttention):
+            inner.dropout = 0.0
+    return module
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,10 +103,25 @@ def _template(kind: type, d_model: int, n_heads: int, d_ff: int, dropout: float,
     with exempt():
         layer = kind(d_model, n_heads, d_ff, dropout, activation, batch_first=True, norm_first=norm_first,
                      device="meta")
-    for module in layer.modules():  # the course's attention has no dropout on its weights
-        if isinstance(module, nn.MultiheadAttention):
-            module.dropout = 0.0
-    return layer
+    return _without_attention_dropout(layer)
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_stack(n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool) -> nn.Module:
+    """``nn.TransformerEncoder`` on the meta device, whose forward the lent encoders borrow."""
+    layer = _template(nn.TransformerEncoderLayer, d_model, n_heads, d_ff, dropout, "relu", norm_first)
+    with exempt():
+        norm = nn.LayerNorm(d_model, device="meta") if norm_first else None
+        stack = nn.TransformerEncoder(layer, n_layers, norm=norm, enable_nested_tensor=False)
+    return _without_attention_dropout(stack)
+
+
+@functools.lru_cache(maxsize=None)
+def decoder_stack(n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float) -> nn.Module:
+    """``nn.TransformerDecoder`` (post-norm, no final norm) on the meta device."""
+    layer = _template(nn.TransformerDecoderLayer, d_model, n_heads, d_ff, dropout, "relu", False)
+    with exempt():
+        return _without_attention_dropout(nn.TransformerDecoder(layer, n_layers))
 
 
 def _run_builtin(layer: nn.Module, training: bool, params: dict, *args, **kwargs) -> torch.Tensor:
@@ -116,27 +151,38 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
         batch, length, _ = x.shape
         with exempt():
-            params = {**_attention_parameters("self_attn", self.self_attn), **_shared_parameters(self, 2)}
+            params = builtin_parameters(self)
             src_mask = _builtin_attention_mask(mask, batch, self.n_heads, length, length, x.device)
             return _run_builtin(_template(*self._builtin_args), self.training, params, x, src_mask=src_mask)
 
 
 class Encoder(nn.Module):
-    """Chapter 9's encoder: ``n_layers`` encoder layers, then a final LayerNorm when ``norm_first``."""
+    """Chapter 9's encoder: ``n_layers`` encoder layers, then a final LayerNorm when ``norm_first``.
+
+    ``forward(x (B, T, d_model), mask=None)`` with chapter 9's mask; ``run(x, key_padding=...)``
+    takes PyTorch's (B, T) padding mask instead (True = padding). Both are ``nn.TransformerEncoder``.
+    """
 
     def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
                  norm_first: bool = False):
         super().__init__()
+        self.n_heads = n_heads
+        self._stack_args = (n_layers, d_model, n_heads, d_ff, dropout, norm_first)
         with exempt():
             self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first)
                                         for _ in range(n_layers))
             self.norm = nn.LayerNorm(d_model) if norm_first else None
 
-    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+    def run(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
+            key_padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The built-in stack on ``x``: ``mask`` (B * h, T, T) and ``key_padding`` (B, T), True = masked out."""
         with exempt():
-            for layer in self.layers:
-                x = layer(x, mask)
-            return x if self.norm is None else self.norm(x)
+            return _run_builtin(encoder_stack(*self._stack_args), self.training, stacked_parameters(self.layers, self.norm),
+                                x, mask=mask, src_key_padding_mask=key_padding)
+
+    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return self.run(x, _builtin_attention_mask(mask, batch, self.n_heads, length, length, x.device))
 
 
 class DecoderLayer(nn.Module):
@@ -166,8 +212,7 @@ class DecoderLayer(nn.Module):
         batch, tgt_len, _ = x.shape
         src_len = memory.shape[1]
         with exempt():
-            params = {**_attention_parameters("self_attn", self.self_attn),
-                      **_attention_parameters("multihead_attn", self.cross_attn), **_shared_parameters(self, 3)}
+            params = builtin_parameters(self)
             return _run_builtin(
                 _template(*self._builtin_args), self.training, params, x, memory,
                 tgt_mask=_builtin_attention_mask(tgt_mask, batch, self.n_heads, tgt_len, tgt_len, x.device),

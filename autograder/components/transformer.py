@@ -1,4 +1,11 @@
-"""Chapter 10's encoder-decoder Transformer, on the lent layers (themselves on PyTorch's own)."""
+"""Chapter 10's encoder-decoder Transformer, on PyTorch's own encoder and decoder stacks.
+
+Lent to the chapters after chapter 10 (decoding, training), never to chapter 10 itself, which
+asks for it: the only glue of that exercise it shows is the embedding (token table scaled by
+sqrt(d_model), plus the sinusoids), which the chapter's contract spells out anyway. The masks are
+PyTorch's own (a causal mask and key-padding masks), the stacks ``nn.TransformerEncoder`` and
+``nn.TransformerDecoder`` run with this module's parameters.
+"""
 from __future__ import annotations
 
 import math
@@ -7,7 +14,7 @@ import torch
 from torch import nn
 
 from ..forbidden import exempt
-from .layers import DecoderLayer, Encoder
+from .layers import DecoderLayer, Encoder, _run_builtin, decoder_stack, stacked_parameters
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
@@ -33,6 +40,7 @@ class Transformer(nn.Module):
         if d_model % 2:
             raise ValueError(f"d_model must be even for sinusoidal positions, not {d_model}.")
         self.d_model, self.max_len, self.pad_id = d_model, max_len, pad_id
+        self._decoder_args = (n_layers, d_model, n_heads, d_ff, dropout)
         # float64 on the CPU, not a buffer: the positions are not learned, and float32 copies would
         # lose precision when the model is later made float64.
         self._positions = sinusoidal_table(max_len, d_model)
@@ -48,29 +56,24 @@ class Transformer(nn.Module):
     def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         if ids.dim() != 2 or ids.dtype != torch.long:
             raise ValueError(f"token ids must be a LongTensor of shape (batch, seq), not {ids.dtype} {tuple(ids.shape)}.")
-        length = ids.shape[1]
-        if length > self.max_len:
-            raise ValueError(f"a sequence of {length} tokens is longer than max_len={self.max_len}.")
-        scaled = embedding(ids) * math.sqrt(self.d_model)
-        return self.dropout(scaled + self._positions[:length].to(device=scaled.device, dtype=scaled.dtype))
-
-    def _key_mask(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 1, T): True where the key is a real token."""
-        return (ids != self.pad_id)[:, None, None, :]
+        if ids.size(1) > self.max_len:
+            raise ValueError(f"these token ids are {ids.size(1)} long, longer than max_len={self.max_len}, "
+                             "the longest this model has positions for.")
+        positions = self._positions[: ids.size(1)].to(device=ids.device, dtype=embedding.weight.dtype)
+        return self.dropout(embedding(ids) * math.sqrt(self.d_model) + positions)
 
     def encode(self, src: torch.Tensor) -> torch.Tensor:
         with exempt():
-            return self.encoder(self._embed(self.src_embed, src), self._key_mask(src))
+            return self.encoder.run(self._embed(self.src_embed, src), key_padding=src == self.pad_id)
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         with exempt():
-            length = tgt.shape[1]
-            causal = torch.ones(length, length, dtype=torch.bool, device=tgt.device).tril()
-            tgt_mask, memory_mask = causal & self._key_mask(tgt), self._key_mask(src)
-            x = self._embed(self.tgt_embed, tgt)
-            for layer in self.decoder_layers:
-                x = layer(x, memory, tgt_mask, memory_mask)
-            return self.out_proj(x)
+            future = torch.ones(tgt.size(1), tgt.size(1), dtype=torch.bool, device=tgt.device).triu(1)
+            hidden = _run_builtin(decoder_stack(*self._decoder_args), self.training,
+                                  stacked_parameters(self.decoder_layers, None),
+                                  self._embed(self.tgt_embed, tgt), memory, tgt_mask=future,
+                                  tgt_key_padding_mask=tgt == self.pad_id, memory_key_padding_mask=src == self.pad_id)
+            return self.out_proj(hidden)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        return self.decode(tgt, self.encode(src), src)
+        return self.decode(tgt, memory=self.encode(src), src=src)

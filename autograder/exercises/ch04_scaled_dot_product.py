@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import components
 from .. import forbidden as capability
 from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
 
@@ -156,7 +157,8 @@ def swapped(ref):
 # -------------------------------------------------------------- scaled_dot_product_attention
 scaled_dot_product_attention = Exercise(
     "scaled_dot_product_attention", ASSIGNMENT, outputs=("out", "weights"),
-    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=SDPA_WHY,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION,
+               components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
 )
 
 
@@ -278,7 +280,8 @@ def builtin(ref):
 # ------------------------------------------------------------------------ SelfAttention
 SelfAttention = Exercise(
     "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
-    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=SDPA_WHY,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION,
+               components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
 )
 
 

@@ -238,11 +238,7 @@ def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: f
         if limit.passed.is_set():
             outcome.status = TIMEOUT
             outcome.detail = f"ran longer than {timeout:.0f} s; grade it again with a longer --timeout"
-        elif run is not None and run.grader_failure:
-            outcome.status, outcome.detail = GRADER_FAILED, f"not graded, grade it again once fixed: {run.grader_failure}"
-        elif not reply["success"]:
-            outcome.status, outcome.detail = FAILED, _last_error(reply.get("log", "") + reply.get("error", ""))
-        else:
+        elif classify(outcome, reply, run):
             _collect(graded, Gradebook(db_url), assignment, student, autograded)
             outcome.review = _tampering_found(autograded)
             if run is not None and run.stopped:
@@ -255,6 +251,19 @@ def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: f
         graded.files, graded.notebooks = {}, {}
     outcome.seconds = time.perf_counter() - started
     return graded
+
+
+def classify(outcome: Outcome, reply: dict, run) -> bool:
+    """Whether nbgrader graded the submission. If not, ``outcome`` says why: the grader could not run it
+    (``run``, what GradingExecute saw, holds a grader failure: no score, grade it again) or nbgrader
+    refused the notebook (failed, with the telling line of its log)."""
+    if run is not None and run.grader_failure:
+        outcome.status, outcome.detail = GRADER_FAILED, f"not graded, grade it again once fixed: {run.grader_failure}"
+        return False
+    if not reply["success"]:
+        outcome.status, outcome.detail = FAILED, _last_error(reply.get("log", "") + reply.get("error", ""))
+        return False
+    return True
 
 
 def _collect(graded: Graded, gradebook, assignment: str, student: str, autograded: Path) -> None:

@@ -107,6 +107,15 @@ def pytest_terminal_summary(terminalreporter):
 
 # --- The grader as an instructor installs it: a wheel, in a virtualenv outside the course folder ----
 
+def package_source(tmp: Path) -> Path:
+    """What a checkout of the course package holds, copied: building in the repository would leave a
+    build/ folder there, which later builds reuse even when the sources have changed."""
+    checkout = tmp / "checkout"
+    shutil.copytree(ROOT / "autograder", checkout / "autograder", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", checkout)
+    return checkout
+
+
 @pytest.fixture(scope="session")
 def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
     """(python, environment variables) of a fresh virtualenv under the temporary folder with the course
@@ -119,8 +128,8 @@ def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
 
     base = tmp_path_factory.mktemp("grader-venv")
     wheels = base / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
-                   check=True, capture_output=True, env=env_with_venv())
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(package_source(base))], check=True, capture_output=True, env=env_with_venv())
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"

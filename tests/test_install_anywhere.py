@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, copy_course, env_with_venv
+from conftest import BIN, copy_course, env_with_venv, package_source
 from test_preflight import ASSIGNMENT, SEED, scores, submit
 
 
@@ -34,16 +34,8 @@ def virtualenv(folder: Path) -> Path:
     return python
 
 
-def source_copy(tmp: Path) -> Path:
-    """What a checkout of the course package holds, copied (building in the repository would leave build/ there)."""
-    checkout = tmp / "checkout"
-    shutil.copytree(ROOT / "autograder", checkout / "autograder", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", checkout)
-    return checkout
-
-
 def install_wheel(tmp: Path, python: Path) -> Path:
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source_copy(tmp)), "--no-deps",
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(package_source(tmp)), "--no-deps",
                             "--no-build-isolation", "-w", str(tmp / "wheels")], capture_output=True, text=True)
     assert built.returncode == 0, built.stdout + built.stderr
     [wheel] = (tmp / "wheels").glob("*.whl")
@@ -54,7 +46,7 @@ def install_wheel(tmp: Path, python: Path) -> Path:
 
 
 def install_editable(tmp: Path, python: Path) -> Path:
-    checkout = source_copy(tmp)
+    checkout = package_source(tmp)
     pip(python, "install", "--no-deps", "--no-build-isolation", "--no-index", "-e", str(checkout))
     return checkout / "autograder"
 

@@ -198,13 +198,14 @@ def test_doctor_says_when_grading_would_use_the_public_seed(tmp_path, monkeypatc
 
 def test_a_grader_failure_is_told_apart_from_the_students_failure():
     outcome = grade_class.Outcome("ada")
-    grade_class.classify(outcome, {"success": False, "log": "ERROR | boom"}, Run(grader_failure="the kernel did not start"),
-                         ASSIGNMENT, "sqlite://")
+    assert not grade_class.classify(outcome, {"success": False, "log": "ERROR | boom"},
+                                    Run(grader_failure="the kernel did not start"))
     assert outcome.status == grade_class.GRADER_FAILED and outcome.score is None
     assert "the kernel did not start" in outcome.detail and outcome.status in grade_class.NEEDS_ANOTHER_RUN
     refused = grade_class.Outcome("bob")
-    grade_class.classify(refused, {"success": False, "log": "ValueError: bad metadata"}, None, ASSIGNMENT, "sqlite://")
+    assert not grade_class.classify(refused, {"success": False, "log": "ValueError: bad metadata"}, None)
     assert refused.status == grade_class.FAILED and refused.detail == "bad metadata"
+    assert grade_class.classify(grade_class.Outcome("cy"), {"success": True}, Run())
 
 
 @pytest.mark.parametrize("touched, stopped", [(2**31, True), (2**27, False)])

@@ -18,7 +18,7 @@ export OMP_NUM_THREADS ?= 1
 # nbgrader runs `alembic` by name: the virtualenv's bin must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test exercises fixtures vendor kit site clean
+.PHONY: book test lint exercises fixtures vendor kit site clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ site: $(BIN)/.installed vendor kit
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/site-config.yml
 	@echo "publish _build/html (the book, every exercise notebook, the kit)"
 
-test: $(BIN)/.installed vendor
+# ruff: the linter and the formatter (settings in pyproject.toml); CI fails on either.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(BIN)/.installed vendor lint
 	bash tools/system_packages.sh test
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 

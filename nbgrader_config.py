@@ -8,13 +8,21 @@
 Hidden checks read AUTOGRADER_SEED (a secret integer) and AUTOGRADER_DEVICE (cpu or cuda)
 from the environment; see autograder/config.py.
 """
+
 import importlib.util
 import os
 
 import nbgrader
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern,
-                                    LimitOutput, SaveAutoGrades)
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -31,8 +39,15 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Grading runs each notebook in a sandboxed kernel and reaches every verdict outside it
 # (autograder/grading.py): nbgrader's Execute step is replaced, the rest is stock.
 # (named by its import path, so that other nbgrader commands do not import torch)
-c.Autograde.autograde_preprocessors = ["autograder.grading.GradingExecute", IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [
+    "autograder.grading.GradingExecute",
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
 # nbgrader's default 30 s per cell is too short for training cells on a CPU.
 c.GradingExecute.cell_timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", "300"))
 
@@ -42,8 +57,12 @@ c.IgnorePattern.pattern = r"(?m)^.*\b\w*Warning: |^\s*warnings\.warn\("
 
 # Feedback goes to students: strip the hidden tests from it (their outputs never show the
 # hidden inputs or expected values; see autograder/checks.py).
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor,
-                                    "autograder.feedback.OfflineFeedback"]
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    ClearHiddenTests,
+    CSSHTMLHeaderPreprocessor,
+    "autograder.feedback.OfflineFeedback",
+]
 # ...and works offline: formulas as MathML instead of MathJax from a CDN, long messages wrapped
 # (autograder/feedback.py; the template is nbgrader's own feedback page without the MathJax loader).
 c.HTMLExporter.template_name = "feedback_offline"

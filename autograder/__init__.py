@@ -6,6 +6,7 @@
 The engine (and torch) is imported on first use, so that ``python -m autograder doctor``
 can still run, and say what is missing, on a machine without torch.
 """
+
 __all__ = ["check", "check_hidden", "CheckFailure"]
 
 

@@ -4,6 +4,7 @@ Each command imports what it needs when it runs, so that ``doctor`` can still re
 broken install of the packages the other commands use. A new command is a function
 ``_name(args, parser) -> exit status`` and a subparser that sets ``run`` to it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def _progress(args, parser) -> int:
     try:
         from . import progress
     except ImportError as error:
-        print(f"progress needs {error.name or 'a package that is missing'}: run `python -m autograder doctor`.",
-              file=sys.stderr)
+        print(
+            f"progress needs {error.name or 'a package that is missing'}: run `python -m autograder doctor`.",
+            file=sys.stderr,
+        )
         return 1
 
     limits = progress.Limits(cell=args.timeout, notebook=args.notebook_timeout)
@@ -64,14 +67,26 @@ def _grade(args, parser) -> int:
 
         from . import grade_class
     except ImportError as error:
-        print(f"grade needs {error.name or 'a package that is missing'}: run `pip install -r requirements.txt` "
-              "(or `python -m autograder doctor`).", file=sys.stderr)
+        print(
+            f"grade needs {error.name or 'a package that is missing'}: run `pip install -r requirements.txt` "
+            "(or `python -m autograder doctor`).",
+            file=sys.stderr,
+        )
         return 1
 
     if args.device:
         os.environ["AUTOGRADER_DEVICE"] = args.device
-    return grade_class.main(args.assignment, args.workers, args.timeout, args.resume, args.student,
-                            scheduler=args.scheduler, db_url=args.db, device=args.device, practice=args.practice)
+    return grade_class.main(
+        args.assignment,
+        args.workers,
+        args.timeout,
+        args.resume,
+        args.student,
+        scheduler=args.scheduler,
+        db_url=args.db,
+        device=args.device,
+        practice=args.practice,
+    )
 
 
 def _kit(args, parser) -> int:
@@ -105,13 +120,16 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograder",
-                                     description="The course's tools. `python -m autograder COMMAND --help` "
-                                                 "tells more about one.")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder",
+        description="The course's tools. `python -m autograder COMMAND --help` tells more about one.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     if _ships("reference"):
-        make_fixtures = commands.add_parser("fixtures", help="regenerate the visible-check fixtures from the reference solutions")
+        make_fixtures = commands.add_parser(
+            "fixtures", help="regenerate the visible-check fixtures from the reference solutions"
+        )
         make_fixtures.add_argument("assignments", nargs="*", help="default: all")
         make_fixtures.set_defaults(run=_fixtures)
 
@@ -122,67 +140,113 @@ def build_parser() -> argparse.ArgumentParser:
 
     if _ships("kit"):
         make_kit = commands.add_parser(
-            "kit", help="build the student kit: a wheel of the visible checks that holds no reference answer",
+            "kit",
+            help="build the student kit: a wheel of the visible checks that holds no reference answer",
             description="Build the wheel `transformer-course-kit` (the check engine, the fixtures, the catalogues of "
-                        "mistakes and the lent components; no reference solutions, hidden checks or grading "
-                        "tools). It is not written if it holds a line of any exercise's solution.")
+            "mistakes and the lent components; no reference solutions, hidden checks or grading "
+            "tools). It is not written if it holds a line of any exercise's solution.",
+        )
         make_kit.add_argument("--output", type=Path, metavar="FOLDER", help="where to write it (default: _build/kit)")
         make_kit.set_defaults(run=_kit)
 
     progress = commands.add_parser(
-        "progress", help="which exercises of your notebooks pass their visible checks",
+        "progress",
+        help="which exercises of your notebooks pass their visible checks",
         description="Run your exercise notebooks (copies of them: the files are not changed) and print, per chapter "
-                    "and exercise, whether its visible checks pass and the visible points they earn. The hidden "
-                    "checks run only when your notebook is graded: their points are shown as graded later.")
-    progress.add_argument("path", nargs="?", type=Path,
-                          help="a notebook, an assignment folder, or a folder of them (default: exercises/ in this "
-                               "folder, else the notebooks of this folder)")
-    progress.add_argument("--timeout", type=_seconds, default=300, metavar="SECONDS",
-                          help="time limit of one cell (default: 300, as at grading)")
-    progress.add_argument("--notebook-timeout", type=_seconds, default=900, metavar="SECONDS",
-                          help="time limit of one notebook (default: 900)")
-    progress.add_argument("--jobs", "-j", type=_count, metavar="N",
-                          help="notebooks run at once (default: one per CPU core)")
+        "and exercise, whether its visible checks pass and the visible points they earn. The hidden "
+        "checks run only when your notebook is graded: their points are shown as graded later.",
+    )
+    progress.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        help="a notebook, an assignment folder, or a folder of them (default: exercises/ in this "
+        "folder, else the notebooks of this folder)",
+    )
+    progress.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=300,
+        metavar="SECONDS",
+        help="time limit of one cell (default: 300, as at grading)",
+    )
+    progress.add_argument(
+        "--notebook-timeout",
+        type=_seconds,
+        default=900,
+        metavar="SECONDS",
+        help="time limit of one notebook (default: 900)",
+    )
+    progress.add_argument(
+        "--jobs", "-j", type=_count, metavar="N", help="notebooks run at once (default: one per CPU core)"
+    )
     progress.set_defaults(run=_progress)
 
     doctor = commands.add_parser(
-        "doctor", help="check that this machine is ready for the course",
+        "doctor",
+        help="check that this machine is ready for the course",
         description="Check the Python, the packages, torch and its device, the programs nbgrader and Jupyter need, "
-                    "the python3 Jupyter kernel and the checks' fixtures. Each problem comes with the command that "
-                    "fixes it. Exit status 1 when something is broken.")
+        "the python3 Jupyter kernel and the checks' fixtures. Each problem comes with the command that "
+        "fixes it. Exit status 1 when something is broken.",
+    )
     doctor.set_defaults(run=_doctor)
 
     if not _ships("grade_class"):
         return parser
     grade = commands.add_parser(
-        "grade", help="autograde every submission of an assignment in parallel, into the gradebook",
+        "grade",
+        help="autograde every submission of an assignment in parallel, into the gradebook",
         description="Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in "
-                    "submitted/<student>/<assignment>/, one Dask task per submission: on this machine (one worker "
-                    "per core) or on a Dask cluster (--scheduler). Only this process writes the gradebook, "
-                    "autograded/ and the report grading-report-<assignment>.json, a ledger of every student's last "
-                    "grading that --student and --resume add to. Shows a progress bar and a summary table. First it "
-                    "records the assignment in the gradebook when nbgrader does not have it (or has an older "
-                    "version), and grades the reference solution through the same sandbox: if that does not score "
-                    "full marks, it stops before the first student and says why.")
+        "submitted/<student>/<assignment>/, one Dask task per submission: on this machine (one worker "
+        "per core) or on a Dask cluster (--scheduler). Only this process writes the gradebook, "
+        "autograded/ and the report grading-report-<assignment>.json, a ledger of every student's last "
+        "grading that --student and --resume add to. Shows a progress bar and a summary table. First it "
+        "records the assignment in the gradebook when nbgrader does not have it (or has an older "
+        "version), and grades the reference solution through the same sandbox: if that does not score "
+        "full marks, it stops before the first student and says why.",
+    )
     grade.add_argument("assignment")
-    grade.add_argument("--workers", type=_count, default=os.cpu_count() or 1, metavar="N",
-                       help="local worker processes (default: one per CPU core); ignored with --scheduler")
-    grade.add_argument("--scheduler", metavar="ADDRESS",
-                       help="grade on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 or tls://...; its workers "
-                            "need this course's repository and environment, and --nthreads 1")
-    grade.add_argument("--db", metavar="URL",
-                       help="the gradebook, e.g. postgresql+psycopg://user@host/gradebook (default: nbgrader's db_url "
-                            "from nbgrader_config.py, else gradebook.db)")
-    grade.add_argument("--timeout", type=_seconds, default=1800, metavar="SECONDS",
-                       help="time limit of one submission (default: 1800)")
+    grade.add_argument(
+        "--workers",
+        type=_count,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="local worker processes (default: one per CPU core); ignored with --scheduler",
+    )
+    grade.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 or tls://...; its workers "
+        "need this course's repository and environment, and --nthreads 1",
+    )
+    grade.add_argument(
+        "--db",
+        metavar="URL",
+        help="the gradebook, e.g. postgresql+psycopg://user@host/gradebook (default: nbgrader's db_url "
+        "from nbgrader_config.py, else gradebook.db)",
+    )
+    grade.add_argument(
+        "--timeout", type=_seconds, default=1800, metavar="SECONDS", help="time limit of one submission (default: 1800)"
+    )
     grade.add_argument("--device", choices=["cpu", "cuda"], help="where the checks run (default: CUDA when available)")
-    grade.add_argument("--resume", action="store_true",
-                       help="grade only the submissions without a grade in the report (after a stop or failures)")
-    grade.add_argument("--student", action="append", default=[], metavar="ID",
-                       help="grade only this student (repeatable); the other students' grades and report entries stay")
-    grade.add_argument("--practice", action="store_true",
-                       help="grade with the public seed when no AUTOGRADER_SEED or .autograder-secret is set "
-                            "(refused otherwise: students can read the public seed)")
+    grade.add_argument(
+        "--resume",
+        action="store_true",
+        help="grade only the submissions without a grade in the report (after a stop or failures)",
+    )
+    grade.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="grade only this student (repeatable); the other students' grades and report entries stay",
+    )
+    grade.add_argument(
+        "--practice",
+        action="store_true",
+        help="grade with the public seed when no AUTOGRADER_SEED or .autograder-secret is set "
+        "(refused otherwise: students can read the public seed)",
+    )
     grade.set_defaults(run=_grade)
     return parser
 

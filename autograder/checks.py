@@ -4,14 +4,15 @@ Each builds a plan of cases, runs them through ``runner`` (the student's side) a
 hands the plain results to ``verdict`` (the grader's side). Here both sides share a
 process, which is all a student's own notebook needs.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -48,19 +49,24 @@ def _output_device(case: Case, device: torch.device) -> torch.device:
     return device if _holds_tensor((case.args, case.kwargs, case.state)) else torch.device("cpu")
 
 
-def visible_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.dtype]) -> Plan:
+def visible_plan(exercise: Exercise, device: torch.device, dtype: torch.dtype | None) -> Plan:
     plan = Plan(dtype)
     for case, expected, wrong, grads in fixtures.load(exercise):
         wrong_here, out = wrong[fixtures.dtype_key(dtype)], _output_device(case, device)
-        plan.comparisons.append(Comparison(case.to(device, dtype), cast(expected, out, dtype),
-                                           lambda w=wrong_here, out=out: cast(w, out, dtype),
-                                           cast(grads, device, dtype)))
+        plan.comparisons.append(
+            Comparison(
+                case.to(device, dtype),
+                cast(expected, out, dtype),
+                lambda w=wrong_here, out=out: cast(w, out, dtype),
+                cast(grads, device, dtype),
+            )
+        )
     generator = torch.Generator().manual_seed(fixtures.visible_seed(exercise) + 1)
     plan.properties = _properties(exercise, generator, device, dtype)
     return plan
 
 
-def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.dtype], seed: int) -> Plan:
+def hidden_plan(exercise: Exercise, device: torch.device, dtype: torch.dtype | None, seed: int) -> Plan:
     """Fresh inputs from the secret seed; expected outputs from the reference, computed in float64."""
     from . import reference  # the instructor's: the student kit ships without it
 
@@ -69,10 +75,14 @@ def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.
     generator = torch.Generator().manual_seed(seed ^ zlib.crc32(f"{exercise.name}/{dtype}".encode()))
     plan = Plan(dtype)
     for case in exercise.make_cases(generator, hidden=True):
-        expected = cast(exercise.call(getattr(ref, exercise.name), case.to(device, exact), device, exact),
-                        _output_device(case, device), dtype)
-        grads = cast(fixtures.reference_gradients(exercise, getattr(ref, exercise.name), case, device, exact),
-                     device, dtype)
+        expected = cast(
+            exercise.call(getattr(ref, exercise.name), case.to(device, exact), device, exact),
+            _output_device(case, device),
+            dtype,
+        )
+        grads = cast(
+            fixtures.reference_gradients(exercise, getattr(ref, exercise.name), case, device, exact), device, dtype
+        )
         case = case.to(device, dtype)
 
         def wrong_outputs(case=case) -> dict:
@@ -83,6 +93,7 @@ def hidden_plan(exercise: Exercise, device: torch.device, dtype: Optional[torch.
                 except Exception:  # a wrong version may crash on some inputs: nothing to recognise
                     continue
             return outputs
+
         plan.comparisons.append(Comparison(case, expected, wrong_outputs, grads))
     plan.properties = _properties(exercise, generator, device, dtype)
     return plan
@@ -94,8 +105,10 @@ def _validate(name: str, impl) -> Exercise:
     exercise = get(name)
     if impl is None or not callable(impl):
         kind = "class" if exercise.module else "function"
-        raise CheckFailure(f"check('{name}', ...) expected your {kind} `{name}`, but got {describe(impl)}. "
-                           f"Run the cell that defines `{name}` first.")
+        raise CheckFailure(
+            f"check('{name}', ...) expected your {kind} `{name}`, but got {describe(impl)}. "
+            f"Run the cell that defines `{name}` first."
+        )
     return exercise
 
 
@@ -104,20 +117,35 @@ EXCHANGE = "AUTOGRADER_EXCHANGE"
 
 def result_as_data(exercise: Exercise, result: Result) -> dict:
     """A result as plain data; an output that cannot be stored becomes the error that says so."""
-    data = {"output": result.output, "grads": result.grads, "structure": result.structure,
-            "error": result.error, "forbidden": result.forbidden, "warnings": result.warnings}
+    data = {
+        "output": result.output,
+        "grads": result.grads,
+        "structure": result.structure,
+        "error": result.error,
+        "forbidden": result.forbidden,
+        "warnings": result.warnings,
+    }
     try:
         serialize.pack(data, {})
     except TypeError:
-        data.update(output=None, grads=None,
-                    error=f"`{exercise.name}` returned {describe(result.output)}, which the checks cannot read: "
-                          "return tensors, numbers, strings, lists, tuples or dicts.")
+        data.update(
+            output=None,
+            grads=None,
+            error=f"`{exercise.name}` returned {describe(result.output)}, which the checks cannot read: "
+            "return tensors, numbers, strings, lists, tuples or dicts.",
+        )
     return data
 
 
 def result_from_data(data: dict) -> Result:
-    return Result(output=data["output"], grads=data["grads"], structure=data["structure"], error=data["error"],
-                  forbidden=list(data["forbidden"]), warnings=list(data["warnings"]))
+    return Result(
+        output=data["output"],
+        grads=data["grads"],
+        structure=data["structure"],
+        error=data["error"],
+        forbidden=list(data["forbidden"]),
+        warnings=list(data["warnings"]),
+    )
 
 
 def _submit(layer: str, name: str, impl) -> None:
@@ -135,7 +163,9 @@ def _submit(layer: str, name: str, impl) -> None:
     print(f"{name}: the {layer} checks ran; the grader decides the score.")
 
 
-def _run(layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exercise, torch.device, Optional[torch.dtype]], Plan]) -> None:
+def _run(
+    layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exercise, torch.device, torch.dtype | None], Plan]
+) -> None:
     if os.environ.get(EXCHANGE):
         return _submit(layer, name, impl)
     started = time.perf_counter()
@@ -157,20 +187,24 @@ def _run(layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exerc
     except LookupError as error:
         raise CheckFailure(str(error).strip("'\"")) from None
     except Exception as error:
-        raise CheckFailure(f"The check for {name!r} itself failed ({type(error).__name__}: {error}). "
-                           "This is a problem in the course, not in your code: please report it.") from None
+        raise CheckFailure(
+            f"The check for {name!r} itself failed ({type(error).__name__}: {error}). "
+            "This is a problem in the course, not in your code: please report it."
+        ) from None
     dtypes_text = "/".join(dtype_name(p.dtype) for p in plans if p.dtype is not None)
     if exercise.summary is not None:
         print(f"\u2714 {exercise.name}: {layer} checks passed ({exercise.summary(all_results)}).")
     else:
-        print(f"\u2714 {exercise.name}: {layer} checks passed ({plural(len(plans[0].comparisons), 'case')}, "
-              f"{plural(len(exercise.properties), 'property')}, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
-              f"{time.perf_counter() - started:.2f} s).")
+        print(
+            f"\u2714 {exercise.name}: {layer} checks passed ({plural(len(plans[0].comparisons), 'case')}, "
+            f"{plural(len(exercise.properties), 'property')}, {device.type}{', ' + dtypes_text if dtypes_text else ''}, "
+            f"{time.perf_counter() - started:.2f} s)."
+        )
     for note in sorted({w for r in all_results for w in r.warnings})[:3]:
         print(f"  Note: your code raised a warning: {note}")
 
 
-def check(name: str, impl: Callable, *, device: Optional[torch.device] = None, dtypes: Optional[tuple] = None) -> None:
+def check(name: str, impl: Callable, *, device: torch.device | None = None, dtypes: tuple | None = None) -> None:
     """The visible checks of exercise ``name`` on your ``impl``: stored expected outputs and properties.
 
     Raises CheckFailure with a sentence that says what is wrong; prints one line when all pass.
@@ -178,16 +212,24 @@ def check(name: str, impl: Callable, *, device: Optional[torch.device] = None, d
     _run("visible", name, impl, device, dtypes, visible_plan)
 
 
-def check_hidden(name: str, impl: Callable, *, device: Optional[torch.device] = None,
-                 dtypes: Optional[tuple] = None, seed: Optional[int] = None) -> None:
+def check_hidden(
+    name: str,
+    impl: Callable,
+    *,
+    device: torch.device | None = None,
+    dtypes: tuple | None = None,
+    seed: int | None = None,
+) -> None:
     """The hidden checks: the reference on fresh inputs from the instructor's secret seed, and edge cases.
 
     Messages never show the hidden inputs' values or the expected values. The student kit has no
     reference, so there it only says where the hidden checks run.
     """
     if not os.environ.get(EXCHANGE) and importlib.util.find_spec(f"{__package__}.reference") is None:
-        print(f"The hidden checks of {name!r} run only when your notebook is graded; "
-              f"check({name!r}, ...) runs the visible ones now.")
+        print(
+            f"The hidden checks of {name!r} run only when your notebook is graded; "
+            f"check({name!r}, ...) runs the visible ones now."
+        )
         return
     seed = config.secret_seed() if seed is None else seed
     _run("hidden", name, impl, device, dtypes, lambda ex, dev, dt: hidden_plan(ex, dev, dt, seed))

@@ -10,13 +10,15 @@ A task is one function call with its arguments (a submission's files travel insi
 a worker that dies in the middle of one has it rescheduled on another by Dask. Each task
 logs an event when it starts, so that the client can tell which ones were retried.
 """
+
 from __future__ import annotations
 
 import itertools
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 STARTED = "autograder-started"  # the event topic a task logs to when it starts on a worker
 
@@ -30,7 +32,7 @@ class ClusterUnfit(Exception):
 
 
 @contextmanager
-def connect(scheduler: Optional[str], workers: int, env: dict[str, str]) -> Iterator["distributed.Client"]:  # noqa: F821
+def connect(scheduler: str | None, workers: int, env: dict[str, str]) -> Iterator[distributed.Client]:  # noqa: F821
     """A client of the given scheduler, or of a new loopback LocalCluster with ``workers`` processes."""
     from distributed import Client, LocalCluster
 
@@ -44,8 +46,18 @@ def connect(scheduler: Optional[str], workers: int, env: dict[str, str]) -> Iter
         with client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL, env=env) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.CRITICAL,
+            env=env,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -60,13 +72,17 @@ def check_workers(client) -> int:
         try:
             client.wait_for_workers(1, timeout=60)
         except TimeoutError:
-            raise ClusterUnfit(f"the scheduler at {client.scheduler.address} has had no workers for a minute "
-                               "(start them with dask worker ADDRESS --nthreads 1)") from None
+            raise ClusterUnfit(
+                f"the scheduler at {client.scheduler.address} has had no workers for a minute "
+                "(start them with dask worker ADDRESS --nthreads 1)"
+            ) from None
         workers = client.scheduler_info(n_workers=-1)["workers"]
     busy = sorted(address for address, worker in workers.items() if worker["nthreads"] != 1)
     if busy:
-        raise ClusterUnfit(f"worker {busy[0]} runs {workers[busy[0]]['nthreads']} tasks at once; grading needs "
-                           "single-threaded workers (dask worker --nthreads 1)")
+        raise ClusterUnfit(
+            f"worker {busy[0]} runs {workers[busy[0]]['nthreads']} tasks at once; grading needs "
+            "single-threaded workers (dask worker --nthreads 1)"
+        )
     return len(workers)
 
 

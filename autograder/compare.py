@@ -1,9 +1,10 @@
 """Compare what the student's code returned with what was expected, and say how they differ."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -100,12 +101,15 @@ def _precision_note(got: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     rtol32, atol32 = tolerance(torch.float32)
     if not torch.allclose(got, expected, rtol=rtol32, atol=atol32, equal_nan=True):
         return ""
-    return (" An error this small, at float32's level of rounding, usually means one step computes in float32: "
-            "a tensor made without dtype= (torch.tensor, torch.arange, torch.ones...) or a .float() somewhere.")
+    return (
+        " An error this small, at float32's level of rounding, usually means one step computes in float32: "
+        "a tensor made without dtype= (torch.tensor, torch.arange, torch.ones...) or a .float() somewhere."
+    )
 
 
-def _compare_infinities(got_c: torch.Tensor, expected_c: torch.Tensor, where: str, show_values: bool,
-                        hints: Hints) -> Optional[str]:
+def _compare_infinities(
+    got_c: torch.Tensor, expected_c: torch.Tensor, where: str, show_values: bool, hints: Hints
+) -> str | None:
     """Non-finite entries are compared as such: an infinity is never a number 1.8e308 away."""
     missed = torch.isinf(expected_c) & (got_c != expected_c)
     if missed.any():
@@ -126,7 +130,7 @@ def _compare_infinities(got_c: torch.Tensor, expected_c: torch.Tensor, where: st
     return None
 
 
-def _compare_tensor(got, expected: torch.Tensor, where: str, show_values: bool, hints: Hints) -> Optional[str]:
+def _compare_tensor(got, expected: torch.Tensor, where: str, show_values: bool, hints: Hints) -> str | None:
     if not isinstance(got, torch.Tensor):
         return f"{where} should be {describe(expected)}, but it is {describe(got)}."
     if tuple(got.shape) != tuple(expected.shape):
@@ -134,17 +138,23 @@ def _compare_tensor(got, expected: torch.Tensor, where: str, show_values: bool, 
     if got.dtype != expected.dtype:
         hint = hints.dtype or (KEEP_DTYPE if hints.floating_inputs and expected.is_floating_point() else "")
         hint = f" {hint}" if hint else ""
-        return f"{where} should have dtype {dtype_text(expected.dtype)}, but it has dtype {dtype_text(got.dtype)}.{hint}"
+        return (
+            f"{where} should have dtype {dtype_text(expected.dtype)}, but it has dtype {dtype_text(got.dtype)}.{hint}"
+        )
     if got.device.type != expected.device.type:
-        return (f"{where} should be on the {expected.device.type} device like the inputs, but it is on "
-                f"{got.device.type}. Create new tensors with device= taken from the inputs.")
+        return (
+            f"{where} should be on the {expected.device.type} device like the inputs, but it is on "
+            f"{got.device.type}. Create new tensors with device= taken from the inputs."
+        )
     got_c, expected_c = got.detach().cpu(), expected.detach().cpu()
     if not expected_c.is_floating_point():
         wrong = got_c != expected_c
         if not wrong.any():
             return None
         first = _index(int(wrong.flatten().nonzero()[0]), got_c.shape)
-        detail = f": at {_at(first)} it is {got_c[first].item()}, expected {expected_c[first].item()}" if show_values else ""
+        detail = (
+            f": at {_at(first)} it is {got_c[first].item()}, expected {expected_c[first].item()}" if show_values else ""
+        )
         return f"{where} has {plural(int(wrong.sum()), 'wrong entry')} out of {wrong.numel()}{detail}."
     got_c, expected_c = got_c.double(), expected_c.double()
     message = _compare_infinities(got_c, expected_c, where, show_values, hints)
@@ -160,14 +170,18 @@ def _compare_tensor(got, expected: torch.Tensor, where: str, show_values: bool, 
     note = _precision_note(got_c, expected_c, got.dtype)
     if show_values:
         shown_got, shown_expected = distinct(got_c[worst].item(), expected_c[worst].item())
-        return (f"{where} has the right shape but wrong values: the largest difference is "
-                f"{error[worst].item():.3g} at {_at(worst)} (got {shown_got}, expected {shown_expected}; "
-                f"{allowed}).{note}")
-    return (f"{where} has the right shape but wrong values: the largest difference is "
-            f"{error[worst].item():.3g} ({allowed}).{note}")
+        return (
+            f"{where} has the right shape but wrong values: the largest difference is "
+            f"{error[worst].item():.3g} at {_at(worst)} (got {shown_got}, expected {shown_expected}; "
+            f"{allowed}).{note}"
+        )
+    return (
+        f"{where} has the right shape but wrong values: the largest difference is "
+        f"{error[worst].item():.3g} ({allowed}).{note}"
+    )
 
 
-def compare(got: Any, expected: Any, where: str, show_values: bool = True, hints: Hints = Hints()) -> Optional[str]:
+def compare(got: Any, expected: Any, where: str, show_values: bool = True, hints: Hints = Hints()) -> str | None:
     """None when ``got`` matches ``expected``, else one sentence saying what differs first."""
     if isinstance(expected, torch.Tensor):
         return _compare_tensor(got, expected, where, show_values, hints)

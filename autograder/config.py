@@ -10,6 +10,7 @@ Instructors choose with environment variables (they reach the kernels nbgrader s
 - ``AUTOGRADER_COURSE_ROOT``: the repository root, when it cannot be found from the
   working directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 PUBLIC_SEED = 20240607
 
 
-def device() -> "torch.device":  # noqa: F821 (torch is imported on use, see autograder/__init__.py)
+def device() -> torch.device:  # noqa: F821 (torch is imported on use, see autograder/__init__.py)
     import torch
 
     choice = os.environ.get("AUTOGRADER_DEVICE", "").strip().lower()
@@ -39,8 +40,7 @@ def course_root() -> Path:
             if (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir():
                 return folder
     raise FileNotFoundError(
-        "Could not find the course folder (with nbgrader_config.py and solutions/); "
-        "set AUTOGRADER_COURSE_ROOT to it."
+        "Could not find the course folder (with nbgrader_config.py and solutions/); set AUTOGRADER_COURSE_ROOT to it."
     )
 
 

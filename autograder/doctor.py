@@ -8,6 +8,7 @@ visible-check fixtures, and where the hidden checks' seed comes from (a note, no
 problem, when it is the public one: students need no seed). Each problem is one line
 with the command that fixes it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,7 +21,6 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 MIN_PYTHON = (3, 10)
 KERNEL = "python3"
@@ -44,8 +44,10 @@ PROGRAMS = (  # name, what needs it, whether only instructors do (then a missing
     ("jupyter", "opening the notebooks (jupyter lab)", False),
     ("alembic", "grading with nbgrader, which runs it by name", True),
 )
-PROBE = ("import json, sys\nimport torch, autograder\n"
-         "print(json.dumps({'python': sys.executable, 'torch': torch.__version__}))")
+PROBE = (
+    "import json, sys\nimport torch, autograder\n"
+    "print(json.dumps({'python': sys.executable, 'torch': torch.__version__}))"
+)
 
 
 @dataclass
@@ -67,7 +69,8 @@ def problem(text: str, fix: str) -> Finding:
 
 # ----------------------------------------------------------------------------- fix commands
 
-def _course_root() -> Optional[Path]:
+
+def _course_root() -> Path | None:
     try:
         from .config import course_root
 
@@ -76,7 +79,7 @@ def _course_root() -> Optional[Path]:
         return None
 
 
-def _course_file(name: str) -> Optional[Path]:
+def _course_file(name: str) -> Path | None:
     root = _course_root()
     return root / name if root is not None and (root / name).exists() else None
 
@@ -101,7 +104,7 @@ def pip_install() -> str:
     return f"{_python()} -m pip install -r {_shown(requirements) if requirements else 'requirements.txt'}"
 
 
-def _activate() -> Optional[str]:
+def _activate() -> str | None:
     """The command that activates this Python's virtualenv, when it runs in one."""
     if sys.prefix == sys.base_prefix:
         return None
@@ -115,13 +118,18 @@ def install_kernel() -> str:
 
 # ----------------------------------------------------------------------------- the checks
 
+
 def check_python() -> list[Finding]:
     version = ".".join(map(str, sys.version_info[:3]))
     if sys.version_info[:2] >= MIN_PYTHON:
         return [ok(f"Python {version} ({sys.executable})")]
     wanted = ".".join(map(str, MIN_PYTHON))
-    return [problem(f"Python {version} is too old: the course needs Python {wanted} or newer.",
-                    "install Python 3.11, then: python3.11 -m venv .venv && .venv/bin/pip install -r requirements.txt")]
+    return [
+        problem(
+            f"Python {version} is too old: the course needs Python {wanted} or newer.",
+            "install Python 3.11, then: python3.11 -m venv .venv && .venv/bin/pip install -r requirements.txt",
+        )
+    ]
 
 
 def check_virtualenv() -> list[Finding]:
@@ -130,8 +138,13 @@ def check_virtualenv() -> list[Finding]:
     if venv is None or Path(sys.prefix).resolve() == venv.resolve():
         return []
     script = venv / ("Scripts/activate.bat" if os.name == "nt" else "bin/activate")
-    return [Finding("note", f"This is {sys.executable}, not the course's virtualenv {_shown(venv)}.",
-                    _shown(script) if os.name == "nt" else f"source {_shown(script)}")]
+    return [
+        Finding(
+            "note",
+            f"This is {sys.executable}, not the course's virtualenv {_shown(venv)}.",
+            _shown(script) if os.name == "nt" else f"source {_shown(script)}",
+        )
+    ]
 
 
 def _required_versions() -> dict:
@@ -164,8 +177,13 @@ def check_packages() -> list[Finding]:
         try:
             importlib.import_module(module)
         except Exception as error:  # a broken install raises more than ImportError
-            findings.append(problem(f"{module} cannot be imported ({type(error).__name__}: {error}); "
-                                    f"the course needs it for {purpose}.", pip_install()))
+            findings.append(
+                problem(
+                    f"{module} cannot be imported ({type(error).__name__}: {error}); "
+                    f"the course needs it for {purpose}.",
+                    pip_install(),
+                )
+            )
             continue
         try:
             version = importlib.metadata.version(distribution)
@@ -173,8 +191,9 @@ def check_packages() -> list[Finding]:
             version = getattr(sys.modules[module], "__version__", "")
         requirement = wanted.get(distribution)
         if requirement is not None and version and not requirement.specifier.contains(version, prereleases=True):
-            findings.append(problem(f"{distribution} {version} is installed, but the course needs {requirement}.",
-                                    pip_install()))
+            findings.append(
+                problem(f"{distribution} {version} is installed, but the course needs {requirement}.", pip_install())
+            )
         else:
             findings.append(ok(f"{distribution} {version}".rstrip()))
     return findings
@@ -199,12 +218,20 @@ def check_device() -> list[Finding]:
         return [ok("no CUDA GPU: the checks run on the CPU, which is all this course needs")]
     name = torch.cuda.get_device_name(0)
     if chosen.type != "cuda":
-        return [ok(f"CUDA GPU {name}, but the checks run on the CPU (AUTOGRADER_DEVICE={os.environ.get('AUTOGRADER_DEVICE')})")]
+        return [
+            ok(
+                f"CUDA GPU {name}, but the checks run on the CPU (AUTOGRADER_DEVICE={os.environ.get('AUTOGRADER_DEVICE')})"
+            )
+        ]
     try:
         torch.ones(2, device=chosen).sum().item()
     except Exception as error:  # a driver that does not match the CUDA build of torch
-        return [problem(f"torch sees the GPU {name} but cannot compute on it ({type(error).__name__}: {error}).",
-                        "export AUTOGRADER_DEVICE=cpu   # or install the torch build that matches your CUDA driver")]
+        return [
+            problem(
+                f"torch sees the GPU {name} but cannot compute on it ({type(error).__name__}: {error}).",
+                "export AUTOGRADER_DEVICE=cpu   # or install the torch build that matches your CUDA driver",
+            )
+        ]
     return [ok(f"CUDA GPU {name} (CUDA {torch.version.cuda}): the checks run on it")]
 
 
@@ -218,8 +245,13 @@ def check_programs() -> list[Finding]:
         beside = any((Path(sys.executable).parent / f"{program}{suffix}").exists() for suffix in ("", ".exe"))
         fix = (beside and _activate()) or pip_install()
         if instructors_only:
-            findings.append(Finding("note", f"{program} is not on PATH; only instructors need it, for {purpose}. "
-                                            "Students can ignore this.", fix))
+            findings.append(
+                Finding(
+                    "note",
+                    f"{program} is not on PATH; only instructors need it, for {purpose}. Students can ignore this.",
+                    fix,
+                )
+            )
         else:
             findings.append(problem(f"{program} is not on PATH; it is needed for {purpose}.", fix))
     return findings
@@ -233,8 +265,11 @@ def _probe_kernel(timeout: float) -> dict:
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="autograder-doctor-") as folder:
-        km = KernelManager(kernel_name=KERNEL, transport="tcp" if os.name == "nt" else "ipc",
-                           connection_file=str(Path(folder) / "kernel.json"))
+        km = KernelManager(
+            kernel_name=KERNEL,
+            transport="tcp" if os.name == "nt" else "ipc",
+            connection_file=str(Path(folder) / "kernel.json"),
+        )
         said, failed = [], []
 
         def collect(message: dict) -> None:
@@ -242,6 +277,7 @@ def _probe_kernel(timeout: float) -> dict:
                 said.append(message["content"]["text"])
             elif message["msg_type"] == "error":
                 failed.append(f"{message['content']['ename']}: {message['content']['evalue']}")
+
         try:
             km.start_kernel(cwd=folder)
         except Exception as error:  # no such executable, a kernelspec that cannot be launched
@@ -294,14 +330,22 @@ def check_fixtures() -> list[Finding]:
         from .exercises import EXERCISES
         from .fixtures import path_for
     except Exception as error:  # an exercise module that does not load
-        return [problem(f"The course's checks cannot be loaded ({type(error).__name__}: {error}).",
-                        "report this to the course staff")]
+        return [
+            problem(
+                f"The course's checks cannot be loaded ({type(error).__name__}: {error}).",
+                "report this to the course staff",
+            )
+        ]
     missing = sorted(f"{e.assignment}/{e.name}" for e in EXERCISES.values() if not path_for(e).is_file())
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        return [problem(f"The visible-check fixtures of {len(missing)} exercise{'s' * (len(missing) > 1)} are missing ({shown}).",
-                        f"{_python()} -m pip install -e {_shown(_course_root() or Path('.'))}"
-                        "   # authors: python -m autograder fixtures")]
+        return [
+            problem(
+                f"The visible-check fixtures of {len(missing)} exercise{'s' * (len(missing) > 1)} are missing ({shown}).",
+                f"{_python()} -m pip install -e {_shown(_course_root() or Path('.'))}"
+                "   # authors: python -m autograder fixtures",
+            )
+        ]
     return [ok(f"fixtures of all {len(EXERCISES)} exercises")]
 
 
@@ -317,13 +361,26 @@ def check_seed() -> list[Finding]:
         return [problem(str(error), "export AUTOGRADER_SEED=<a secret integer>")]
     if seed_source() != "public":
         return [ok(f"hidden checks use the secret seed from {seed_source()}")]
-    return [Finding("note", f"No secret seed (AUTOGRADER_SEED or .autograder-secret): grading uses the public seed "
-                            f"{PUBLIC_SEED}, so `python -m autograder grade` refuses a class without --practice.",
-                    "export AUTOGRADER_SEED=<a secret integer>   # instructors only; students need none")]
+    return [
+        Finding(
+            "note",
+            f"No secret seed (AUTOGRADER_SEED or .autograder-secret): grading uses the public seed "
+            f"{PUBLIC_SEED}, so `python -m autograder grade` refuses a class without --practice.",
+            "export AUTOGRADER_SEED=<a secret integer>   # instructors only; students need none",
+        )
+    ]
 
 
-CHECKS = (check_python, check_virtualenv, check_packages, check_device, check_programs, check_kernel, check_fixtures,
-          check_seed)
+CHECKS = (
+    check_python,
+    check_virtualenv,
+    check_packages,
+    check_device,
+    check_programs,
+    check_kernel,
+    check_fixtures,
+    check_seed,
+)
 
 
 def diagnose() -> list[Finding]:
@@ -335,6 +392,7 @@ def diagnose() -> list[Finding]:
 
 
 # ----------------------------------------------------------------------------- the report
+
 
 def _marks() -> dict:
     try:
@@ -353,8 +411,11 @@ def report(findings: list[Finding]) -> str:
             lines.append(f"    fix: {finding.fix}")
     problems = sum(f.level == "problem" for f in findings)
     lines.append("")
-    lines.append("Everything is ready." if not problems else
-                 f"{problems} problem{'s' * (problems > 1)}: run each fix, then `python -m autograder doctor` again.")
+    lines.append(
+        "Everything is ready."
+        if not problems
+        else f"{problems} problem{'s' * (problems > 1)}: run each fix, then `python -m autograder doctor` again."
+    )
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ without internet, and it keeps a long error message on one line. ``nbgrader_conf
 - ``OfflineFeedback``, after nbconvert's CSS preprocessor: the TeX of every markdown cell becomes
   MathML, which browsers draw themselves, and output text wraps at the page's width.
 """
+
 from __future__ import annotations
 
 import re

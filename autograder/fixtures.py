@@ -3,12 +3,12 @@
 Generated from the reference by ``python -m autograder fixtures`` and committed,
 so a student's visible checks never need the reference code.
 """
+
 from __future__ import annotations
 
 import functools
 import zlib
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -61,7 +61,7 @@ def generate(exercise: Exercise, folder: Path = FIXTURE_DIR) -> Path:
     return path
 
 
-def reference_gradients(exercise: Exercise, impl, case: Case, device: torch.device, dtype) -> Optional[dict]:
+def reference_gradients(exercise: Exercise, impl, case: Case, device: torch.device, dtype) -> dict | None:
     """For a ``grad`` case: the reference's gradients ("args.0" -> tensor) and their names ("args.0" -> "x")."""
     if not case.grad:
         return None
@@ -71,8 +71,8 @@ def reference_gradients(exercise: Exercise, impl, case: Case, device: torch.devi
     return {"values": result.grads, "names": gradient_names(impl, result.grads)}
 
 
-@functools.lru_cache(maxsize=None)
-def load(exercise: Exercise) -> list[tuple[Case, object, dict, Optional[dict]]]:
+@functools.cache
+def load(exercise: Exercise) -> list[tuple[Case, object, dict, dict | None]]:
     path = path_for(exercise)
     records = serialize.load(path)
     return [(Case.from_data(r["case"]), r["expected"], r["mistakes"], r.get("grads")) for r in records]

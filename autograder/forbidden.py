@@ -30,13 +30,14 @@ chapters lend to students and which are built on these very built-ins, run insid
 ``scan_forbidden`` finds the same capabilities in the source (for grading: a name in the
 source cannot be hidden by patching the runtime watch), on the AST only.
 """
+
 from __future__ import annotations
 
 import ast
 import contextlib
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,22 +71,51 @@ def _ops(*names: str) -> frozenset:
 
 SOFTMAX = Capability(
     "torch.softmax",
-    _ops("softmax", "_softmax", "log_softmax", "_log_softmax", "special_softmax", "special_log_softmax",
-         "_safe_softmax", "_masked_softmax", "_sparse_softmax", "_sparse_log_softmax"),
-    functions=(torch.softmax, F.softmax, torch.Tensor.softmax, torch.special.softmax, torch.log_softmax,
-               F.log_softmax, torch.Tensor.log_softmax, F.softmin),
+    _ops(
+        "softmax",
+        "_softmax",
+        "log_softmax",
+        "_log_softmax",
+        "special_softmax",
+        "special_log_softmax",
+        "_safe_softmax",
+        "_masked_softmax",
+        "_sparse_softmax",
+        "_sparse_log_softmax",
+    ),
+    functions=(
+        torch.softmax,
+        F.softmax,
+        torch.Tensor.softmax,
+        torch.special.softmax,
+        torch.log_softmax,
+        F.log_softmax,
+        torch.Tensor.log_softmax,
+        F.softmin,
+    ),
     classes=(nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d),
 )
 
 SCALED_DOT_PRODUCT_ATTENTION = Capability(
     "torch.nn.functional.scaled_dot_product_attention",
-    _ops("scaled_dot_product_attention", "_scaled_dot_product_attention_math",
-         "_scaled_dot_product_attention_math_for_mps", "_scaled_dot_product_flash_attention_for_cpu",
-         "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
-         "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable",
-         "_flash_attention_forward", "_efficient_attention_forward", "_cudnn_attention_forward",
-         "_fused_sdp_choice", "_triton_scaled_dot_attention", "_native_multi_head_attention",
-         "_triton_multi_head_attention", "_transformer_encoder_layer_fwd"),
+    _ops(
+        "scaled_dot_product_attention",
+        "_scaled_dot_product_attention_math",
+        "_scaled_dot_product_attention_math_for_mps",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+        "_flash_attention_forward",
+        "_efficient_attention_forward",
+        "_cudnn_attention_forward",
+        "_fused_sdp_choice",
+        "_triton_scaled_dot_attention",
+        "_native_multi_head_attention",
+        "_triton_multi_head_attention",
+        "_transformer_encoder_layer_fwd",
+    ),
     functions=(F.scaled_dot_product_attention,),
 )
 
@@ -97,10 +127,14 @@ MULTI_HEAD_ATTENTION = Capability(
 )
 
 # A layer is also reached through the torch modules built from it.
-ENCODER_LAYER = Capability("torch.nn.TransformerEncoderLayer", _ops("_transformer_encoder_layer_fwd"),
-                           classes=(nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Transformer))
-DECODER_LAYER = Capability("torch.nn.TransformerDecoderLayer",
-                           classes=(nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer))
+ENCODER_LAYER = Capability(
+    "torch.nn.TransformerEncoderLayer",
+    _ops("_transformer_encoder_layer_fwd"),
+    classes=(nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.Transformer),
+)
+DECODER_LAYER = Capability(
+    "torch.nn.TransformerDecoderLayer", classes=(nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
+)
 ENCODER = Capability("torch.nn.TransformerEncoder", classes=(nn.TransformerEncoder, nn.Transformer))
 TRANSFORMER = Capability("torch.nn.Transformer", classes=(nn.Transformer,))
 
@@ -129,15 +163,47 @@ COSINE_SIMILARITY = Capability(
 
 NORMALIZATION = Capability(
     "torch.nn.functional.layer_norm",
-    _ops("layer_norm", "native_layer_norm", "batch_norm", "native_batch_norm", "_batch_norm_impl_index",
-         "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional",
-         "_batch_norm_with_update", "_batch_norm_with_update_functional", "_batch_norm_no_update",
-         "cudnn_batch_norm", "miopen_batch_norm", "group_norm", "native_group_norm", "instance_norm",
-         "rms_norm", "_fused_rms_norm"),
-    functions=(F.layer_norm, torch.layer_norm, torch.native_layer_norm, F.batch_norm, torch.batch_norm,
-               F.group_norm, F.instance_norm, F.rms_norm),
-    classes=(nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
-             nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
+    _ops(
+        "layer_norm",
+        "native_layer_norm",
+        "batch_norm",
+        "native_batch_norm",
+        "_batch_norm_impl_index",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_no_training",
+        "_native_batch_norm_legit_functional",
+        "_batch_norm_with_update",
+        "_batch_norm_with_update_functional",
+        "_batch_norm_no_update",
+        "cudnn_batch_norm",
+        "miopen_batch_norm",
+        "group_norm",
+        "native_group_norm",
+        "instance_norm",
+        "rms_norm",
+        "_fused_rms_norm",
+    ),
+    functions=(
+        F.layer_norm,
+        torch.layer_norm,
+        torch.native_layer_norm,
+        F.batch_norm,
+        torch.batch_norm,
+        F.group_norm,
+        F.instance_norm,
+        F.rms_norm,
+    ),
+    classes=(
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.RMSNorm,
+        nn.BatchNorm1d,
+        nn.BatchNorm2d,
+        nn.BatchNorm3d,
+        nn.InstanceNorm1d,
+        nn.InstanceNorm2d,
+        nn.InstanceNorm3d,
+    ),
 )
 
 # Cross-entropy is log_softmax followed by the negative log-likelihood: the capability is the
@@ -149,19 +215,48 @@ CROSS_ENTROPY = Capability(
     classes=(nn.CrossEntropyLoss, nn.NLLLoss),
 )
 
-UNFOLD = Capability("torch.nn.functional.unfold", _ops("im2col", "unfold", "unfold_copy"),
-                    functions=(F.unfold, torch.Tensor.unfold), classes=(nn.Unfold,))
+UNFOLD = Capability(
+    "torch.nn.functional.unfold",
+    _ops("im2col", "unfold", "unfold_copy"),
+    functions=(F.unfold, torch.Tensor.unfold),
+    classes=(nn.Unfold,),
+)
 
 CONVOLUTION = Capability(
     "torch.nn.functional.conv2d",
-    _ops("convolution", "_convolution", "_convolution_mode", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-         "conv_transpose2d", "conv_transpose3d", "convolution_overrideable", "conv_tbc", "_slow_conv2d_forward",
-         "slow_conv3d_forward", "slow_conv_dilated2d", "slow_conv_dilated3d", "slow_conv_transpose2d",
-         "slow_conv_transpose3d", "thnn_conv2d", "_conv_depthwise2d", "conv_depthwise3d", "mkldnn_convolution",
-         "_nnpack_spatial_convolution", "cudnn_convolution", "cudnn_convolution_transpose",
-         "cudnn_convolution_relu", "cudnn_convolution_add_relu", "miopen_convolution",
-         "miopen_convolution_transpose", "miopen_depthwise_convolution", "_mps_convolution",
-         "_mps_convolution_transpose"),
+    _ops(
+        "convolution",
+        "_convolution",
+        "_convolution_mode",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "convolution_overrideable",
+        "conv_tbc",
+        "_slow_conv2d_forward",
+        "slow_conv3d_forward",
+        "slow_conv_dilated2d",
+        "slow_conv_dilated3d",
+        "slow_conv_transpose2d",
+        "slow_conv_transpose3d",
+        "thnn_conv2d",
+        "_conv_depthwise2d",
+        "conv_depthwise3d",
+        "mkldnn_convolution",
+        "_nnpack_spatial_convolution",
+        "cudnn_convolution",
+        "cudnn_convolution_transpose",
+        "cudnn_convolution_relu",
+        "cudnn_convolution_add_relu",
+        "miopen_convolution",
+        "miopen_convolution_transpose",
+        "miopen_depthwise_convolution",
+        "_mps_convolution",
+        "_mps_convolution_transpose",
+    ),
     functions=(F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d),
     classes=(nn.Conv1d, nn.Conv2d, nn.Conv3d),
 )
@@ -193,7 +288,7 @@ def display_name(obj) -> str:
     return f"{module}.{qualname}"
 
 
-def operator_name(func) -> Optional[str]:
+def operator_name(func) -> str | None:
     """The ATen operator a torch callable binds (``torch._softmax``, ``Tensor.softmax``, ``torch.ops.aten._softmax``
     and its overloads all bind ``_softmax``), or None for anything else."""
     if isinstance(func, OpOverload):
@@ -203,7 +298,11 @@ def operator_name(func) -> Optional[str]:
         return name if namespace == "aten" else None
     qualname = getattr(func, "__qualname__", "")
     module = getattr(func, "__module__", None) or ""
-    if qualname.startswith(("TensorBase.", "Tensor.")) or module == "torch" or module.startswith(("torch._C", "torch.nn.functional")):
+    if (
+        qualname.startswith(("TensorBase.", "Tensor."))
+        or module == "torch"
+        or module.startswith(("torch._C", "torch.nn.functional"))
+    ):
         return getattr(func, "__name__", None)
     return None
 
@@ -300,8 +399,9 @@ class _OperatorWatch(TorchDispatchMode):
             if func not in self.verdicts:
                 name = operator_name(func)
                 capability = self.operators.get(name)
-                self.verdicts[func] = (f"{capability.name} (through the operator aten.{name})"
-                                       if capability is not None else None)
+                self.verdicts[func] = (
+                    f"{capability.name} (through the operator aten.{name})" if capability is not None else None
+                )
             if self.verdicts[func] is not None:
                 self.record.add(self.verdicts[func])
         return func(*args, **(kwargs or {}))
@@ -331,6 +431,7 @@ def watch(forbidden):
             record.add(cls)
             with record.within():
                 return original(*args, **kwargs)
+
         return wrapper
 
     try:
@@ -392,8 +493,9 @@ def _uses(node: ast.AST, names: dict) -> Iterable[tuple[str, ast.AST]]:
                         yield arg.value, sub
         elif isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Constant) and sub.slice.value in names:
             holder = sub.value
-            if (isinstance(holder, ast.Attribute) and holder.attr == "__dict__") or \
-                    (isinstance(holder, ast.Call) and getattr(holder.func, "id", None) == "vars"):
+            if (isinstance(holder, ast.Attribute) and holder.attr == "__dict__") or (
+                isinstance(holder, ast.Call) and getattr(holder.func, "id", None) == "vars"
+            ):
                 yield sub.slice.value, sub
 
 
@@ -410,7 +512,7 @@ def _written(where: ast.AST, name: str) -> str:
     return ast.unparse(where)
 
 
-def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional[int] = None) -> Optional[str]:
+def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: int | None = None) -> str | None:
     """The first forbidden capability that the student's code for ``exercise`` reaches in its source, as the
     message names it (``torch.softmax (written `torch.ops.aten._softmax`)``), or None.
 
@@ -438,7 +540,7 @@ def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional
         except SyntaxError:
             continue
 
-    def bound(name: str, limit: int) -> Optional[int]:
+    def bound(name: str, limit: int) -> int | None:
         return next((i for i in range(limit - 1, -1, -1) if bindings[i][0] == name), None)
 
     pending, seen = [bound(exercise.name, len(bindings))], set()
@@ -452,6 +554,7 @@ def scan_forbidden(cells: list[tuple[int, str, str]], exercise, before: Optional
             capability = names[used]
             written = _written(where, used)
             return capability.name if written == capability.name else f"{capability.name} (written `{written}`)"
-        pending += [bound(n.id, position if n.id == own else len(bindings))
-                    for n in ast.walk(node) if isinstance(n, ast.Name)]
+        pending += [
+            bound(n.id, position if n.id == own else len(bindings)) for n in ast.walk(node) if isinstance(n, ast.Name)
+        ]
     return None

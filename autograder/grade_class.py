@@ -12,6 +12,7 @@ The report is a ledger: one entry per student, the last grading of each, rewritt
 every submission, so that a crash or a killed run loses no grade already written and
 ``--resume`` grades only the submissions still without one.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -29,7 +30,6 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
 
 from nbgrader.plugins.export import CsvExportPlugin
 
@@ -45,8 +45,8 @@ class Outcome:
     student: str
     status: str = PENDING
     detail: str = ""
-    score: Optional[float] = None
-    max_score: Optional[float] = None
+    score: float | None = None
+    max_score: float | None = None
     seconds: float = 0.0
     review: str = ""  # what the instructor should look at (tampering found), though it was graded
     attempts: int = 0  # starts on a worker: more than one when a worker died during the submission
@@ -54,7 +54,7 @@ class Outcome:
     feedback: str = ""  # what became of the feedback of an earlier grading, when there was one
 
     @classmethod
-    def from_report(cls, data: dict) -> "Outcome":
+    def from_report(cls, data: dict) -> Outcome:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -65,7 +65,7 @@ class Graded:
 
     outcome: Outcome
     files: dict[str, bytes] = field(default_factory=dict)  # the autograded folder, by relative path
-    timestamp: Optional[datetime.datetime] = None
+    timestamp: datetime.datetime | None = None
     notebooks: dict[str, dict] = field(default_factory=dict)  # name -> grades, comments, late penalty
 
 
@@ -73,7 +73,7 @@ def report_path(root: Path, assignment: str) -> Path:
     return root / f"grading-report-{assignment}.json"
 
 
-def problem_with(notebook: Path, assignment: str, grade_ids: set[str]) -> Optional[str]:
+def problem_with(notebook: Path, assignment: str, grade_ids: set[str]) -> str | None:
     """Why a submitted file cannot be graded, in one sentence; None when it can."""
     import nbformat
 
@@ -103,8 +103,11 @@ def _tampering_found(autograded: Path) -> str:
     """What ``GradingExecute`` recorded as tampering in the autograded notebooks' metadata, if anything."""
     import nbformat
 
-    return "; ".join(finding for path in sorted(autograded.glob("*.ipynb"))
-                     for finding in nbformat.read(path, as_version=4).metadata.get("autograder", {}).get("tampering", []))
+    return "; ".join(
+        finding
+        for path in sorted(autograded.glob("*.ipynb"))
+        for finding in nbformat.read(path, as_version=4).metadata.get("autograder", {}).get("tampering", [])
+    )
 
 
 def _last_error(log: str) -> str:
@@ -130,7 +133,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="nbgrader")
 
 
-def _api(course: Path, root: Path, db_url: Optional[str] = None):
+def _api(course: Path, root: Path, db_url: str | None = None):
     """nbgrader's API with the course's configuration, working in ``root`` (with its own gradebook unless given)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
@@ -150,14 +153,18 @@ def _scratch_course(course: Path, assignment: str) -> Path:
     """A scratch course on this worker whose gradebook holds the assignment, generated from the course's solutions."""
     key = (str(course), assignment)
     if key not in _SCRATCH:
-        scratch = Path(tempfile.mkdtemp(prefix=f"autograder-{assignment}-", dir="/tmp"))  # all of /tmp is hidden in the sandbox
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"autograder-{assignment}-", dir="/tmp")
+        )  # all of /tmp is hidden in the sandbox
         atexit.register(shutil.rmtree, scratch, True)
         (scratch / "solutions").mkdir()
         (scratch / "solutions" / assignment).symlink_to(course / "solutions" / assignment)
         reply = _api(course, scratch).generate_assignment(assignment, force=True, create=True)
         if not reply["success"]:
-            raise RuntimeError(f"this worker could not prepare {assignment}: "
-                               + _last_error(reply.get("log", "") + reply.get("error", "")))
+            raise RuntimeError(
+                f"this worker could not prepare {assignment}: "
+                + _last_error(reply.get("log", "") + reply.get("error", ""))
+            )
         _SCRATCH[key] = scratch
     return _SCRATCH[key]
 
@@ -196,8 +203,9 @@ class _TimeLimit:
             self.finished.wait(1.0)
 
 
-def grade_one(assignment: str, student: str, files: dict[str, bytes], timeout: float, duedate=None,
-              device: Optional[str] = None) -> Graded:
+def grade_one(
+    assignment: str, student: str, files: dict[str, bytes], timeout: float, duedate=None, device: str | None = None
+) -> Graded:
     """Grade one student's submission (its files by relative path) on this machine; never raises.
 
     Runs where the worker runs: the course is this machine's (its solutions and secret seed),
@@ -274,19 +282,29 @@ def _collect(graded: Graded, gradebook, assignment: str, student: str, autograde
             graded.notebooks[notebook.name] = {
                 "late_submission_penalty": notebook.late_submission_penalty,
                 "grades": {g.name: {"auto_score": g.auto_score, "max_score": g.max_score} for g in notebook.grades},
-                "comments": {c.name: c.auto_comment for c in notebook.comments}}
+                "comments": {c.name: c.auto_comment for c in notebook.comments},
+            }
         graded.outcome.status, graded.outcome.score = GRADED, submission.score
         graded.outcome.max_score = submission.max_score
-    graded.files = {p.relative_to(autograded).as_posix(): p.read_bytes() for p in sorted(autograded.rglob("*")) if p.is_file()}
+    graded.files = {
+        p.relative_to(autograded).as_posix(): p.read_bytes() for p in sorted(autograded.rglob("*")) if p.is_file()
+    }
 
 
 # --- Here: the class -------------------------------------------------------------------------
 
+
 class ClassGrader:
     """The class's submissions, its ledger, and the one process that writes grades."""
 
-    def __init__(self, assignment: str, timeout: float, root: Optional[Path] = None, db_url: Optional[str] = None,
-                 device: Optional[str] = None):
+    def __init__(
+        self,
+        assignment: str,
+        timeout: float,
+        root: Path | None = None,
+        db_url: str | None = None,
+        device: str | None = None,
+    ):
         self.root = root or course_root()
         self.assignment = assignment
         self.timeout = timeout
@@ -314,7 +332,9 @@ class ClassGrader:
 
     def submissions(self) -> list[str]:
         folder = self.root / "submitted"
-        return sorted(p.parent.name for p in folder.glob(f"*/{self.assignment}") if p.is_dir()) if folder.is_dir() else []
+        return (
+            sorted(p.parent.name for p in folder.glob(f"*/{self.assignment}") if p.is_dir()) if folder.is_dir() else []
+        )
 
     def _save_report(self) -> None:
         data = {"assignment": self.assignment, "students": {s: asdict(o) for s, o in sorted(self.outcomes.items())}}
@@ -351,18 +371,30 @@ class ClassGrader:
 
         duedate = self._duedate()
         run = uuid.uuid4().hex[:8]
-        jobs = ((f"grade-{self.assignment}-{student}-{run}",
-                 (self.assignment, student, self._files(student), self.timeout, duedate, self.device))
-                for student in todo)
+        jobs = (
+            (
+                f"grade-{self.assignment}-{student}-{run}",
+                (self.assignment, student, self._files(student), self.timeout, duedate, self.device),
+            )
+            for student in todo
+        )
         for key, result, attempts in cluster.run(client, grade_one, jobs, window=4 * workers):
             student = key.removeprefix(f"grade-{self.assignment}-").removesuffix(f"-{run}")
             if isinstance(result, KilledWorker):
-                outcome = Outcome(student, FAILED, f"its grading stopped {attempts} workers in turn; grade it again, "
-                                                   "and look at the workers' logs if it fails again")
+                outcome = Outcome(
+                    student,
+                    FAILED,
+                    f"its grading stopped {attempts} workers in turn; grade it again, "
+                    "and look at the workers' logs if it fails again",
+                )
             elif isinstance(result, Exception):  # Dask could not run the task: the cluster's set-up, not the student
-                outcome = Outcome(student, FAILED, f"the cluster could not run its grading ({type(result).__name__}: "
-                                                   f"{str(result).splitlines()[0] if str(result) else ''}); do the "
-                                                   "scheduler and workers have this course's environment?")
+                outcome = Outcome(
+                    student,
+                    FAILED,
+                    f"the cluster could not run its grading ({type(result).__name__}: "
+                    f"{str(result).splitlines()[0] if str(result) else ''}); do the "
+                    "scheduler and workers have this course's environment?",
+                )
             else:
                 outcome = self._write(result)
             outcome.attempts = attempts
@@ -389,8 +421,10 @@ class ClassGrader:
             try:
                 return gradebook.find_assignment(self.assignment).duedate
             except MissingEntry:
-                raise SystemExit(f"The gradebook {self.db_url} has no assignment {self.assignment!r}: "
-                                 f"run `nbgrader generate_assignment {self.assignment}` first.") from None
+                raise SystemExit(
+                    f"The gradebook {self.db_url} has no assignment {self.assignment!r}: "
+                    f"run `nbgrader generate_assignment {self.assignment}` first."
+                ) from None
 
     def _write(self, graded: Graded) -> Outcome:
         """A worker's result into the gradebook (one transaction) and autograded/, as nbgrader autograde would."""
@@ -406,15 +440,21 @@ class ClassGrader:
                     grade = gradebook.find_grade(cell, name, self.assignment, outcome.student)
                     if grade.max_score != worker_grade["max_score"]:
                         gradebook.db.rollback()
-                        return Outcome(outcome.student, FAILED, f"the worker's copy of the course differs from this one "
-                                       f"({cell} is worth {worker_grade['max_score']:g} there, {grade.max_score:g} here); "
-                                       "update the workers' repository and grade it again", seconds=outcome.seconds)
+                        return Outcome(
+                            outcome.student,
+                            FAILED,
+                            f"the worker's copy of the course differs from this one "
+                            f"({cell} is worth {worker_grade['max_score']:g} there, {grade.max_score:g} here); "
+                            "update the workers' repository and grade it again",
+                            seconds=outcome.seconds,
+                        )
                     grade.auto_score = worker_grade["auto_score"]
                     grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
                 for cell, text in notebook["comments"].items():
                     gradebook.find_comment(cell, name, self.assignment, outcome.student).auto_comment = text
-                gradebook.find_submission_notebook(name, self.assignment, outcome.student).late_submission_penalty = \
-                    notebook["late_submission_penalty"]
+                gradebook.find_submission_notebook(
+                    name, self.assignment, outcome.student
+                ).late_submission_penalty = notebook["late_submission_penalty"]
             gradebook.db.commit()
             outcome.score, outcome.max_score = submission.score, submission.max_score
         self._write_autograded(outcome.student, graded.files)
@@ -432,15 +472,21 @@ class ClassGrader:
 
     def refresh_feedback(self, students: list[str]) -> None:
         """Feedback generated from an earlier grading no longer matches: regenerate it from the new one."""
-        stale = [s for s in students if self.outcomes[s].status == GRADED
-                 and (self.root / "feedback" / s / self.assignment).is_dir()]
+        stale = [
+            s
+            for s in students
+            if self.outcomes[s].status == GRADED and (self.root / "feedback" / s / self.assignment).is_dir()
+        ]
         if not stale:
             return
         api = _api(self.root, self.root, self.db_url)
         for student in stale:
             reply = api.generate_feedback(self.assignment, student, force=True)
-            self.outcomes[student].feedback = ("regenerated from this grading" if reply["success"] else
-                                               "out of date: run `nbgrader generate_feedback` for this student")
+            self.outcomes[student].feedback = (
+                "regenerated from this grading"
+                if reply["success"]
+                else "out of date: run `nbgrader generate_feedback` for this student"
+            )
         self._save_report()
 
 
@@ -488,9 +534,17 @@ def _grading_note(entry: dict) -> str:
     return f"{status}: {entry.get('detail', '')} ({then})"
 
 
-def main(assignment: str, workers: int, timeout: float, resume: bool, students: list[str],
-         scheduler: Optional[str] = None, db_url: Optional[str] = None, device: Optional[str] = None,
-         practice: bool = False) -> int:
+def main(
+    assignment: str,
+    workers: int,
+    timeout: float,
+    resume: bool,
+    students: list[str],
+    scheduler: str | None = None,
+    db_url: str | None = None,
+    device: str | None = None,
+    practice: bool = False,
+) -> int:
     from rich.console import Console
 
     from . import cluster
@@ -525,8 +579,10 @@ def main(assignment: str, workers: int, timeout: float, resume: bool, students: 
                     progress.workers = count = cluster.check_workers(client)
                     grader.run(todo, client, count, progress.advance)
     except (cluster.SchedulerLost, cluster.ClusterUnfit) as error:
-        console.print(f"Stopped: {error}. The grades written so far are kept; "
-                      f"run the same command with --resume to grade the rest.")
+        console.print(
+            f"Stopped: {error}. The grades written so far are kept; "
+            f"run the same command with --resume to grade the rest."
+        )
         return 3
     grader.refresh_feedback(chosen)
     _summary(console, grader, chosen, scheduler or f"{count} local workers")
@@ -542,9 +598,15 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.total, self.workers, self.done, self.failures, self.busy = total, workers, 0, 0, []
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[failures]} failed"), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[left]}"), console=console)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failures]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[left]}"),
+            console=console,
+        )
         self.task = self.progress.add_task(f"grading {assignment}", total=total, failures=0, left="")
 
     def __enter__(self):
@@ -579,15 +641,23 @@ def _summary(console, grader: ClassGrader, chosen: list[str], where: str) -> Non
     for student in chosen:
         o = grader.outcomes[student]
         score = f"{o.score:g} / {o.max_score:g}" if o.score is not None else "-"
-        notes = [o.detail] + ([f"needs review: {o.review}"] if o.review else []) + \
-            (["retried after a worker stopped"] if o.attempts > 1 else []) + ([f"feedback {o.feedback}"] if o.feedback else [])
+        notes = (
+            [o.detail]
+            + ([f"needs review: {o.review}"] if o.review else [])
+            + (["retried after a worker stopped"] if o.attempts > 1 else [])
+            + ([f"feedback {o.feedback}"] if o.feedback else [])
+        )
         table.add_row(student, o.status, score, f"{o.seconds:.1f}", "; ".join(n for n in notes if n))
     console.print(table)
     failures = sum(grader.outcomes[s].status in NEEDS_ANOTHER_RUN for s in chosen)
     skipped = sum(grader.outcomes[s].status == SKIPPED for s in chosen)
     retried = sum(grader.outcomes[s].attempts > 1 for s in chosen)
     review = sum(bool(grader.outcomes[s].review) for s in chosen)
-    console.print(f"Report: {grader.report}" + (f"; {failures} need another run (--resume)" if failures else "")
-                  + (f"; {review} need review (tampering found)" if review else "")
-                  + (f"; {skipped} could not be read and need a new submission" if skipped else "")
-                  + (f"; {retried} retried after a worker stopped, graded once" if retried else "") + ".")
+    console.print(
+        f"Report: {grader.report}"
+        + (f"; {failures} need another run (--resume)" if failures else "")
+        + (f"; {review} need review (tampering found)" if review else "")
+        + (f"; {skipped} could not be read and need a new submission" if skipped else "")
+        + (f"; {retried} retried after a worker stopped, graded once" if retried else "")
+        + "."
+    )

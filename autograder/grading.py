@@ -20,6 +20,7 @@ be hidden by patching the runtime watch) and for tampering with the checks
 it finds is written to the notebook's metadata (``autograder.tampering``), so the class
 report can list the submission for review.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -64,9 +64,9 @@ class GraderFailure(RuntimeError):
 class Run:
     """What grading one notebook found beyond the verdicts: kept for the class report (``RUNS``)."""
 
-    grader_failure: Optional[str] = None  # why the grader could not run the notebook
-    stopped: Optional[str] = None  # why the notebook stopped before its end (a cell too long, too much memory)
-    probe: Optional[dict] = None  # what the kernel reported before the first cell
+    grader_failure: str | None = None  # why the grader could not run the notebook
+    stopped: str | None = None  # why the notebook stopped before its end (a cell too long, too much memory)
+    probe: dict | None = None  # what the kernel reported before the first cell
 
 
 # By submission folder, in the process that graded it (nbgrader's API runs GradingExecute in its caller's process).
@@ -99,7 +99,7 @@ def withdraw_submission(meta: dict) -> None:
             gradebook.remove_submission(meta["assignment"], meta["student"])
 
 
-def graded_check(cell: NotebookNode) -> Optional[tuple[str, str]]:
+def graded_check(cell: NotebookNode) -> tuple[str, str] | None:
     """(exercise, layer) for a graded test cell named test_<exercise> or test_<exercise>_hidden."""
     meta = cell.metadata.get("nbgrader", {})
     grade_id = meta.get("grade_id", "")
@@ -160,7 +160,9 @@ class GradingExecute(Execute):
         except Exception as error:  # student code cannot raise here: whatever does is the grader's failure
             run.grader_failure = str(error) if isinstance(error, GraderFailure) else f"{type(error).__name__}: {error}"
             withdraw_submission(resources.get("nbgrader", {}))
-            raise GraderFailure(f"The grader could not run this notebook, so it is not graded: {run.grader_failure}") from error
+            raise GraderFailure(
+                f"The grader could not run this notebook, so it is not graded: {run.grader_failure}"
+            ) from error
         finally:
             shutil.rmtree(exchange, ignore_errors=True)
         return nb, resources
@@ -171,23 +173,39 @@ class GradingExecute(Execute):
         plans = {}
         for name, layer in set(checks):
             exercise = EXERCISES[name]
-            plans[name, layer] = [visible_plan(exercise, device, dtype) if layer == "visible" else
-                                  hidden_plan(exercise, device, dtype, seed) for dtype in exercise.dtypes]
-            serialize.save([{"dtype": dtype_name(p.dtype) if p.dtype else None, "device": device.type,
-                             "cases": [c.as_data() for c in p.cases()]} for p in plans[name, layer]],
-                           exchange / "cases" / f"{name}.{layer}.safetensors")
+            plans[name, layer] = [
+                visible_plan(exercise, device, dtype)
+                if layer == "visible"
+                else hidden_plan(exercise, device, dtype, seed)
+                for dtype in exercise.dtypes
+            ]
+            serialize.save(
+                [
+                    {
+                        "dtype": dtype_name(p.dtype) if p.dtype else None,
+                        "device": device.type,
+                        "cases": [c.as_data() for c in p.cases()],
+                    }
+                    for p in plans[name, layer]
+                ],
+                exchange / "cases" / f"{name}.{layer}.safetensors",
+            )
         return plans
 
-    def _execute(self, nb, resources, submission: Path, exchange: Path, checks: dict, run: "Run") -> dict:
+    def _execute(self, nb, resources, submission: Path, exchange: Path, checks: dict, run: Run) -> dict:
         """Run the notebook; returns each test cell's results, or the reason it has none."""
         collected: dict = {}
         self.timeout = self.cell_timeout
         self.interrupt_on_timeout = False
         self.kernel_manager_class = sandbox.SandboxedKernelManager
         self.nb, self.resources = nb, resources
-        km = sandbox.SandboxedKernelManager(kernel_name=self.kernel_name or "python3", transport="ipc",
-                                            connection_file=str(exchange / "kernel.json"),
-                                            submission=str(submission), exchange=str(exchange))
+        km = sandbox.SandboxedKernelManager(
+            kernel_name=self.kernel_name or "python3",
+            transport="ipc",
+            connection_file=str(exchange / "kernel.json"),
+            submission=str(submission),
+            exchange=str(exchange),
+        )
         self.km = km
         self.reset_execution_trackers()
         self._printed: dict = {}
@@ -208,17 +226,23 @@ class GradingExecute(Execute):
                 try:
                     self.preprocess_cell(cell, resources, index)
                 except CellTimeoutError:
-                    run.stopped = (f"{cell_name(nb, index)} ran longer than the time limit of {self.cell_timeout} s, "
-                                   "and the grader stopped it")
+                    run.stopped = (
+                        f"{cell_name(nb, index)} ran longer than the time limit of {self.cell_timeout} s, "
+                        "and the grader stopped it"
+                    )
                 except DeadKernelError:
-                    run.stopped = (f"{cell_name(nb, index)} used more than {sandbox.gib(sandbox.memory_limit())} of "
-                                   "memory, and the grader stopped it" if km.memory_exceeded else
-                                   f"the Python process stopped in {cell_name(nb, index)} (os._exit, a crash, or a signal)")
+                    run.stopped = (
+                        f"{cell_name(nb, index)} used more than {sandbox.gib(sandbox.memory_limit())} of "
+                        "memory, and the grader stopped it"
+                        if km.memory_exceeded
+                        else f"the Python process stopped in {cell_name(nb, index)} (os._exit, a crash, or a signal)"
+                    )
                 if index in checks:
                     name, layer = checks[index]
                     produced = exchange / "results" / f"{name}.{layer}.safetensors"
-                    collected[index] = (f"the checks did not run: {run.stopped}." if run.stopped else
-                                        _read_results(produced))
+                    collected[index] = (
+                        f"the checks did not run: {run.stopped}." if run.stopped else _read_results(produced)
+                    )
         return collected
 
     def _probe(self, exchange: Path) -> dict:
@@ -228,8 +252,9 @@ class GradingExecute(Execute):
         try:
             self.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
         except (CellTimeoutError, DeadKernelError) as error:
-            raise GraderFailure(preflight.probe_stopped(isinstance(error, CellTimeoutError), self.km.memory_exceeded,
-                                                        self.cell_timeout)) from None
+            raise GraderFailure(
+                preflight.probe_stopped(isinstance(error, CellTimeoutError), self.km.memory_exceeded, self.cell_timeout)
+            ) from None
         finally:
             self.nb.cells.pop()
         answer = exchange / "probe.json"
@@ -252,9 +277,11 @@ class GradingExecute(Execute):
             outcome = collected.get(index, "the checks did not run.")
             message = None
             if findings:
-                message = (f"Not graded: {findings[0]}, and student code may not touch the checking machinery. "
-                           "Your instructor will review this submission.")
-            elif (used := scan_forbidden(_student_code(nb), EXERCISES[name], before=index)):
+                message = (
+                    f"Not graded: {findings[0]}, and student code may not touch the checking machinery. "
+                    "Your instructor will review this submission."
+                )
+            elif used := scan_forbidden(_student_code(nb), EXERCISES[name], before=index):
                 exercise = EXERCISES[name]
                 why = f": {exercise.why_forbidden}" if exercise.why_forbidden else ""
                 message = f"`{name}` uses {used}, which this exercise asks you not to use{why}."
@@ -265,7 +292,7 @@ class GradingExecute(Execute):
             cell.outputs = [_failure(message)] if message else [_success(name, layer)]
 
     @staticmethod
-    def _decide(name: str, layer: str, plans: list[Plan], handed: list) -> Optional[str]:
+    def _decide(name: str, layer: str, plans: list[Plan], handed: list) -> str | None:
         exercise = EXERCISES[name]
         if len(handed) != len(plans):
             return "The checks did not run completely."
@@ -290,10 +317,13 @@ def _read_results(produced: Path):
 
 
 def _failure(message: str) -> NotebookNode:
-    return NotebookNode(output_type="error", ename="CheckFailure", evalue=message,
-                        traceback=[f"\x1b[0;31mCheckFailure\x1b[0m: {message}"])
+    return NotebookNode(
+        output_type="error",
+        ename="CheckFailure",
+        evalue=message,
+        traceback=[f"\x1b[0;31mCheckFailure\x1b[0m: {message}"],
+    )
 
 
 def _success(name: str, layer: str) -> NotebookNode:
     return NotebookNode(output_type="stream", name="stdout", text=f"\u2714 {name}: {layer} checks passed.\n")
-

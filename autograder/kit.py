@@ -13,6 +13,7 @@ notebook, not an attribute definition that the contract fixes (``self.W_q = nn.L
 and not trivial (``return out``, ``loss.backward()``). ``leaks`` finds them, whitespace aside,
 as whole lines of a wheel's or a built site's files; the tests run it on both.
 """
+
 from __future__ import annotations
 
 import ast
@@ -34,15 +35,34 @@ from .config import course_root
 
 DISTRIBUTION = "transformer-course-kit"
 PACKAGE = Path(__file__).resolve().parent
-INSTRUCTOR_ONLY = ("reference.py", "grading.py", "sandbox.py", "preflight.py", "grade_class.py", "release.py",
-                   "kit.py")
-DEPENDENCIES = ("torch>=2.3", "einops>=0.8", "numpy", "safetensors>=0.4", "nbformat>=5.10", "nbclient>=0.10",
-                "ipykernel>=6.29", "matplotlib>=3.8", "ipywidgets>=8.1,<9")
+INSTRUCTOR_ONLY = ("reference.py", "grading.py", "sandbox.py", "preflight.py", "grade_class.py", "release.py", "kit.py")
+DEPENDENCIES = (
+    "torch>=2.3",
+    "einops>=0.8",
+    "numpy",
+    "safetensors>=0.4",
+    "nbformat>=5.10",
+    "nbclient>=0.10",
+    "ipykernel>=6.29",
+    "matplotlib>=3.8",
+    "ipywidgets>=8.1,<9",
+)
 # The steps a statement can take: a statement that takes at most one is too plain to give an
 # answer away (``return out``, ``loss.backward()``, ``weights = torch.softmax(scores, dim=-1)``,
 # ``x = layer(x, mask)``); one that composes two or more is the answer's own.
-_STEPS = (ast.Call, ast.BinOp, ast.Subscript, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.IfExp, ast.Lambda,
-          ast.comprehension, ast.AugAssign, ast.Starred)
+_STEPS = (
+    ast.Call,
+    ast.BinOp,
+    ast.Subscript,
+    ast.Compare,
+    ast.BoolOp,
+    ast.UnaryOp,
+    ast.IfExp,
+    ast.Lambda,
+    ast.comprehension,
+    ast.AugAssign,
+    ast.Starred,
+)
 
 
 def version() -> str:
@@ -61,6 +81,7 @@ def default_output() -> Path:
 
 
 # --- What counts as an answer ---------------------------------------------------------------
+
 
 def _squeeze(text: str) -> str:
     return re.sub(r"\s+", "", text)
@@ -106,7 +127,9 @@ def _fixed_by_contract(statement: ast.stmt) -> bool:
     if not isinstance(statement, ast.Assign):
         return False
     targets = [t for target in statement.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
-    if not all(isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" for t in targets):
+    if not all(
+        isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" for t in targets
+    ):
         return False
     return _plain_definition(statement.value)
 
@@ -125,8 +148,10 @@ def _plain_definition(value: ast.AST) -> bool:
 
 def _steps(statement: ast.stmt) -> int:
     """How many operations ``statement`` composes (``-1`` is a constant, not a step)."""
-    return sum(isinstance(node, _STEPS) and not (isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant))
-               for node in ast.walk(statement))
+    return sum(
+        isinstance(node, _STEPS) and not (isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant))
+        for node in ast.walk(statement)
+    )
 
 
 def _trivial(statement: ast.stmt) -> bool:
@@ -143,7 +168,12 @@ def _statements(region: str) -> list[str]:
         return [line for line in code.splitlines() if line.strip()]
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and not hasattr(node, "body") and not _fixed_by_contract(node) and not _trivial(node):
+        if (
+            isinstance(node, ast.stmt)
+            and not hasattr(node, "body")
+            and not _fixed_by_contract(node)
+            and not _trivial(node)
+        ):
             found.append(ast.get_source_segment(code, node))
     return found
 
@@ -165,14 +195,16 @@ def distinctive_lines(assignment: str, root: Path | None = None) -> dict[str, li
 
 # --- Where an answer could hide ---------------------------------------------------------------
 
+
 def _lines(path: Path, text: str) -> list[str]:
     """A file's lines as a reader sees them, without comments and whitespace: a page's text
     without its tags, a notebook's cells, a Python file's code, any other file as it is."""
     if path.suffix == ".ipynb":
         try:
             cells = json.loads(text).get("cells", [])
-            text = "\n".join(_without_comments(_source(c)) if c.get("cell_type") == "code" else _source(c)
-                             for c in cells)
+            text = "\n".join(
+                _without_comments(_source(c)) if c.get("cell_type") == "code" else _source(c) for c in cells
+            )
         except (ValueError, AttributeError, TypeError):
             pass
     elif path.suffix == ".py":
@@ -241,6 +273,7 @@ def folder_files(folder: Path) -> dict[str, bytes]:
 
 # --- Building the wheel --------------------------------------------------------------------
 
+
 def _pyproject() -> str:
     dependencies = ", ".join(f'"{d}"' for d in DEPENDENCIES)
     return textwrap.dedent(f"""\
@@ -277,9 +310,24 @@ def build(output: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         staged = stage(Path(scratch) / "kit")
         built = Path(scratch) / "dist"
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                                 "--no-index", "--wheel-dir", str(built), str(staged)],
-                                capture_output=True, text=True, cwd=scratch)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--wheel-dir",
+                str(built),
+                str(staged),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=scratch,
+        )
         if result.returncode:
             raise RuntimeError(f"pip could not build the kit:\n{result.stderr or result.stdout}")
         wheel = built / wheel_name()

@@ -6,6 +6,7 @@ columns both recognise to match students (Canvas: ``SIS Login ID``; Moodle: map 
 ``SIS Login ID`` to the username when importing). Scores are after late penalties; a missing
 submission is an empty cell, not a zero, so the LMS can tell "not handed in" from "scored 0".
 """
+
 from __future__ import annotations
 
 import csv

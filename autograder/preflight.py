@@ -12,19 +12,22 @@
 Each problem is one sentence that says what broke and how to fix it. The sentences that
 ``GradingExecute`` uses when it cannot run a notebook live here too.
 """
+
 from __future__ import annotations
 
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from . import config, sandbox
 
-PUBLIC_SEED_WARNING = (f"No secret seed (AUTOGRADER_SEED or .autograder-secret): the hidden checks use the public seed "
-                       f"{config.PUBLIC_SEED} printed in the repository, which students can read. Fine for practice; "
-                       "for a class, `export AUTOGRADER_SEED=<a secret integer>` first.")
+PUBLIC_SEED_WARNING = (
+    f"No secret seed (AUTOGRADER_SEED or .autograder-secret): the hidden checks use the public seed "
+    f"{config.PUBLIC_SEED} printed in the repository, which students can read. Fine for practice; "
+    "for a class, `export AUTOGRADER_SEED=<a secret integer>` first."
+)
 
 
 class NotReady(Exception):
@@ -32,6 +35,7 @@ class NotReady(Exception):
 
 
 # ----------------------------------------------------------------------------- the checks, in order
+
 
 def check_class(root: Path, assignment: str, practice: bool) -> Iterator[str]:
     """Run the checks before grading ``assignment``; yields a line for each thing done, raises NotReady."""
@@ -52,10 +56,12 @@ def check_seed(practice: bool) -> str:
     if source != "public":
         return f"hidden checks: the secret seed from {source}"
     if not practice:
-        raise NotReady(f"No secret seed: the hidden checks would use the public seed {config.PUBLIC_SEED} printed in "
-                       "the repository, so students could know their inputs. Set one with `export AUTOGRADER_SEED=<a "
-                       "secret integer>` (or write it to .autograder-secret in the course folder), or pass --practice "
-                       "to grade with the public seed.")
+        raise NotReady(
+            f"No secret seed: the hidden checks would use the public seed {config.PUBLIC_SEED} printed in "
+            "the repository, so students could know their inputs. Set one with `export AUTOGRADER_SEED=<a "
+            "secret integer>` (or write it to .autograder-secret in the course folder), or pass --practice "
+            "to grade with the public seed."
+        )
     return f"hidden checks: the public seed {config.PUBLIC_SEED} (--practice)"
 
 
@@ -66,7 +72,7 @@ def nbgrader_config(root: Path):
     return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
 
 
-def _why_not_prepared(root: Path, assignment: str, db_url: str) -> Optional[str]:
+def _why_not_prepared(root: Path, assignment: str, db_url: str) -> str | None:
     """Why the gradebook's copy of the assignment is not the one in solutions/ (None when it is)."""
     import nbformat
     from nbgrader.api import Gradebook, MissingEntry
@@ -82,8 +88,10 @@ def _why_not_prepared(root: Path, assignment: str, db_url: str) -> Optional[str]
         for cell in tests:
             name = cell.metadata["nbgrader"]["grade_id"]
             try:
-                stored, points = (gradebook.find_source_cell(name, assignment, assignment).source,
-                                  gradebook.find_grade_cell(name, assignment, assignment).max_score)
+                stored, points = (
+                    gradebook.find_source_cell(name, assignment, assignment).source,
+                    gradebook.find_grade_cell(name, assignment, assignment).max_score,
+                )
             except MissingEntry:
                 return f"the gradebook has no test cell {name}"
             if stored != cell.source or points != float(cell.metadata["nbgrader"]["points"]):
@@ -91,7 +99,7 @@ def _why_not_prepared(root: Path, assignment: str, db_url: str) -> Optional[str]
     return None
 
 
-def prepare_assignment(root: Path, assignment: str) -> Optional[str]:
+def prepare_assignment(root: Path, assignment: str) -> str | None:
     """Record the assignment in the gradebook with nbgrader's generate step, when it is missing or stale.
 
     The student version is written to a scratch folder: ``exercises/`` (in git) is left alone.
@@ -109,8 +117,10 @@ def prepare_assignment(root: Path, assignment: str) -> Optional[str]:
         result = NbGraderAPI(config=settings).generate_assignment(assignment, force=True, create=True)
     if not result["success"]:
         said = [line for line in (result.get("error") or result.get("log") or "").splitlines() if line.strip()]
-        raise NotReady(f"nbgrader could not record {assignment} in the gradebook ({said[-1].strip() if said else 'no reason given'}): "
-                       f"run `nbgrader generate_assignment {assignment} --force` to see why.")
+        raise NotReady(
+            f"nbgrader could not record {assignment} in the gradebook ({said[-1].strip() if said else 'no reason given'}): "
+            f"run `nbgrader generate_assignment {assignment} --force` to see why."
+        )
     return f"gradebook: recorded {assignment} from solutions/ ({why}), as `nbgrader generate_assignment` does"
 
 
@@ -130,20 +140,26 @@ def canary(root: Path, assignment: str) -> str:
         try:
             graded, _ = grader.preprocess(reference, {"metadata": {"path": str(submission)}})
         except GraderFailure:
-            raise NotReady(f"The grader cannot run {assignment}'s reference notebook, so it would fail every student: "
-                           f"{RUNS[str(submission.resolve())].grader_failure}") from None
+            raise NotReady(
+                f"The grader cannot run {assignment}'s reference notebook, so it would fail every student: "
+                f"{RUNS[str(submission.resolve())].grader_failure}"
+            ) from None
         probe = RUNS[str(submission.resolve())].probe or {}
     scores = [(cell, *determine_grade(cell)) for cell in graded.cells if is_grade(cell) and cell.cell_type == "code"]
     earned, total = sum(s for _, s, _ in scores), sum(m for _, _, m in scores)
     if earned < total:
         cell = next(c for c, s, m in scores if s < m)
         said = next((o.get("evalue", "") for o in cell.outputs if o.get("output_type") == "error"), "")
-        raise NotReady(f"{assignment}'s reference solution scores {earned:g} / {total:g} through the grader here "
-                       f"({cell.metadata['nbgrader']['grade_id']}: {said}), so students' scores would be wrong too: "
-                       "run `python -m autograder doctor`, and report it to the course's authors if it finds nothing.")
-    return (f"canary: the reference solution scores {earned:g} / {total:g} in the grading kernel ({probe.get('python')}, "
-            f"torch {probe.get('torch')}, autograder from {probe.get('autograder')}, sandbox "
-            f"{'on' if sandbox.enabled() else 'off'})")
+        raise NotReady(
+            f"{assignment}'s reference solution scores {earned:g} / {total:g} through the grader here "
+            f"({cell.metadata['nbgrader']['grade_id']}: {said}), so students' scores would be wrong too: "
+            "run `python -m autograder doctor`, and report it to the course's authors if it finds nothing."
+        )
+    return (
+        f"canary: the reference solution scores {earned:g} / {total:g} in the grading kernel ({probe.get('python')}, "
+        f"torch {probe.get('torch')}, autograder from {probe.get('autograder')}, sandbox "
+        f"{'on' if sandbox.enabled() else 'off'})"
+    )
 
 
 # ----------------------------------------------------------------------------- why the grader could not run a notebook
@@ -155,35 +171,49 @@ def kernel_did_not_start(error: Exception, submission: Path, exchange: Path) -> 
     said = str(error).strip() or type(error).__name__
     bubblewrap = sandbox.why_it_cannot_start(submission, exchange)
     if bubblewrap:
-        return (f"the grading sandbox cannot start on this machine (bubblewrap says: {bubblewrap}); fix what it names "
-                "(a container must allow unprivileged user namespaces: run it with --privileged or a seccomp profile "
-                f"that allows them), or {SANDBOX_OFF}.")
-    return (f"the grading kernel did not start ({said}); `python -m autograder doctor` checks the python3 kernel "
-            "that grading runs.")
+        return (
+            f"the grading sandbox cannot start on this machine (bubblewrap says: {bubblewrap}); fix what it names "
+            "(a container must allow unprivileged user namespaces: run it with --privileged or a seccomp profile "
+            f"that allows them), or {SANDBOX_OFF}."
+        )
+    return (
+        f"the grading kernel did not start ({said}); `python -m autograder doctor` checks the python3 kernel "
+        "that grading runs."
+    )
 
 
 def probe_failed(error: str) -> str:
     """``error``: what went wrong in the kernel (an exception, or another copy of autograder)."""
     package = Path(__file__).resolve().parent
     if sandbox.hides(package):
-        return (f"the sandboxed kernel cannot use the course's packages ({error}): the grader's autograder lives in "
-                f"{package}, which the sandbox hides; install the course where the sandbox shows it (a virtualenv's "
-                f"site-packages), or {SANDBOX_OFF}.")
-    return (f"the grading kernel cannot use the course's packages ({error}), while the grader runs {sys.executable} "
-            f"with autograder from {package}: make the python3 kernel this Python (`{sys.executable} -m ipykernel "
-            "install --user --name python3`), or install the course into the kernel's Python.")
+        return (
+            f"the sandboxed kernel cannot use the course's packages ({error}): the grader's autograder lives in "
+            f"{package}, which the sandbox hides; install the course where the sandbox shows it (a virtualenv's "
+            f"site-packages), or {SANDBOX_OFF}."
+        )
+    return (
+        f"the grading kernel cannot use the course's packages ({error}), while the grader runs {sys.executable} "
+        f"with autograder from {package}: make the python3 kernel this Python (`{sys.executable} -m ipykernel "
+        "install --user --name python3`), or install the course into the kernel's Python."
+    )
 
 
 def probe_stopped(timed_out: bool, memory_exceeded: bool, timeout: int) -> str:
     if memory_exceeded:
-        return (f"the grading kernel needs more than {sandbox.gib(sandbox.memory_limit())} of memory just to import torch "
-                "and the checks: raise AUTOGRADER_MEMORY_LIMIT (in bytes).")
+        return (
+            f"the grading kernel needs more than {sandbox.gib(sandbox.memory_limit())} of memory just to import torch "
+            "and the checks: raise AUTOGRADER_MEMORY_LIMIT (in bytes)."
+        )
     if timed_out:
-        return (f"the grading kernel did not import torch and the checks within {timeout} s: the machine is too busy "
-                "(grade with fewer --workers) or AUTOGRADER_CELL_TIMEOUT is too short.")
+        return (
+            f"the grading kernel did not import torch and the checks within {timeout} s: the machine is too busy "
+            "(grade with fewer --workers) or AUTOGRADER_CELL_TIMEOUT is too short."
+        )
     return "the grading kernel stopped while importing torch and the checks: run `python -m autograder doctor`."
 
 
 def no_gpu_in_kernel() -> str:
-    return ("the checks are to run on CUDA, but the sandboxed kernel sees no GPU: grade with --device cpu "
-            f"(or AUTOGRADER_DEVICE=cpu), or {SANDBOX_OFF}.")
+    return (
+        "the checks are to run on CUDA, but the sandboxed kernel sees no GPU: grade with --device cpu "
+        f"(or AUTOGRADER_DEVICE=cpu), or {SANDBOX_OFF}."
+    )

@@ -11,6 +11,7 @@ notebook's folder, with a time limit per cell and one per notebook; notebooks ru
 side, one kernel each. The notebook file is never written. An exercise is done when each of
 its visible test cells ends without an error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +33,6 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import nbformat
 from ipykernel.kernelspec import write_kernel_spec
@@ -82,7 +82,7 @@ class ExerciseCells:
     """Where one exercise lives in a notebook, and what it is worth."""
 
     name: str
-    solution: Optional[int]
+    solution: int | None
     visible_tests: list[int] = field(default_factory=list)
     points: float = 0.0
     hidden_points: float = 0.0
@@ -129,6 +129,7 @@ class ExerciseProgress:
 
 # ----------------------------------------------------------------------------- finding exercises
 
+
 def _nbgrader(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
 
@@ -137,7 +138,7 @@ def _has_code(source: str) -> bool:
     return any(line.strip() and not line.lstrip().startswith("#") for line in source.splitlines())
 
 
-def _owner(grade_id: str, names: list[str]) -> Optional[str]:
+def _owner(grade_id: str, names: list[str]) -> str | None:
     """The exercise a test cell belongs to: the longest name n with grade_id test_n or test_n_...,
     else the longest with grade_id starting test_n (so test_EncoderLayer is not Encoder's)."""
     exact = [n for n in names if grade_id == f"test_{n}" or grade_id.startswith(f"test_{n}_")]
@@ -181,8 +182,14 @@ def read_chapter(path: Path) -> Chapter:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ProgressError(f"{path} is not a notebook: it is not valid JSON ({error.msg} at line {error.lineno}).") from None
-    if not isinstance(data, dict) or "nbformat" not in data or not isinstance(data.get("cells", data.get("worksheets")), list):
+        raise ProgressError(
+            f"{path} is not a notebook: it is not valid JSON ({error.msg} at line {error.lineno})."
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or "nbformat" not in data
+        or not isinstance(data.get("cells", data.get("worksheets")), list)
+    ):
         raise ProgressError(f"{path} is JSON but not a Jupyter notebook (it has no list of cells).")
     try:
         with warnings.catch_warnings():
@@ -192,7 +199,9 @@ def read_chapter(path: Path) -> Chapter:
         raise ProgressError(f"{path} is not a notebook Jupyter can read ({type(error).__name__}: {error}).") from None
     exercises = exercises_of(notebook)
     if not exercises:
-        raise NoExercises(f"{path} has no nbgrader exercise cells: is it one of the course's notebooks from exercises/?")
+        raise NoExercises(
+            f"{path} has no nbgrader exercise cells: is it one of the course's notebooks from exercises/?"
+        )
     return Chapter(path, notebook, exercises)
 
 
@@ -223,12 +232,15 @@ def find_chapters(path: Path) -> tuple[list[Chapter], list[str]]:
         except ProgressError as error:
             problems.append(str(error))
     if not chapters and not problems:
-        raise ProgressError(f"None of the {len(candidates)} notebooks in {path} has nbgrader exercise cells: "
-                            "give the folder of the course's exercise notebooks (exercises/).")
+        raise ProgressError(
+            f"None of the {len(candidates)} notebooks in {path} has nbgrader exercise cells: "
+            "give the folder of the course's exercise notebooks (exercises/)."
+        )
     return chapters, problems
 
 
 # ----------------------------------------------------------------------------- running notebooks
+
 
 def _kernel_env(jobs: int) -> dict:
     env = dict(os.environ)
@@ -281,7 +293,9 @@ async def _run_cell(client: NotebookClient, index: int, seconds: int, grace: flo
     if isinstance(ended, (DeadKernelError, asyncio.CancelledError)):  # nbclient says "dead" when cancelled, too
         if time.monotonic() - started >= seconds:
             return CellRun("stuck", f"{_describe(cell)} {limit} and did not stop when interrupted.")
-        return CellRun("died", f"the Python process stopped in {_describe(cell)} (os._exit, a crash, or too much memory).")
+        return CellRun(
+            "died", f"the Python process stopped in {_describe(cell)} (os._exit, a crash, or too much memory)."
+        )
     if isinstance(ended, BaseException):
         raise ended
     if time.monotonic() - started >= seconds:
@@ -304,18 +318,35 @@ async def run_chapter(chapter: Chapter, limits: Limits, scratch: Path, env: dict
     notebook = copy.deepcopy(chapter.notebook)
     code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     connection = str(scratch / f"k{uuid.uuid4().hex[:8]}.json")  # short: IPC socket paths have a length limit
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(scratch)]),
-                            transport="tcp" if os.name == "nt" else "ipc", connection_file=connection)
-    client = NotebookClient(notebook, km=km, allow_errors=True, interrupt_on_timeout=True, startup_timeout=120,
-                            resources={"metadata": {"path": str(chapter.path.resolve().parent)}}, log=QUIET)
+    km = AsyncKernelManager(
+        kernel_name=KERNEL_NAME,
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(scratch)]),
+        transport="tcp" if os.name == "nt" else "ipc",
+        connection_file=connection,
+    )
+    client = NotebookClient(
+        notebook,
+        km=km,
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        startup_timeout=120,
+        resources={"metadata": {"path": str(chapter.path.resolve().parent)}},
+        log=QUIET,
+    )
     try:
         await client.async_start_new_kernel(env=env)
         await client.async_start_new_kernel_client()
     except Exception as error:  # any failure to start means the same to the student
         await _stop_kernel(client)
         why = ANSI.sub("", str(error)).strip().splitlines()[:1]
-        return {i: CellRun("not run", f"the Python kernel did not start ({why[0] if why else type(error).__name__}); "
-                                      "run `python -m autograder doctor`.") for i in code}
+        return {
+            i: CellRun(
+                "not run",
+                f"the Python kernel did not start ({why[0] if why else type(error).__name__}); "
+                "run `python -m autograder doctor`.",
+            )
+            for i in code
+        }
     runs: dict[int, CellRun] = {}
     stopped = ""
     deadline = time.monotonic() + limits.notebook
@@ -328,8 +359,11 @@ async def run_chapter(chapter: Chapter, limits: Limits, scratch: Path, env: dict
                 runs[index] = CellRun("not run", stopped)
                 continue
             seconds = max(1, int(min(limits.cell, remaining)))
-            limit = (f"ran longer than {seconds} s" if seconds == int(limits.cell) else
-                     f"was still running when the notebook's {limits.notebook:g} s ran out")
+            limit = (
+                f"ran longer than {seconds} s"
+                if seconds == int(limits.cell)
+                else f"was still running when the notebook's {limits.notebook:g} s ran out"
+            )
             runs[index] = run = await _run_cell(client, index, seconds, limits.grace, limit)
             if run.outcome in ("stuck", "died"):
                 stopped = f"the notebook stopped at {_describe(notebook.cells[index])}."
@@ -352,8 +386,9 @@ async def _run_all(chapters: list[Chapter], limits: Limits, jobs: int, scratch: 
     return await asyncio.gather(*(one(chapter) for chapter in chapters))
 
 
-def run_chapters(chapters: list[Chapter], limits: Limits = Limits(), jobs: Optional[int] = None,
-                 report=lambda chapter, seconds: None) -> list[dict[int, CellRun]]:
+def run_chapters(
+    chapters: list[Chapter], limits: Limits = Limits(), jobs: int | None = None, report=lambda chapter, seconds: None
+) -> list[dict[int, CellRun]]:
     """Run the notebooks, ``jobs`` at a time (default: one per core); each one's cell runs."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(chapters)))
     with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
@@ -374,6 +409,7 @@ def _run_to_completion(coroutine):
 
 # ----------------------------------------------------------------------------- judging
 
+
 def _untouched(cell) -> bool:
     """The solution cell is as it was released (nbgrader's own test for "no answer")."""
     from nbgrader.utils import compute_checksum
@@ -391,7 +427,10 @@ def judge(chapter: Chapter, runs: dict[int, CellRun]) -> list[ExerciseProgress]:
         tests = [runs[i] for i in exercise.visible_tests]
         solution = runs[exercise.solution] if exercise.solution is not None else None
         if not exercise.visible_tests:
-            status, reason = Status.UNCHECKED, "it has no visible check: it is checked only when your notebook is graded."
+            status, reason = (
+                Status.UNCHECKED,
+                "it has no visible check: it is checked only when your notebook is graded.",
+            )
         elif timed_out := [r for r in ended if r.outcome in ("timed out", "stuck")]:
             status, reason = Status.TIMED_OUT, timed_out[0].message
         elif died := [r for r in ended if r.outcome == "died"]:
@@ -407,8 +446,11 @@ def judge(chapter: Chapter, runs: dict[int, CellRun]) -> list[ExerciseProgress]:
         else:
             status, reason = Status.FAILS, next(r.message for r in tests if r.outcome != "passed")
         earned = sum(exercise.test_points.get(i, 0.0) for i in exercise.visible_tests if runs[i].outcome == "passed")
-        progress.append(ExerciseProgress(chapter.name, exercise.name, status, exercise.points, exercise.hidden_points,
-                                         reason, earned))
+        progress.append(
+            ExerciseProgress(
+                chapter.name, exercise.name, status, exercise.points, exercise.hidden_points, reason, earned
+            )
+        )
     return progress
 
 
@@ -416,13 +458,18 @@ def other_problems(chapter: Chapter, runs: dict[int, CellRun]) -> list[str]:
     """Errors in cells that belong to no exercise (the set-up cell, the student's own cells): they
     often explain why later checks fail."""
     owned = {i for e in chapter.exercises for i in [e.solution, *e.visible_tests]}
-    return [f"{chapter.name}: {_describe(chapter.notebook.cells[i])} raised {run.message}" if run.outcome == "error"
-            else f"{chapter.name}: {run.message}"
-            for i, run in sorted(runs.items()) if i not in owned and run.outcome not in ("passed", "not run")]
+    return [
+        f"{chapter.name}: {_describe(chapter.notebook.cells[i])} raised {run.message}"
+        if run.outcome == "error"
+        else f"{chapter.name}: {run.message}"
+        for i, run in sorted(runs.items())
+        if i not in owned and run.outcome not in ("passed", "not run")
+    ]
 
 
-def progress_of(chapters: list[Chapter], limits: Limits = Limits(), jobs: Optional[int] = None,
-                report=lambda chapter, seconds: None) -> tuple[list[ExerciseProgress], list[str]]:
+def progress_of(
+    chapters: list[Chapter], limits: Limits = Limits(), jobs: int | None = None, report=lambda chapter, seconds: None
+) -> tuple[list[ExerciseProgress], list[str]]:
     """Every exercise of the notebooks with its status, and the errors outside exercises."""
     progress, problems = [], []
     for chapter, runs in zip(chapters, run_chapters(chapters, limits, jobs, report)):
@@ -432,6 +479,7 @@ def progress_of(chapters: list[Chapter], limits: Limits = Limits(), jobs: Option
 
 
 # ----------------------------------------------------------------------------- the table
+
 
 def _marks() -> tuple[str, str]:
     try:
@@ -456,19 +504,37 @@ def table(progress: list[ExerciseProgress], problems: list[str] = ()) -> str:
     last = None
     for item in progress:
         mark = yes if item.status is Status.DONE else no
-        rows.append((item.chapter if item.chapter != last else "", item.name, f"{mark} {item.status.value}",
-                     f"{_points(item.earned)} of {_points(item.visible_points)}", _points(item.hidden_points)))
+        rows.append(
+            (
+                item.chapter if item.chapter != last else "",
+                item.name,
+                f"{mark} {item.status.value}",
+                f"{_points(item.earned)} of {_points(item.visible_points)}",
+                _points(item.hidden_points),
+            )
+        )
         last = item.chapter
     done = [p for p in progress if p.status is Status.DONE]
     visible = sum(p.visible_points for p in progress)
     hidden = sum(p.hidden_points for p in progress)
-    rows.append(("total", f"{len(done)} of {len(progress)} exercises done", "",
-                 f"{_points(sum(p.earned for p in progress))} of {_points(visible)}", _points(hidden)))
+    rows.append(
+        (
+            "total",
+            f"{len(done)} of {len(progress)} exercises done",
+            "",
+            f"{_points(sum(p.earned for p in progress))} of {_points(visible)}",
+            _points(hidden),
+        )
+    )
     widths = [max(len(row[c]) for row in rows) for c in range(5)]
 
     def line(row) -> str:
-        return "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths)),
-                          *(cell.rjust(w) for cell, w in zip(row[3:], widths[3:]))]).rstrip()
+        return "  ".join(
+            [
+                *(cell.ljust(w) for cell, w in zip(row[:3], widths)),
+                *(cell.rjust(w) for cell, w in zip(row[3:], widths[3:])),
+            ]
+        ).rstrip()
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     text = [line(rows[0]), rule, *(line(r) for r in rows[1:-1]), rule, line(rows[-1])]
@@ -480,13 +546,20 @@ def table(progress: list[ExerciseProgress], problems: list[str] = ()) -> str:
         for reason in [*problems, *reasons]:
             text += textwrap.wrap(reason, width, initial_indent="  ", subsequent_indent="    ")
     if any(p.status is Status.NOT_STARTED for p in progress):
-        text += ["", "Not started: fill in the cells that say `# YOUR CODE HERE` (and delete `raise NotImplementedError()`)."]
-    note = ("Visible points: what the visible check cells that pass are worth, of what they can earn "
-            "(nbgrader counts each graded cell on its own).")
+        text += [
+            "",
+            "Not started: fill in the cells that say `# YOUR CODE HERE` (and delete `raise NotImplementedError()`).",
+        ]
+    note = (
+        "Visible points: what the visible check cells that pass are worth, of what they can earn "
+        "(nbgrader counts each graded cell on its own)."
+    )
     if hidden:
-        note += (f" Graded later: {_points(hidden)} of the {_points(visible + hidden)} points come from hidden "
-                 "checks, which run only when your notebook is graded: they try new inputs and edge cases, so an "
-                 "exercise done here can still lose them. None of them is counted above.")
+        note += (
+            f" Graded later: {_points(hidden)} of the {_points(visible + hidden)} points come from hidden "
+            "checks, which run only when your notebook is graded: they try new inputs and edge cases, so an "
+            "exercise done here can still lose them. None of them is counted above."
+        )
     text += [""] + textwrap.wrap(note, width)
     return "\n".join(text)
 
@@ -499,13 +572,16 @@ def default_path() -> Path:
         return here
     if _notebooks_in(Path(".")):
         return Path(".")
-    raise ProgressError(f"No path was given, and {Path.cwd()} has no exercises/ folder and no notebooks: give the "
-                        "notebook or the folder of notebooks to check, for example "
-                        "`python -m autograder progress path/to/exercises`.")
+    raise ProgressError(
+        f"No path was given, and {Path.cwd()} has no exercises/ folder and no notebooks: give the "
+        "notebook or the folder of notebooks to check, for example "
+        "`python -m autograder progress path/to/exercises`."
+    )
 
 
-def main(path: Optional[Path], limits: Limits, jobs: Optional[int]) -> int:
+def main(path: Path | None, limits: Limits, jobs: int | None) -> int:
     """Print the progress table; 0 when it was printed, 2 for a path that holds no exercise notebook."""
+
     def report(chapter: Chapter, seconds: float) -> None:
         print(f"  ran {chapter.path} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
@@ -516,8 +592,12 @@ def main(path: Optional[Path], limits: Limits, jobs: Optional[int]) -> int:
         print(error, file=sys.stderr)
         return 2
     if chapters:
-        print(f"Running {len(chapters)} notebook{'s' * (len(chapters) > 1)} from {path.resolve()} with "
-              f"{sys.executable} (your notebooks are not changed)...", file=sys.stderr, flush=True)
+        print(
+            f"Running {len(chapters)} notebook{'s' * (len(chapters) > 1)} from {path.resolve()} with "
+            f"{sys.executable} (your notebooks are not changed)...",
+            file=sys.stderr,
+            flush=True,
+        )
         progress, other = progress_of(chapters, limits, jobs, report)
         print(table(progress, other))
     for problem in problems:

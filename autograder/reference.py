@@ -4,6 +4,7 @@ Only instructors have ``solutions/``; students never need it. The setup cells
 (read-only, not graded) and the solution cells are run, in order, in a fresh
 namespace; test cells and scratch cells are skipped.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,7 +30,7 @@ def reference_sources(notebook: dict) -> list[str]:
     return sources
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(assignment: str) -> SimpleNamespace:
     path = notebook_path(assignment)
     if not path.is_file():

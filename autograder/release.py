@@ -1,4 +1,5 @@
 """Make the student notebooks (``exercises/``) from ``solutions/`` with nbgrader's own generate_assignment."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,11 @@ def filled_notebook(student_version, solutions, names: set[str]):
     for cell in solutions.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution") and meta.get("grade_id") in names:
-            answers[meta["grade_id"]] = "\n".join(line for line in cell.source.splitlines()
-                                                  if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+            answers[meta["grade_id"]] = "\n".join(
+                line
+                for line in cell.source.splitlines()
+                if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+            )
     notebook = nbformat.from_dict(nbformat.reads(nbformat.writes(student_version), as_version=4))
     for cell in notebook.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")

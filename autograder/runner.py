@@ -6,15 +6,17 @@ structure, the error it raised, the forbidden built-ins it used), so that the
 verdict (``autograder.verdict``) can be reached somewhere the student's code
 cannot reach.
 """
+
 from __future__ import annotations
 
 import inspect
 import sysconfig
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,14 +70,21 @@ def describe_module(model: Any) -> dict:
         return {"type": type(model).__name__}
     return {
         "type": type(model).__name__,
-        "modules": {name: {"type": type(m).__name__, "repr": m.extra_repr()} for name, m in model.named_modules() if name},
+        "modules": {
+            name: {"type": type(m).__name__, "repr": m.extra_repr()} for name, m in model.named_modules() if name
+        },
         "parameters": {name: list(p.shape) for name, p in model.named_parameters()},
     }
 
 
-_LIBRARY_FOLDERS = tuple(str(Path(folder).resolve()) for folder in (
-    Path(torch.__file__).parent, Path(__file__).parent,
-    *{sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}))
+_LIBRARY_FOLDERS = tuple(
+    str(Path(folder).resolve())
+    for folder in (
+        Path(torch.__file__).parent,
+        Path(__file__).parent,
+        *{sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")},
+    )
+)
 
 
 def _is_students(filename: str) -> bool:
@@ -95,8 +104,13 @@ def _is_students(filename: str) -> bool:
 def _code_of(impl: Any) -> set:
     """The code objects of the student's function, or of the methods their class defines."""
     if inspect.isclass(impl):
-        return {value.__code__ for klass in impl.__mro__ if not klass.__module__.startswith(("torch", "builtins"))
-                for value in vars(klass).values() if inspect.isfunction(value)}
+        return {
+            value.__code__
+            for klass in impl.__mro__
+            if not klass.__module__.startswith(("torch", "builtins"))
+            for value in vars(klass).values()
+            if inspect.isfunction(value)
+        }
     code = getattr(impl, "__code__", None)
     return {code} if code is not None else set()
 
@@ -109,12 +123,18 @@ def _error_sentence(name: str, impl: Any, error: BaseException, label: str) -> s
         innermost = list(traceback.walk_tb(error.__traceback__))[-1][0].f_code
         stub = getattr(innermost, "co_qualname", innermost.co_name)
         if innermost in _code_of(impl):
-            return (f"`{name}` is not written yet: it still raises NotImplementedError. "
-                    "Replace `raise NotImplementedError()` with your code.")
-        return (f"`{name}` calls `{stub}`, which is not written yet: it still raises NotImplementedError. "
-                f"Write `{stub}` first.")
+            return (
+                f"`{name}` is not written yet: it still raises NotImplementedError. "
+                "Replace `raise NotImplementedError()` with your code."
+            )
+        return (
+            f"`{name}` calls `{stub}`, which is not written yet: it still raises NotImplementedError. "
+            f"Write `{stub}` first."
+        )
     text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-    message = f"`{name}` raised {type(error).__name__} when called with {label}" + (f": {sentence(text)}" if text else ".")
+    message = f"`{name}` raised {type(error).__name__} when called with {label}" + (
+        f": {sentence(text)}" if text else "."
+    )
     if own and own[-1].line:
         line = own[-1].line.strip()
         line = line if len(line) <= 120 else line[:117] + "..."
@@ -144,11 +164,17 @@ def _unchanged(before: Any, after: Any) -> bool:
             return bool(((before == after) | (before.isnan() & after.isnan())).all())
         return bool(torch.equal(before, after))
     if isinstance(before, (tuple, list)):
-        return (isinstance(after, (tuple, list)) and len(before) == len(after)
-                and all(_unchanged(b, a) for b, a in zip(before, after)))
+        return (
+            isinstance(after, (tuple, list))
+            and len(before) == len(after)
+            and all(_unchanged(b, a) for b, a in zip(before, after))
+        )
     if isinstance(before, dict):
-        return (isinstance(after, dict) and before.keys() == after.keys()
-                and all(_unchanged(before[key], after[key]) for key in before))
+        return (
+            isinstance(after, dict)
+            and before.keys() == after.keys()
+            and all(_unchanged(before[key], after[key]) for key in before)
+        )
     if isinstance(before, (str, bytes, int, float, bool, type(None))):
         return type(before) is type(after) and (before == after or before != before)  # NaN stays NaN
     return True  # other objects (a generator, a step function) are the exercise's own, not compared
@@ -180,27 +206,32 @@ def gradient_names(impl: Callable, keys) -> dict:
         kind, _, rest = key.partition(".")
         index = rest.split(".")[0]
         if kind == "args" and index.isdigit() and int(index) < len(positional):
-            names[key] = positional[int(index)] + rest[len(index):]
+            names[key] = positional[int(index)] + rest[len(index) :]
         else:
             names[key] = rest
     return names
 
 
-def _changed_input(exercise: Exercise, target: Callable, args: tuple, kwargs: dict, before: list,
-                   label: str) -> Optional[str]:
+def _changed_input(
+    exercise: Exercise, target: Callable, args: tuple, kwargs: dict, before: list, label: str
+) -> str | None:
     """The sentence for the first input the call changed in place: no exercise may change its inputs."""
     for (argument, value), kept in zip(_argument_names(target, args, kwargs), before):
         if _unchanged(kept, value):
             continue
-        how = ("work on new tensors (x = x / n, not x /= n; masked_fill, not masked_fill_)"
-               if isinstance(value, torch.Tensor) else "work on a copy (sorted(items), not items.sort())")
-        return (f"`{exercise.name}` changed its argument `{argument}` in place when called with {label}. "
-                f"Leave the inputs as they were given: {how}.")
+        how = (
+            "work on new tensors (x = x / n, not x /= n; masked_fill, not masked_fill_)"
+            if isinstance(value, torch.Tensor)
+            else "work on a copy (sorted(items), not items.sort())"
+        )
+        return (
+            f"`{exercise.name}` changed its argument `{argument}` in place when called with {label}. "
+            f"Leave the inputs as they were given: {how}."
+        )
     return None
 
 
-def run_case(exercise: Exercise, impl: Callable, case: Case, device: torch.device,
-             dtype: Optional[torch.dtype]) -> Result:
+def run_case(exercise: Exercise, impl: Callable, case: Case, device: torch.device, dtype: torch.dtype | None) -> Result:
     result = Result()
     with warnings.catch_warnings(record=True) as caught, watch(exercise.forbidden) as used:
         warnings.simplefilter("always")
@@ -245,8 +276,8 @@ def _detached(obj: Any) -> Any:
     return obj
 
 
-def run_cases(exercise: Exercise, impl: Callable, cases: list[Case], device: torch.device,
-              dtype: Optional[torch.dtype]) -> list[Result]:
+def run_cases(
+    exercise: Exercise, impl: Callable, cases: list[Case], device: torch.device, dtype: torch.dtype | None
+) -> list[Result]:
     """Run every case (already on ``device`` and ``dtype``); never raises for the student's mistakes."""
     return [run_case(exercise, impl, case, device, dtype) for case in cases]
-

@@ -21,6 +21,7 @@ cannot run; the verdict is still reached outside the kernel and the memory watch
 runs, but nothing then stops the student's code from reading or writing the instructor's
 files, or reaching the network.
 """
+
 from __future__ import annotations
 
 import glob
@@ -32,7 +33,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode
@@ -62,7 +62,9 @@ def memory_limit() -> int:
     if not text:
         return DEFAULT_MEMORY_LIMIT
     if not text.isdigit() or int(text) < 2**28:
-        raise ValueError(f"AUTOGRADER_MEMORY_LIMIT must be a number of bytes of at least {2**28} (256 MiB), got {text!r}.")
+        raise ValueError(
+            f"AUTOGRADER_MEMORY_LIMIT must be a number of bytes of at least {2**28} (256 MiB), got {text!r}."
+        )
     return int(text)
 
 
@@ -72,8 +74,10 @@ def gib(size: int) -> str:
 
 def check_available() -> None:
     if enabled() and shutil.which("bwrap") is None:
-        raise RuntimeError("Grading runs student code under bubblewrap, which is not installed: "
-                           "apt-get install bubblewrap (or set AUTOGRADER_SANDBOX=off to grade without a sandbox).")
+        raise RuntimeError(
+            "Grading runs student code under bubblewrap, which is not installed: "
+            "apt-get install bubblewrap (or set AUTOGRADER_SANDBOX=off to grade without a sandbox)."
+        )
 
 
 def _contains(folder: Path, other: Path) -> bool:
@@ -87,14 +91,23 @@ def _site_folders() -> set[Path]:
     user = site.getusersitepackages()
     if site.ENABLE_USER_SITE and user in sys.path:
         folders.add(user)
-    folders |= {entry for entry in sys.path if entry and os.path.isdir(entry) and next(Path(entry).glob("*.dist-info"), None)}
+    folders |= {
+        entry for entry in sys.path if entry and os.path.isdir(entry) and next(Path(entry).glob("*.dist-info"), None)
+    }
     return {Path(f) for f in folders}
 
 
 def _wanted() -> set[Path]:
     package = Path(__file__).resolve().parent
-    return {package, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix),
-            Path(os.path.realpath(sys.executable)).parent.parent, *_site_folders()}
+    return {
+        package,
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(sys.exec_prefix),
+        Path(sys.base_exec_prefix),
+        Path(os.path.realpath(sys.executable)).parent.parent,
+        *_site_folders(),
+    }
 
 
 def visible_again(hidden: list[Path]) -> list[Path]:
@@ -114,8 +127,12 @@ def links_again(hidden: list[Path], shown: list[Path]) -> list[tuple[Path, Path]
     links = []
     for folder in _wanted():
         real = folder.resolve()
-        if (folder != real and real in shown and any(_contains(h, folder) for h in hidden)
-                and not any(s in folder.parents for s in shown)):
+        if (
+            folder != real
+            and real in shown
+            and any(_contains(h, folder) for h in hidden)
+            and not any(s in folder.parents for s in shown)
+        ):
             links.append((real, folder))
     return sorted(links)
 
@@ -134,8 +151,22 @@ def hides(path: Path) -> bool:
 def command(kernel_cmd: list[str], submission: Path, exchange: Path) -> list[str]:
     """``kernel_cmd`` wrapped in bubblewrap and prlimit."""
     hidden = hidden_folders()
-    args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
-            "--unshare-uts", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    args = [
+        "bwrap",
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+    ]
     for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri")):  # a GPU, where there is one
         args += ["--dev-bind", device, device]
     for folder in hidden:
@@ -145,19 +176,31 @@ def command(kernel_cmd: list[str], submission: Path, exchange: Path) -> list[str
         args += ["--ro-bind", str(folder), str(folder)]
     for real, link in links_again(hidden, shown):
         args += ["--symlink", str(real), str(link)]
-    args += ["--bind", str(submission), str(submission), "--bind", str(exchange), str(exchange),
-             "--ro-bind", str(exchange / "cases"), str(exchange / "cases"), "--chdir", str(submission)]
+    args += [
+        "--bind",
+        str(submission),
+        str(submission),
+        "--bind",
+        str(exchange),
+        str(exchange),
+        "--ro-bind",
+        str(exchange / "cases"),
+        str(exchange / "cases"),
+        "--chdir",
+        str(submission),
+    ]
     limits = [f"{option}={value}" for option, value in LIMITS.items()]
     return args + ["--", "prlimit", *limits, "--", *kernel_cmd]
 
 
-def why_it_cannot_start(submission: Path, exchange: Path) -> Optional[str]:
+def why_it_cannot_start(submission: Path, exchange: Path) -> str | None:
     """What bubblewrap says when it cannot start a process here (None when it can)."""
     if not enabled():
         return None
     try:
-        run = subprocess.run(command([sys.executable, "-c", "pass"], submission, exchange), capture_output=True,
-                             text=True, timeout=60)
+        run = subprocess.run(
+            command([sys.executable, "-c", "pass"], submission, exchange), capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"{type(error).__name__}: {error}"
     said = [line.strip() for line in run.stderr.splitlines() if line.strip()]
@@ -221,7 +264,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     submission = Unicode()
     exchange = Unicode()
-    watch: Optional[MemoryWatch] = None
+    watch: MemoryWatch | None = None
 
     @property
     def memory_exceeded(self) -> bool:

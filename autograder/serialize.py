@@ -4,6 +4,7 @@ Fixtures (and anything else that crosses a process boundary) are plain data: a
 JSON tree that names tensors stored in the same safetensors file. Nothing is
 pickled, so loading a file can never run code.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,7 @@ def unpack(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
         tensor = tensors[tree["tensor"]]
         device = tree.get("device", "cpu")
         return tensor.to(device) if device != "cpu" and _available(device) else tensor
-    (kind, body), = tree.items()
+    ((kind, body),) = tree.items()
     if kind == "tuple":
         return tuple(unpack(item, tensors) for item in body)
     if kind == "list":

@@ -14,11 +14,13 @@ An exercise module (``autograder/exercises/<assignment>.py``) creates one
   from the reference (so the catalogue never spells out a solution) and its
   message names the mistake in the student's terms.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +30,7 @@ from .errors import CheckFailure
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
-def cast(obj: Any, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
+def cast(obj: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
     """Move tensors to ``device`` and floating tensors to ``dtype`` (None keeps dtypes)."""
     if isinstance(obj, torch.Tensor):
         if obj.is_floating_point() and dtype is not None:
@@ -69,29 +71,48 @@ class Case:
     label: str
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
-    init: Optional[tuple] = None
-    state: Optional[dict] = None
+    init: tuple | None = None
+    state: dict | None = None
     grad: bool = False
     inspect: bool = False
     expect_error: bool = False  # a property case that must raise: its error goes to the judge, not the verdict
     training: bool = True
 
-    def to(self, device: torch.device, dtype: Optional[torch.dtype]) -> "Case":
-        return replace(self, args=cast(self.args, device, dtype), kwargs=cast(self.kwargs, device, dtype),
-                       state=cast(self.state, device, dtype))
+    def to(self, device: torch.device, dtype: torch.dtype | None) -> Case:
+        return replace(
+            self,
+            args=cast(self.args, device, dtype),
+            kwargs=cast(self.kwargs, device, dtype),
+            state=cast(self.state, device, dtype),
+        )
 
     def as_data(self) -> dict:
-        data = {"label": self.label, "args": self.args, "kwargs": self.kwargs, "init": self.init,
-                "state": self.state, "grad": self.grad, "inspect": self.inspect}
+        data = {
+            "label": self.label,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "init": self.init,
+            "state": self.state,
+            "grad": self.grad,
+            "inspect": self.inspect,
+        }
         if not self.training:  # only when set, so that the fixtures of cases in training mode stay as they are
             data["training"] = False
         return data
 
     @classmethod
-    def from_data(cls, data: dict) -> "Case":
+    def from_data(cls, data: dict) -> Case:
         init = tuple(data["init"]) if data["init"] is not None else None
-        return cls(data["label"], tuple(data["args"]), dict(data["kwargs"]), init, data["state"],
-                   bool(data.get("grad")), bool(data.get("inspect")), training=bool(data.get("training", True)))
+        return cls(
+            data["label"],
+            tuple(data["args"]),
+            dict(data["kwargs"]),
+            init,
+            data["state"],
+            bool(data.get("grad")),
+            bool(data.get("inspect")),
+            training=bool(data.get("training", True)),
+        )
 
 
 @dataclass
@@ -99,9 +120,9 @@ class Result:
     """What running one case produced: plain data only, so it can cross a process boundary."""
 
     output: Any = None
-    grads: Optional[dict] = None  # "args.0", "kwargs.mask", "params.W_q.weight" -> tensor or None
-    structure: Optional[dict] = None  # for ``inspect`` cases: {"modules": {...}, "parameters": {...}}
-    error: Optional[str] = None  # the sentence that says how the student's code failed
+    grads: dict | None = None  # "args.0", "kwargs.mask", "params.W_q.weight" -> tensor or None
+    structure: dict | None = None  # for ``inspect`` cases: {"modules": {...}, "parameters": {...}}
+    error: str | None = None  # the sentence that says how the student's code failed
     forbidden: list = field(default_factory=list)  # names of forbidden built-ins it used
     warnings: list = field(default_factory=list)
 
@@ -111,7 +132,7 @@ class Mistake:
     key: str
     message: str  # completes "This looks like a known mistake: ..."
     build: Callable[[Any], Callable]  # reference namespace -> wrong implementation
-    expect: Optional[str] = None  # what the failure must say, when not the message (forbidden calls)
+    expect: str | None = None  # what the failure must say, when not the message (forbidden calls)
 
     @property
     def expected_text(self) -> str:
@@ -129,11 +150,21 @@ class Property:
 class Exercise:
     # What a passing check says instead of counting cases and properties, from the results of its run
     # (chapter 12's training check reports the accuracy and the CPU time): results -> phrase.
-    summary: Optional[Callable[[list], str]] = None
+    summary: Callable[[list], str] | None = None
 
-    def __init__(self, name: str, assignment: str, *, outputs: tuple = (), forbidden: tuple = (),
-                 why_forbidden: str = "", module: bool = False, dtypes: tuple = FLOAT_DTYPES,
-                 dtype_hint: str = "", infinities: str = ""):
+    def __init__(
+        self,
+        name: str,
+        assignment: str,
+        *,
+        outputs: tuple = (),
+        forbidden: tuple = (),
+        why_forbidden: str = "",
+        module: bool = False,
+        dtypes: tuple = FLOAT_DTYPES,
+        dtype_hint: str = "",
+        infinities: str = "",
+    ):
         self.name = name
         self.assignment = assignment
         self.outputs = outputs  # names of the items of a returned tuple, () for a single value
@@ -149,7 +180,7 @@ class Exercise:
         self.infinities = infinities
         self.properties: list[Property] = []
         self.mistakes: list[Mistake] = []
-        self._cases: Optional[Callable] = None
+        self._cases: Callable | None = None
 
     def __repr__(self) -> str:
         return f"Exercise({self.name!r})"
@@ -163,37 +194,41 @@ class Exercise:
         def register(probe: Callable) -> Callable:
             self.properties.append(Property(description, probe))
             return probe
+
         return register
 
-    def mistake(self, message: str, expect: Optional[str] = None) -> Callable:
+    def mistake(self, message: str, expect: str | None = None) -> Callable:
         def register(build: Callable) -> Callable:
             self.mistakes.append(Mistake(build.__name__, message, build, expect))
             return build
+
         return register
 
     # --- used by the engine -----------------------------------------------------------
     def make_cases(self, generator: torch.Generator, hidden: bool) -> list[Case]:
         return list(self._cases(generator, hidden))
 
-    def instantiate(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> nn.Module:
+    def instantiate(self, impl: Callable, case: Case, device: torch.device, dtype: torch.dtype | None) -> nn.Module:
         """Build the module of a module exercise, on the run's device and dtype, with the case's weights."""
         model = impl(*case.init)
         if not isinstance(model, nn.Module):
-            raise CheckFailure(f"`{self.name}(...)` should create a torch.nn.Module, but it made {type(model).__name__}.")
+            raise CheckFailure(
+                f"`{self.name}(...)` should create a torch.nn.Module, but it made {type(model).__name__}."
+            )
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
         model.train(case.training)
         if case.state is not None:
             load_weights(model, case.state, self.name)
         return model
 
-    def call(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
+    def call(self, impl: Callable, case: Case, device: torch.device, dtype: torch.dtype | None) -> Any:
         """Run one case's forward computation (used for the reference and the catalogue of mistakes)."""
         if not self.module:
             return impl(*case.args, **case.kwargs)
         return self.instantiate(impl, case, device, dtype)(*case.args, **case.kwargs)
 
 
-def _not_a_parameter(model: nn.Module, key: str, shape: tuple, name: str) -> Optional[str]:
+def _not_a_parameter(model: nn.Module, key: str, shape: tuple, name: str) -> str | None:
     """What is wrong with the attribute ``key`` of ``model`` when it is there but is no parameter, else None."""
     path, _, leaf = key.rpartition(".")
     try:
@@ -206,21 +241,29 @@ def _not_a_parameter(model: nn.Module, key: str, shape: tuple, name: str) -> Opt
         return None
     if isinstance(value, torch.Tensor):
         if leaf in owner._buffers:
-            return (f"{where} is a buffer (register_buffer), not an nn.Parameter, so it is never trained: "
-                    "make it an nn.Parameter(...).")
+            return (
+                f"{where} is a buffer (register_buffer), not an nn.Parameter, so it is never trained: "
+                "make it an nn.Parameter(...)."
+            )
         if value.grad_fn is not None:
-            return (f"{where} is a tensor computed from an nn.Parameter (such as nn.Parameter(t) * 0.02), so it is "
-                    "not a parameter itself: do the arithmetic inside, nn.Parameter(t * 0.02).")
-        return (f"{where} is a plain tensor, not an nn.Parameter, so the optimiser never sees it: "
-                "wrap it, self." + leaf + " = nn.Parameter(...).")
+            return (
+                f"{where} is a tensor computed from an nn.Parameter (such as nn.Parameter(t) * 0.02), so it is "
+                "not a parameter itself: do the arithmetic inside, nn.Parameter(t * 0.02)."
+            )
+        return (
+            f"{where} is a plain tensor, not an nn.Parameter, so the optimiser never sees it: "
+            "wrap it, self." + leaf + " = nn.Parameter(...)."
+        )
     if value is None:
         if isinstance(owner, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d)) and leaf in ("weight", "bias"):
-            return (f"{where} is None: this norm layer was made without its learned scale and shift "
-                    "(elementwise_affine=False or affine=False). Keep the default, which learns them.")
+            return (
+                f"{where} is None: this norm layer was made without its learned scale and shift "
+                "(elementwise_affine=False or affine=False). Keep the default, which learns them."
+            )
         if isinstance(owner, nn.Linear) and leaf == "bias":
             return f"{where} is None: this layer needs a bias, so leave out bias=False."
         return f"{where} is None, but it should be an nn.Parameter of shape {shape}."
-    return (f"{where} is {type(value).__name__}, but it should be an nn.Parameter of shape {shape}.")
+    return f"{where} is {type(value).__name__}, but it should be an nn.Parameter of shape {shape}."
 
 
 def _listed(keys: list, shape_of: dict, limit: int = 4) -> str:
@@ -228,11 +271,13 @@ def _listed(keys: list, shape_of: dict, limit: int = 4) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _renamed(missing: list, extra: list) -> Optional[str]:
+def _renamed(missing: list, extra: list) -> str | None:
     """'`attn` should be called `self_attn`' when renaming one attribute would explain every difference."""
+
     def split(key):
         head, _, tail = key.partition(".")
         return head, tail
+
     theirs = {split(key) for key in extra}
     pairs = {(own, wanted) for wanted, tail in map(split, missing) for own, t in theirs if t == tail}
     if len(pairs) == 1 and len(missing) == len(extra):
@@ -260,14 +305,19 @@ def load_weights(model: nn.Module, state: dict, name: str) -> None:
             parts.append(f"unexpected {_listed(extra, own)}")
         biases = [key for key in extra if key.endswith("bias") and key.removesuffix("bias") + "weight" in state]
         advice = _renamed(missing, extra) or (
-            "The checks expect these layers made with bias=False." if biases and len(biases) == len(extra)
-            else "The checks load the weights by the attribute names of the instructions: use those names.")
-        raise CheckFailure(f"`{name}` does not have the parameters the checks expect: " + "; ".join(parts)
-                           + f". {advice}")
+            "The checks expect these layers made with bias=False."
+            if biases and len(biases) == len(extra)
+            else "The checks load the weights by the attribute names of the instructions: use those names."
+        )
+        raise CheckFailure(
+            f"`{name}` does not have the parameters the checks expect: " + "; ".join(parts) + f". {advice}"
+        )
     for key, value in state.items():
         if tuple(own[key].shape) != tuple(value.shape):
-            raise CheckFailure(f"`{name}`'s parameter {key} should have shape {tuple(value.shape)}, "
-                               f"but it has shape {tuple(own[key].shape)}.")
+            raise CheckFailure(
+                f"`{name}`'s parameter {key} should have shape {tuple(value.shape)}, "
+                f"but it has shape {tuple(own[key].shape)}."
+            )
     with torch.no_grad():
         for key, value in state.items():
             own[key].copy_(value)
@@ -296,7 +346,7 @@ def linear_weight(generator: torch.Generator, out_features: int, in_features: in
     return (torch.rand(out_features, in_features, generator=generator, dtype=torch.float64) * 2 - 1) * bound
 
 
-def close(a: torch.Tensor, b: torch.Tensor, dtype: Optional[torch.dtype]) -> bool:
+def close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None) -> bool:
     """``a`` and ``b`` agree within the tolerance of ``dtype`` (compared on the CPU in float64)."""
     from .tolerance import tolerance
 
@@ -306,14 +356,18 @@ def close(a: torch.Tensor, b: torch.Tensor, dtype: Optional[torch.dtype]) -> boo
 
 def gradients_reach(names: dict) -> Callable:
     """A judge for a ``grad`` case: every named input ("args.0" -> "q") gets a finite gradient."""
+
     def judge(results, dtype):
         grads = results[0].grads or {}
         for key, name in names.items():
             grad = grads.get(key)
             if grad is None or not torch.isfinite(grad).all():
-                return (f"No finite gradient reaches `{name}`: keep every step in torch "
-                        "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn.")
+                return (
+                    f"No finite gradient reaches `{name}`: keep every step in torch "
+                    "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn."
+                )
         return None
+
     return judge
 
 
@@ -323,20 +377,24 @@ EVAL_MESSAGE = "In eval mode (after model.eval()) dropout must do nothing"
 def dropout_off_in_eval(case: Case, index: int, name: str):
     """A property's cases and judge: ``case`` (dropout 0) and the same with dropout=0.5 (``init[index]``) in
     eval mode must give the same output (chapters 8 to 10)."""
-    init = case.init[:index] + (0.5,) + case.init[index + 1:]
+    init = case.init[:index] + (0.5,) + case.init[index + 1 :]
     in_eval = replace(case, label=f"{case.label}, with dropout=0.5, in eval mode", init=init, training=False)
 
     def judge(results, dtype):
         if not close(results[1].output, results[0].output, dtype):
-            return (f"{EVAL_MESSAGE}, but `{name}` with dropout=0.5 gives another output than with dropout=0. "
-                    "Use nn.Dropout modules, which follow the module's mode (F.dropout(h, p) without "
-                    "training=self.training stays on in eval mode).")
+            return (
+                f"{EVAL_MESSAGE}, but `{name}` with dropout=0.5 gives another output than with dropout=0. "
+                "Use nn.Dropout modules, which follow the module's mode (F.dropout(h, p) without "
+                "training=self.training stays on in eval mode)."
+            )
         return None
+
     return [case, in_eval], judge
 
 
 def dropout_stays_on(base):
     """A wrong version of ``base`` whose dropout ignores eval mode (as F.dropout(h, p) does)."""
+
     class Wrong(base):
         def train(self, mode: bool = True):
             super().train(mode)
@@ -344,4 +402,5 @@ def dropout_stays_on(base):
                 if isinstance(module, nn.Dropout):
                     module.training = True
             return self
+
     return Wrong

@@ -25,24 +25,51 @@ What counts as reaching into the machinery:
 The grader's secret seed is not on the list: it is never passed into the grading kernel, so
 reading the environment for it finds nothing.
 """
+
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
 
 ALLOWED_FROM_AUTOGRADER = {"check", "check_hidden", "CheckFailure", "components", "*"}
-HOOKS = frozenset({  # attributes and names that are the machinery itself, on whatever object
-    "_render_traceback_", "__torch_function__", "__torch_dispatch__", "TorchFunctionMode", "TorchDispatchMode",
-    "_push_mode", "_pop_mode", "_pop_mode_temporarily", "_set_torch_function_mode",
-    "_disable_torch_function", "_disable_torch_function_subclass", "DisableTorchFunction",
-    "DisableTorchFunctionSubclass", "_python_dispatch",
-    "__globals__", "__builtins__", "f_globals", "f_locals", "f_back", "tb_frame", "gi_frame",
-})
-NAME_HOOKS = frozenset({  # the same, as names a cell may bind or use
-    "__torch_function__", "__torch_dispatch__", "TorchFunctionMode", "TorchDispatchMode", "__builtins__",
-    "_render_traceback_", "DisableTorchFunction", "DisableTorchFunctionSubclass",
-})
+HOOKS = frozenset(
+    {  # attributes and names that are the machinery itself, on whatever object
+        "_render_traceback_",
+        "__torch_function__",
+        "__torch_dispatch__",
+        "TorchFunctionMode",
+        "TorchDispatchMode",
+        "_push_mode",
+        "_pop_mode",
+        "_pop_mode_temporarily",
+        "_set_torch_function_mode",
+        "_disable_torch_function",
+        "_disable_torch_function_subclass",
+        "DisableTorchFunction",
+        "DisableTorchFunctionSubclass",
+        "_python_dispatch",
+        "__globals__",
+        "__builtins__",
+        "f_globals",
+        "f_locals",
+        "f_back",
+        "tb_frame",
+        "gi_frame",
+    }
+)
+NAME_HOOKS = frozenset(
+    {  # the same, as names a cell may bind or use
+        "__torch_function__",
+        "__torch_dispatch__",
+        "TorchFunctionMode",
+        "TorchDispatchMode",
+        "__builtins__",
+        "_render_traceback_",
+        "DisableTorchFunction",
+        "DisableTorchFunctionSubclass",
+    }
+)
 DEFINED_HOOKS = frozenset({"__torch_function__", "__torch_dispatch__", "_render_traceback_"})
 MODULE_ATTRIBUTES = {  # module -> attributes that reach other modules' insides
     "sys": {"modules", "_getframe"},
@@ -70,7 +97,7 @@ class Finding:
         return f"cell {self.cell}, line {self.line} {self.what}"
 
 
-def constant_string(node: Optional[ast.AST]) -> Optional[str]:
+def constant_string(node: ast.AST | None) -> str | None:
     """The value of a string built only from literals ('a' + 'b', f'{"a"}b', ''.join(['a', 'b']))."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
@@ -80,8 +107,13 @@ def constant_string(node: Optional[ast.AST]) -> Optional[str]:
     if isinstance(node, ast.JoinedStr):
         parts = [constant_string(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
         return "".join(parts) if all(p is not None for p in parts) else None
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
-            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "join"
+        and len(node.args) == 1
+        and isinstance(node.args[0], (ast.List, ast.Tuple))
+    ):
         separator = constant_string(node.func.value)
         parts = [constant_string(e) for e in node.args[0].elts]
         return separator.join(parts) if separator is not None and all(p is not None for p in parts) else None
@@ -114,7 +146,7 @@ def _words(tree: ast.AST) -> set[int]:
     return words
 
 
-def _last_name(node: ast.AST) -> Optional[str]:
+def _last_name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
 
 
@@ -126,7 +158,7 @@ class _Scan:
         self.findings: list[Finding] = []
 
     # -- names --------------------------------------------------------------------------------
-    def path(self, node: ast.AST) -> Optional[str]:
+    def path(self, node: ast.AST) -> str | None:
         """The dotted path an expression stands for when it starts from an imported module or the shell."""
         if isinstance(node, ast.Name):
             return self.modules.get(node.id)
@@ -147,7 +179,9 @@ class _Scan:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    self.modules[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                    self.modules[alias.asname or alias.name.split(".")[0]] = (
+                        alias.name if alias.asname else alias.name.split(".")[0]
+                    )
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for alias in node.names:
                     self.modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
@@ -159,7 +193,7 @@ class _Scan:
 
     # -- rules ----------------------------------------------------------------------------------
     @staticmethod
-    def module_problem(module: str) -> Optional[str]:
+    def module_problem(module: str) -> str | None:
         parts = module.split(".")
         if parts[0] in NAMESPACE_MODULES:
             return f"imports `{parts[0]}`"
@@ -168,7 +202,7 @@ class _Scan:
         return None
 
     @staticmethod
-    def path_problem(path: str) -> Optional[str]:
+    def path_problem(path: str) -> str | None:
         parts = path.split(".")
         if path.startswith(("IPython.", SHELL)) and parts[-1] in SHELL_HOOKS:
             return f"uses `{parts[-1]}`"
@@ -181,7 +215,7 @@ class _Scan:
             return f"uses `autograder.{parts[1]}`"
         return None
 
-    def attribute_problem(self, owner: ast.AST, name: str) -> Optional[str]:
+    def attribute_problem(self, owner: ast.AST, name: str) -> str | None:
         if name in HOOKS:
             return f"uses `{name}`"
         base = self.path(owner)
@@ -202,9 +236,11 @@ class _Scan:
             if code is not None:
                 outer = line_of(node.lineno)
                 magic = isinstance(node.func, ast.Attribute) and node.func.attr == "run_cell_magic"
-                self.scan(code, cell, (lambda inner, o=outer: o + inner) if magic else (lambda inner, o=outer: o), depth + 1)
+                self.scan(
+                    code, cell, (lambda inner, o=outer: o + inner) if magic else (lambda inner, o=outer: o), depth + 1
+                )
 
-    def problem(self, node: ast.AST, words: set[int]) -> Optional[str]:
+    def problem(self, node: ast.AST, words: set[int]) -> str | None:
         if isinstance(node, ast.Import):
             return next((p for a in node.names if (p := self.module_problem(a.name))), None)
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -212,8 +248,17 @@ class _Scan:
             if node.module == "autograder":
                 extra = [a.name for a in node.names if a.name not in ALLOWED_FROM_AUTOGRADER]
                 found = f"imports `autograder.{extra[0]}`" if extra else None
-            return found or next((p for a in node.names if (p := self.path_problem(f"{node.module}.{a.name}")
-                                                            or (f"uses `{a.name}`" if a.name in HOOKS else None))), None)
+            return found or next(
+                (
+                    p
+                    for a in node.names
+                    if (
+                        p := self.path_problem(f"{node.module}.{a.name}")
+                        or (f"uses `{a.name}`" if a.name in HOOKS else None)
+                    )
+                ),
+                None,
+            )
         if isinstance(node, ast.Attribute):
             return self.attribute_problem(node.value, node.attr)
         if isinstance(node, ast.Name) and node.id in NAME_HOOKS:
@@ -225,8 +270,13 @@ class _Scan:
         if isinstance(node, ast.Subscript):  # vars(sys)["modules"], sys.__dict__["modules"]
             key = constant_string(node.slice)
             value = node.value
-            owner = (value.args[0] if isinstance(value, ast.Call) and _last_name(value.func) == "vars" and value.args else
-                     value.value if isinstance(value, ast.Attribute) and value.attr == "__dict__" else None)
+            owner = (
+                value.args[0]
+                if isinstance(value, ast.Call) and _last_name(value.func) == "vars" and value.args
+                else value.value
+                if isinstance(value, ast.Attribute) and value.attr == "__dict__"
+                else None
+            )
             if key is not None and owner is not None:
                 return self.attribute_problem(owner, key)
         if isinstance(node, (ast.Constant, ast.JoinedStr, ast.BinOp)) and id(node) not in words:
@@ -235,7 +285,7 @@ class _Scan:
                 return "reaches the grading exchange"
         return None
 
-    def call_problem(self, node: ast.Call) -> Optional[str]:
+    def call_problem(self, node: ast.Call) -> str | None:
         function = _last_name(node.func)
         if function in GETATTR_FAMILY and len(node.args) >= 2:
             name = constant_string(node.args[1])
@@ -246,7 +296,7 @@ class _Scan:
         return None
 
     @staticmethod
-    def code_argument(node: ast.AST) -> Optional[str]:
+    def code_argument(node: ast.AST) -> str | None:
         """The code a call hands to exec/eval/compile or to IPython, when it is written out in full."""
         if not isinstance(node, ast.Call):
             return None

@@ -4,6 +4,7 @@ float32 results are compared with a float64 reference, so the tolerance covers
 float32 rounding of a few chained operations; float64 results must agree to
 roughly the last few digits.
 """
+
 import torch
 
 _TOLERANCES = {

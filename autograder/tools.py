@@ -2,6 +2,7 @@
 
 ``TensorMemoryMeter`` is the meter chapter 13's checks use for ``tiled_attention``.
 """
+
 from __future__ import annotations
 
 import torch

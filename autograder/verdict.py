@@ -5,16 +5,17 @@ expected output (stored fixtures for the visible layer, the reference for the
 hidden layer); a mismatch is matched against the catalogue of known mistakes so
 the message can name it; each property's ``judge`` reads its own cases' results.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
 from .compare import Hints, compare, describe, same
 from .spec import Case, Exercise, Result
-
 
 
 @dataclass
@@ -24,21 +25,21 @@ class Comparison:
     case: Case
     expected: Any
     wrong_outputs: Callable[[], dict]
-    grads: Optional[dict] = None  # for a ``grad`` case: the reference's {"values": {...}, "names": {...}}
+    grads: dict | None = None  # for a ``grad`` case: the reference's {"values": {...}, "names": {...}}
 
 
 @dataclass
 class PropertyRun:
     description: str
     cases: list[Case]
-    judge: Callable[[list[Result], Optional[torch.dtype]], Optional[str]]
+    judge: Callable[[list[Result], torch.dtype | None], str | None]
 
 
 @dataclass
 class Plan:
     """Everything one layer asks of the student's code in one dtype, in the order it is judged."""
 
-    dtype: Optional[torch.dtype]
+    dtype: torch.dtype | None
     comparisons: list[Comparison] = field(default_factory=list)
     properties: list[PropertyRun] = field(default_factory=list)
 
@@ -46,7 +47,7 @@ class Plan:
         return [c.case for c in self.comparisons] + [case for p in self.properties for case in p.cases]
 
 
-def dtype_name(dtype: Optional[torch.dtype]) -> str:
+def dtype_name(dtype: torch.dtype | None) -> str:
     return str(dtype).removeprefix("torch.") if dtype is not None else "as given"
 
 
@@ -60,14 +61,15 @@ def _has_floating_input(obj: Any) -> bool:
     return False
 
 
-def hints_for(exercise: Exercise, case: Optional[Case]) -> Hints:
+def hints_for(exercise: Exercise, case: Case | None) -> Hints:
     """The exercise's own words on dtypes and infinities; "keep the dtype of the inputs" only when it has some."""
     floating = case is not None and _has_floating_input((case.args, case.kwargs, case.state))
     return Hints(dtype=exercise.dtype_hint, infinity=exercise.infinities, floating_inputs=floating)
 
 
-def check_output(exercise: Exercise, got: Any, expected: Any, show_values: bool,
-                 case: Optional[Case] = None) -> Optional[str]:
+def check_output(
+    exercise: Exercise, got: Any, expected: Any, show_values: bool, case: Case | None = None
+) -> str | None:
     hints = hints_for(exercise, case)
     if exercise.outputs:
         names = ", ".join(exercise.outputs)
@@ -83,12 +85,14 @@ def check_output(exercise: Exercise, got: Any, expected: Any, show_values: bool,
     return compare(got, expected, f"what `{exercise.name}` returns", show_values, hints)
 
 
-def check_gradients(exercise: Exercise, got: Optional[dict], expected: dict, show_values: bool) -> Optional[str]:
+def check_gradients(exercise: Exercise, got: dict | None, expected: dict, show_values: bool) -> str | None:
     """The gradients of a fixed weighting of every returned tensor must be the reference's: a returned tensor
     cut from the computation (a .detach(), a state detached at every step) changes them."""
     got = got or {}
-    cut = ("Keep every returned tensor connected to the computation: no .detach(), .item(), numpy or "
-           "torch.tensor(...) on the way, inside a loop included.")
+    cut = (
+        "Keep every returned tensor connected to the computation: no .detach(), .item(), numpy or "
+        "torch.tensor(...) on the way, inside a loop included."
+    )
     for key, wanted in expected["values"].items():
         if wanted is None:
             continue
@@ -110,7 +114,7 @@ def diagnose(exercise: Exercise, got: Any, expected: Any, wrong_outputs: dict, d
     return ""
 
 
-def decide(exercise: Exercise, plan: Plan, results: list[Result], hidden: bool) -> Optional[str]:
+def decide(exercise: Exercise, plan: Plan, results: list[Result], hidden: bool) -> str | None:
     """None when every case and property passes, else the one sentence the student sees."""
     forbidden = list(dict.fromkeys(name for r in results for name in r.forbidden))
     if forbidden:
@@ -132,7 +136,7 @@ def decide(exercise: Exercise, plan: Plan, results: list[Result], hidden: bool) 
             if message:
                 return where.format(label=comparison.case.label, dtype=dtype_name(plan.dtype)) + message
     for prop in plan.properties:
-        own = results[position:position + len(prop.cases)]
+        own = results[position : position + len(prop.cases)]
         position += len(prop.cases)
         errors = [r.error for r, case in zip(own, prop.cases) if r.error and not case.expect_error]
         if errors:

@@ -18,12 +18,14 @@ instead, as an ordinary image with the alt text and caption of its cell. Both co
 one display object that carries the widget and a PNG of its default state; Jupyter shows
 the widget, and the book prefers the PNG (``nb_mime_priority_overrides`` in _config.yml).
 """
+
 from __future__ import annotations
 
 import base64
 import functools
 import io
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt

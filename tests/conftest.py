@@ -1,4 +1,5 @@
 """Shared helpers for the project's tests."""
+
 from __future__ import annotations
 
 import os
@@ -79,11 +80,23 @@ def book_html(tmp_path_factory) -> Path:
     if chosen:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-    kit = subprocess.run([sys.executable, "-m", "autograder", "kit"], cwd=ROOT, env=env_with_venv(),
-                         capture_output=True, text=True, timeout=600)  # the book links and publishes it
+    kit = subprocess.run(
+        [sys.executable, "-m", "autograder", "kit"],
+        cwd=ROOT,
+        env=env_with_venv(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # the book links and publishes it
     assert kit.returncode == 0, kit.stderr or kit.stdout
-    result = subprocess.run([str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
-                            cwd=ROOT, env=env_with_venv(), capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+        cwd=ROOT,
+        env=env_with_venv(),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     log = result.stdout + result.stderr
     BUILT_BOOK["log"] = out / "build.log"
     BUILT_BOOK["log"].write_text(log)
@@ -107,6 +120,7 @@ def pytest_terminal_summary(terminalreporter):
 
 # --- The grader as an instructor installs it: a wheel, in a virtualenv outside the course folder ----
 
+
 def package_source(tmp: Path) -> Path:
     """What a checkout of the course package holds, copied: building in the repository would leave a
     build/ folder there, which later builds reuse even when the sources have changed."""
@@ -128,16 +142,43 @@ def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
 
     base = tmp_path_factory.mktemp("grader-venv")
     wheels = base / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(package_source(base))], check=True, capture_output=True, env=env_with_venv())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(package_source(base)),
+        ],
+        check=True,
+        capture_output=True,
+        env=env_with_venv(),
+    )
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
-    own_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   check=True, capture_output=True, text=True).stdout.strip())
+    own_site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (own_site / "course-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     wheel = next(wheels.glob("*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", str(wheel)], check=True, capture_output=True,
-                   env=env_with_venv())
-    return str(python), {"PATH": f"{env_dir / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                         "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        env=env_with_venv(),
+    )
+    return str(python), {
+        "PATH": f"{env_dir / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
+    }

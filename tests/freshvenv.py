@@ -1,4 +1,5 @@
 """A virtualenv that has never seen this repository, for the tests of the student kit."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import time
 from pathlib import Path
 
 import nbformat
-
 from conftest import read_notebook
 
 RUN_NOTEBOOK = """
@@ -32,23 +32,42 @@ class FreshVenv:
         self.folder, self.created = folder, time.perf_counter()
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True, timeout=600)
         self.python = folder / "venv" / "bin" / "python"
-        self.purelib = subprocess.run([str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+        self.purelib = subprocess.run(
+            [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         Path(self.purelib, "third_party.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
         kernel = folder / "jupyter" / "kernels" / "fresh"
         kernel.mkdir(parents=True)
-        (kernel / "kernel.json").write_text(json.dumps({
-            "argv": [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "fresh venv", "language": "python"}))
+        (kernel / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "fresh venv",
+                    "language": "python",
+                }
+            )
+        )
         (folder / "run_notebook.py").write_text(RUN_NOTEBOOK)
-        self.env = {key: value for key, value in os.environ.items()
-                    if not key.startswith(("PYTHON", "AUTOGRADER_", "VIRTUAL_ENV", "JUPYTER", "PIP_"))}
-        self.env.update(JUPYTER_DATA_DIR=str(folder / "jupyter"), JUPYTER_CONFIG_DIR=str(folder / "jupyter-config"),
-                        OMP_NUM_THREADS="1", PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PYTHON", "AUTOGRADER_", "VIRTUAL_ENV", "JUPYTER", "PIP_"))
+        }
+        self.env.update(
+            JUPYTER_DATA_DIR=str(folder / "jupyter"),
+            JUPYTER_CONFIG_DIR=str(folder / "jupyter-config"),
+            OMP_NUM_THREADS="1",
+            PIP_NO_INDEX="1",
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+        )
 
     def run(self, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.python), *args], cwd=self.folder, env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [str(self.python), *args], cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def execute(self, notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
         source, executed = self.folder / f"{name}.ipynb", self.folder / f"{name}.executed.ipynb"

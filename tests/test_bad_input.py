@@ -1,4 +1,5 @@
 """A check given bad input fails with one clear sentence, never a traceback from inside the autograder."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,17 +28,26 @@ def not_written(x, dim=-1):
 
 
 @pytest.mark.parametrize("layer", [check, check_hidden], ids=["visible", "hidden"])
-@pytest.mark.parametrize("impl,expected", [
-    (lambda x, dim=-1: ref.softmax(x, dim).T, "should have shape"),
-    (lambda x, dim=-1: ref.softmax(x, dim).float() if x.dtype == torch.float64 else ref.softmax(x, dim).double(),
-     "should have dtype"),
-    (lambda x, dim=-1: ref.softmax(x, dim).to("meta"), "should be on the cpu device"),
-    (lambda x, dim=-1: None, "returned None: did you forget the `return` statement?"),
-    (lambda x, dim=-1: ref.softmax(x, dim).tolist(), "should be a float"),
-    (lambda x, dim=-1: torch.full_like(x, float("nan")), "contains NaN"),
-    (raises_value_error, ": shapes do not line up. In your code, line 22: `raise ValueError(\"shapes do not line up\")`."),
-    (not_written, "is not written yet"),
-], ids=["shape", "dtype", "device", "none", "list", "nan", "exception", "not-implemented"])
+@pytest.mark.parametrize(
+    "impl,expected",
+    [
+        (lambda x, dim=-1: ref.softmax(x, dim).T, "should have shape"),
+        (
+            lambda x, dim=-1: ref.softmax(x, dim).float() if x.dtype == torch.float64 else ref.softmax(x, dim).double(),
+            "should have dtype",
+        ),
+        (lambda x, dim=-1: ref.softmax(x, dim).to("meta"), "should be on the cpu device"),
+        (lambda x, dim=-1: None, "returned None: did you forget the `return` statement?"),
+        (lambda x, dim=-1: ref.softmax(x, dim).tolist(), "should be a float"),
+        (lambda x, dim=-1: torch.full_like(x, float("nan")), "contains NaN"),
+        (
+            raises_value_error,
+            ': shapes do not line up. In your code, line 22: `raise ValueError("shapes do not line up")`.',
+        ),
+        (not_written, "is not written yet"),
+    ],
+    ids=["shape", "dtype", "device", "none", "list", "nan", "exception", "not-implemented"],
+)
 def test_wrong_outputs_get_one_sentence(impl, expected, layer):
     assert expected in failure_of("softmax", impl, layer=layer)
 

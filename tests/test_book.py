@@ -6,12 +6,12 @@ hidden answers, and an exercise table whose points match the nbgrader notebook, 
 that downloads the student notebook. The browser tests (tests/test_browser.py) check the
 same build as a reader sees it.
 """
+
 from __future__ import annotations
 
 import re
 
 import pytest
-
 from conftest import ROOT, grade_id, read_notebook, toc_pages
 
 PAGES = toc_pages()
@@ -93,8 +93,9 @@ def test_the_glossary_gives_every_term_a_chinese_term(book_html):
                 continue  # an option such as :sorted:
             term = entry.split("\n", 1)[0]
             definition = re.search(r"^[ \t]+(.*)$", entry, re.M)
-            assert definition and re.match(r"\*Chinese:\* [^.]*[\u3400-\u9fff]", definition.group(1)), \
+            assert definition and re.match(r"\*Chinese:\* [^.]*[\u3400-\u9fff]", definition.group(1)), (
                 f"glossary term {term!r}: its definition must start with *Chinese:* and the Chinese term"
+            )
     html = (book_html / "book/glossary.html").read_text()
     assert html.count('<dt id="term-') >= 20
 
@@ -111,10 +112,13 @@ def test_the_glossary_sections_follow_the_chapters():
     assert _glossary_sections_out_of_order((ROOT / "book" / "glossary.md").read_text()) is None
 
 
-@pytest.mark.parametrize("headings, in_order", [
-    (["Reading the articles' terms", "Chapters 0 and 4", "Chapters 1-3", "Chapters 5-7", "Chapters 8-10"], True),
-    (["Chapters 0 and 4", "Chapters 5-7", "Chapters 13-14", "Chapters 8-10"], False),
-])
+@pytest.mark.parametrize(
+    "headings, in_order",
+    [
+        (["Reading the articles' terms", "Chapters 0 and 4", "Chapters 1-3", "Chapters 5-7", "Chapters 8-10"], True),
+        (["Chapters 0 and 4", "Chapters 5-7", "Chapters 13-14", "Chapters 8-10"], False),
+    ],
+)
 def test_the_glossary_order_check_tells_order_from_disorder(headings, in_order):
     source = "# Glossary\n\n" + "".join(f"## {h}\n\ntext\n\n" for h in headings)
     assert (_glossary_sections_out_of_order(source) is None) == in_order
@@ -181,6 +185,7 @@ def _draw_line(calls):
         calls.append((n, label))
         plt.figure()
         plt.plot(range(n))
+
     return draw
 
 

@@ -12,6 +12,7 @@ Needs Debian's Chromium (`apt-get install -y chromium`) and the `playwright` pip
 (requirements.txt), which drives that Chromium and never downloads a browser. Without them
 these tests fail, they do not skip. CHROMIUM=/path/to/chromium chooses another binary.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,14 +23,21 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-
 from conftest import toc_pages
 
 PAGES = toc_pages()
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 LOCAL_SCHEMES = {"file", "data", "blob", "about"}
-SETTLE_MS = 400        # a page is loaded when no request has been in flight for this long
+SETTLE_MS = 400  # a page is loaded when no request has been in flight for this long
 PAGE_TIMEOUT_MS = 30_000
 PHONE = {"width": 390, "height": 844}  # CSS pixels of a common phone held upright
 
@@ -83,17 +91,21 @@ MEASURE_WIDTH = """() => {
 @dataclass
 class Visit:
     """What one page did in the browser."""
-    errors: list[str] = field(default_factory=list)           # console errors, page errors, failed loads
-    other_hosts: list[str] = field(default_factory=list)      # requests to anything but the book's files
-    report: dict = field(default_factory=dict)                # what INSPECT_PAGE returned
+
+    errors: list[str] = field(default_factory=list)  # console errors, page errors, failed loads
+    other_hosts: list[str] = field(default_factory=list)  # requests to anything but the book's files
+    report: dict = field(default_factory=dict)  # what INSPECT_PAGE returned
     screenshot: Path | None = None
 
 
 def _chromium() -> str:
     chosen = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not chosen or not Path(chosen).exists():
-        pytest.fail("Chromium was not found: the browser tests need Debian's Chromium (`apt-get install -y "
-                    "chromium`), or CHROMIUM=/path/to/chromium.", pytrace=False)
+        pytest.fail(
+            "Chromium was not found: the browser tests need Debian's Chromium (`apt-get install -y "
+            "chromium`), or CHROMIUM=/path/to/chromium.",
+            pytrace=False,
+        )
     return chosen
 
 
@@ -102,8 +114,11 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("the browser tests need the `playwright` pip package (requirements.txt); "
-                    "it drives the system's Chromium, no browser download needed.", pytrace=False)
+        pytest.fail(
+            "the browser tests need the `playwright` pip package (requirements.txt); "
+            "it drives the system's Chromium, no browser download needed.",
+            pytrace=False,
+        )
     executable = _chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
@@ -145,9 +160,14 @@ def _visit(browser, url: str, screenshot: Path, ready: str | None = None) -> Vis
     page.on("request", on_request)
     page.on("requestfinished", on_done)
     page.on("requestfailed", on_failed)
-    page.on("console", lambda message: visit.errors.append(f"console {message.type}: {message.text}")
-            if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: (
+            visit.errors.append(f"console {message.type}: {message.text}") if message.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda error: visit.errors.append(f"uncaught error: {error}"))
+
     def settle():
         quiet_for = 0
         for _ in range(PAGE_TIMEOUT_MS // 100):
@@ -175,8 +195,10 @@ def _visit(browser, url: str, screenshot: Path, ready: str | None = None) -> Vis
 def visits(browser, book_html) -> dict[str, Visit]:
     """Every page of _toc.yml, opened once."""
     shots = book_html.parent / "screenshots"
-    return {page: _visit(browser, (book_html / page).as_uri(), shots / page.replace("/", "__").replace(".html", ".png"))
-            for page in PAGES}
+    return {
+        page: _visit(browser, (book_html / page).as_uri(), shots / page.replace("/", "__").replace(".html", ".png"))
+        for page in PAGES
+    }
 
 
 def _width_on_a_phone(browser, url: str) -> dict:
@@ -196,8 +218,10 @@ def _too_wide(measured: dict) -> str | None:
     """None if the page fits its window, else one sentence that says what sticks out."""
     if measured["page"] <= measured["window"]:
         return None
-    return (f"the page is {measured['page']} pixels wide on a {measured['window']}-pixel screen, so the reader "
-            f"must scroll sideways; sticking out: {measured['wide']}")
+    return (
+        f"the page is {measured['page']} pixels wide on a {measured['window']}-pixel screen, so the reader "
+        f"must scroll sideways; sticking out: {measured['wide']}"
+    )
 
 
 def _local_target(href: str) -> tuple[Path, str]:
@@ -241,15 +265,19 @@ def test_every_internal_link_resolves(visits, book_html, page):
             problems.append(f"{link['raw']!r} leaves the built site")
         elif not target.is_file():
             problems.append(f"{link['raw']!r} ({link['text']!r}) points to a missing file")
-        elif link["article"] and fragment and target.suffix == ".html" \
-                and f'id="{fragment}"' not in target.read_text(errors="replace"):
+        elif (
+            link["article"]
+            and fragment
+            and target.suffix == ".html"
+            and f'id="{fragment}"' not in target.read_text(errors="replace")
+        ):
             problems.append(f"{link['raw']!r} ({link['text']!r}): no #{fragment} in {target.name}")
     assert not problems, f"{page}:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if re.fullmatch(r"book/ch\d\d_\w+\.html", p)])
 def test_chapter_downloads_its_student_notebook(visits, book_html, page):
-    assignment = page[len("book/"):-len(".html")]
+    assignment = page[len("book/") : -len(".html")]
     downloads = [link for link in visits[page].report["links"] if link["download"]]
     notebooks = [link for link in downloads if link["href"].endswith(f"/{assignment}.ipynb")]
     assert notebooks, f"{page} has no download link for {assignment}.ipynb (found {[d['raw'] for d in downloads]})"
@@ -264,18 +292,30 @@ def test_page_fits_a_phone_screen(browser, book_html, page):
     assert problem is None, f"{page}: {problem}"
 
 
-@pytest.mark.parametrize("wide, fits", [
-    ('<p>open <code style="white-space: nowrap">exercises/ch04_scaled_dot_product/'
-     'ch04_scaled_dot_product.ipynb</code> now</p>', False),
-    ('<p>open <code>exercises/ch04_scaled_dot_product/ch04_scaled_dot_product.ipynb</code> now</p>'
-     '<div style="overflow-x: auto"><table><tr><td style="white-space: nowrap">' + "wide " * 80 + '</td></tr></table></div>',
-     True),
-])
+@pytest.mark.parametrize(
+    "wide, fits",
+    [
+        (
+            '<p>open <code style="white-space: nowrap">exercises/ch04_scaled_dot_product/'
+            "ch04_scaled_dot_product.ipynb</code> now</p>",
+            False,
+        ),
+        (
+            "<p>open <code>exercises/ch04_scaled_dot_product/ch04_scaled_dot_product.ipynb</code> now</p>"
+            '<div style="overflow-x: auto"><table><tr><td style="white-space: nowrap">'
+            + "wide " * 80
+            + "</td></tr></table></div>",
+            True,
+        ),
+    ],
+)
 def test_the_phone_check_tells_a_wide_page_from_one_that_fits(browser, tmp_path, wide, fits):
     """A span that cannot wrap is caught; text that wraps, and a table in its own scrolling box, are not."""
     page = tmp_path / "page.html"
-    page.write_text('<!doctype html><meta name="viewport" content="width=device-width">'
-                    '<style>code { overflow-wrap: break-word; }</style><body>' + wide + "</body>")
+    page.write_text(
+        '<!doctype html><meta name="viewport" content="width=device-width">'
+        "<style>code { overflow-wrap: break-word; }</style><body>" + wide + "</body>"
+    )
     problem = _too_wide(_width_on_a_phone(browser, page.as_uri()))
     assert (problem is None) == fits, problem
     if not fits:
@@ -296,4 +336,5 @@ def test_search_works_offline(browser, book_html):
     assert not visit.other_hosts, visit.other_hosts
     results = [link["href"] for link in visit.report["links"] if link["searchResult"]]
     assert any("book/ch04_scaled_dot_product.html" in href for href in results), (
-        f"searching for 'softmax' did not list chapter 4: {results}")
+        f"searching for 'softmax' did not list chapter 4: {results}"
+    )

@@ -1,4 +1,5 @@
 """The check engine on the reference solutions and on every catalogued wrong version."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,6 +57,7 @@ def test_hidden_checks_depend_on_the_secret_seed(monkeypatch):
     assert not torch.equal(first[0].args[0], second[0].args[0])
     monkeypatch.setenv("AUTOGRADER_SEED", "12345")
     from autograder import config
+
     assert config.secret_seed() == 12345
     monkeypatch.setenv("AUTOGRADER_SEED", "not a number")
     with pytest.raises(ValueError, match="must be an integer"):

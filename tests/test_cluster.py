@@ -7,6 +7,7 @@ with two `dask worker` processes on loopback TCP into a real PostgreSQL server (
 in the middle of a submission; and a scheduler that goes away, then `--resume`. Every score is
 compared, grade by grade, with the reference and with what the submission deserves.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,36 +28,58 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from conftest import BIN, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder.release import filled_notebook
-from conftest import BIN, copy_course, env_with_venv, grade_id, read_notebook
 
 pytestmark = pytest.mark.xdist_group("cluster")
 
 ASSIGNMENT = "ch04_scaled_dot_product"
-ENV = dict(AUTOGRADER_SEED="24680", AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT="20",
-           AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30))
-TAMPER = ("def softmax(x, dim=-1):\n    return x\n"
-          "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n")
+ENV = dict(
+    AUTOGRADER_SEED="24680",
+    AUTOGRADER_DEVICE="cpu",
+    AUTOGRADER_CELL_TIMEOUT="20",
+    AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30),
+)
+TAMPER = (
+    "def softmax(x, dim=-1):\n    return x\n"
+    "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n"
+)
 LOOP = "def softmax(x, dim=-1):\n    while True:\n        pass\n"
 
 
 def grade(course: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--timeout", "900", *args],
-                          cwd=course, env=env_with_venv(**ENV), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--timeout", "900", *args],
+        cwd=course,
+        env=env_with_venv(**ENV),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def new_class(destination: Path, db_url: str | None = None) -> Path:
     """A course with the assignment generated (into ``db_url`` when given) and the mixed class submitted."""
     course = copy_course(destination)
     extra = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
-    subprocess.run(["nbgrader", "generate_assignment", ASSIGNMENT, "--force", *extra], cwd=course,
-                   env=env_with_venv(**ENV), check=True, capture_output=True)
+    subprocess.run(
+        ["nbgrader", "generate_assignment", ASSIGNMENT, "--force", *extra],
+        cwd=course,
+        env=env_with_venv(**ENV),
+        check=True,
+        capture_output=True,
+    )
     solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     released = read_notebook(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    for student, filled, softmax in [("correct", names, None), ("partial", names[:2], None), ("empty", [], None),
-                                     ("tampered", names, TAMPER), ("looping", names, LOOP)]:
+    for student, filled, softmax in [
+        ("correct", names, None),
+        ("partial", names[:2], None),
+        ("empty", [], None),
+        ("tampered", names, TAMPER),
+        ("looping", names, LOOP),
+    ]:
         notebook = filled_notebook(released, solutions, set(filled))
         if softmax:
             next(c for c in notebook.cells if grade_id(c) == "softmax").source = softmax
@@ -72,28 +95,42 @@ def new_class(destination: Path, db_url: str | None = None) -> Path:
 def deserved(course: Path) -> dict[str, dict[str, float]]:
     """What each gradable submission deserves, per graded cell, from the points in the solutions."""
     solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    points = {grade_id(c): c.metadata["nbgrader"]["points"] for c in solutions.cells
-              if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+    points = {
+        grade_id(c): c.metadata["nbgrader"]["points"]
+        for c in solutions.cells
+        if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")
+    }
     names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
 
     def earned(passing):
-        return {cell: (p if cell.removeprefix("test_").removesuffix("_hidden") in passing else 0.0)
-                for cell, p in points.items()}
+        return {
+            cell: (p if cell.removeprefix("test_").removesuffix("_hidden") in passing else 0.0)
+            for cell, p in points.items()
+        }
+
     # a wrong softmax also sinks the exercises that call it (see tests/attacks/monkeypatch_allclose.py)
-    return {"correct": earned(set(names)), "partial": earned(set(names[:2])), "empty": earned(set()),
-            "tampered": earned({"attention_scores"}), "looping": earned(set())}
+    return {
+        "correct": earned(set(names)),
+        "partial": earned(set(names[:2])),
+        "empty": earned(set()),
+        "tampered": earned({"attention_scores"}),
+        "looping": earned(set()),
+    }
 
 
 def gradebook_scores(db_url: str) -> dict[str, dict[str, float]]:
     """Every grade row of the assignment, by student and cell; fails if a cell has two rows for one student."""
-    from nbgrader.api import Grade, GradeCell, Gradebook, SubmittedAssignment, SubmittedNotebook
+    from nbgrader.api import Grade, Gradebook, GradeCell, SubmittedAssignment, SubmittedNotebook
 
     found: dict[str, dict[str, float]] = {}
     with Gradebook(db_url) as gradebook:
-        rows = (gradebook.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade)
-                .join(SubmittedNotebook, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
-                .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
-                .join(GradeCell, GradeCell.id == Grade.cell_id).all())
+        rows = (
+            gradebook.db.query(SubmittedAssignment.student_id, GradeCell.name, Grade)
+            .join(SubmittedNotebook, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+            .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
+            .join(GradeCell, GradeCell.id == Grade.cell_id)
+            .all()
+        )
         for student, cell, grade in rows:
             assert cell not in found.setdefault(student, {}), f"{student} has two grades for {cell}"
             found[student][cell] = grade.score
@@ -110,6 +147,7 @@ def assert_clean(run: subprocess.CompletedProcess) -> None:
 
 
 # --- Real components ------------------------------------------------------------------------
+
 
 def _postgres_program(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None)
@@ -130,15 +168,32 @@ def postgres_server():
 
     def run(*command):
         subprocess.run(command, cwd=folder, check=True, capture_output=True, timeout=120, **as_user)
+
     try:
         run(_postgres_program("initdb"), "-D", str(data), "-U", "grader", "--auth=trust", "-E", "UTF8")
-        run(_postgres_program("pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-t", "90",
-            "-o", f"-k {folder} -c listen_addresses=''", "start")
+        run(
+            _postgres_program("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-t",
+            "90",
+            "-o",
+            f"-k {folder} -c listen_addresses=''",
+            "start",
+        )
         run(_postgres_program("createdb"), "-h", str(folder), "-U", "grader", "gradebook")
         yield f"postgresql+psycopg://grader@/gradebook?host={folder}"
     finally:
-        subprocess.run([_postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], cwd=folder,
-                       capture_output=True, timeout=60, **as_user)
+        subprocess.run(
+            [_postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            cwd=folder,
+            capture_output=True,
+            timeout=60,
+            **as_user,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -148,8 +203,19 @@ class DaskCluster:
     def __init__(self, course: Path, folder: Path, workers: int):
         self.env = env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course))
         scheduler_file = folder / "scheduler.json"
-        self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                      "--scheduler-file", str(scheduler_file)], course)
+        self.scheduler = self._start(
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            course,
+        )
         deadline = time.monotonic() + 120
         while not scheduler_file.is_file():
             assert time.monotonic() < deadline, "the Dask scheduler did not start"
@@ -157,12 +223,19 @@ class DaskCluster:
         time.sleep(0.5)  # the file is written whole a moment after it appears
         self.address = json.loads(scheduler_file.read_text())["address"]
         assert self.address.startswith("tcp://127.0.0.1:")
-        self.workers = [self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"], course)
-                        for _ in range(workers)]
+        self.workers = [
+            self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"], course) for _ in range(workers)
+        ]
 
     def _start(self, args: list[str], cwd: Path) -> subprocess.Popen:
-        return subprocess.Popen([str(BIN / "dask"), *args], cwd=cwd, env=self.env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [str(BIN / "dask"), *args],
+            cwd=cwd,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     @staticmethod
     def kill(process: subprocess.Popen) -> None:
@@ -179,17 +252,23 @@ class DaskCluster:
 
 def kernel_running_under(process: subprocess.Popen) -> bool:
     try:
-        return any("ipykernel" in " ".join(child.cmdline())
-                   for child in psutil.Process(process.pid).children(recursive=True))
+        return any(
+            "ipykernel" in " ".join(child.cmdline()) for child in psutil.Process(process.pid).children(recursive=True)
+        )
     except psutil.Error:
         return False
 
 
 def grade_while(course: Path, args: list[str], action) -> subprocess.CompletedProcess:
     """Grade with ``args``, calling ``action()`` every 0.2 s until it returns True or the grading ends."""
-    runner = subprocess.Popen([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--timeout", "900", *args],
-                              cwd=course, env=env_with_venv(**ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--timeout", "900", *args],
+        cwd=course,
+        env=env_with_venv(**ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     acted = False
     while runner.poll() is None and not acted:
         acted = action()
@@ -201,13 +280,15 @@ def grade_while(course: Path, args: list[str], action) -> subprocess.CompletedPr
 
 # --- The gradings, shared by the tests -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
     """The reference: the class graded on the default LocalCluster into SQLite."""
     course = new_class(tmp_path_factory.mktemp("local"))
     run = grade(course, "--workers", "2")
-    return types.SimpleNamespace(course=course, run=run, report=report(course),
-                                 scores=gradebook_scores(f"sqlite:///{course / 'gradebook.db'}"))
+    return types.SimpleNamespace(
+        course=course, run=run, report=report(course), scores=gradebook_scores(f"sqlite:///{course / 'gradebook.db'}")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +311,20 @@ def tcp(tmp_path_factory):
                     cluster.kill(victim)
                     return True
                 return False
+
             killed = grade_while(killed_course, ["--scheduler", cluster.address], kill_mid_submission)
         finally:
             cluster.stop()
-    return types.SimpleNamespace(first=first, first_report=first_report, first_scores=first_scores, again=again,
-                                 again_scores=again_scores, killed=killed, killed_report=report(killed_course),
-                                 killed_scores=gradebook_scores(f"sqlite:///{killed_course / 'gradebook.db'}"))
+    return types.SimpleNamespace(
+        first=first,
+        first_report=first_report,
+        first_scores=first_scores,
+        again=again,
+        again_scores=again_scores,
+        killed=killed,
+        killed_report=report(killed_course),
+        killed_scores=gradebook_scores(f"sqlite:///{killed_course / 'gradebook.db'}"),
+    )
 
 
 def report_has_graded(course: Path) -> bool:
@@ -248,10 +337,14 @@ def report_has_graded(course: Path) -> bool:
 
 # --- The tests --------------------------------------------------------------------------------
 
+
 def test_local_cluster_gives_every_submission_what_it_deserves(local):
     assert_clean(local.run)
     assert local.scores == deserved(local.course)
-    assert local.report["malformed"]["status"] == "skipped" and "not a readable notebook" in local.report["malformed"]["detail"]
+    assert (
+        local.report["malformed"]["status"] == "skipped"
+        and "not a readable notebook" in local.report["malformed"]["detail"]
+    )
     assert local.run.returncode == 1  # the malformed one needs a new submission
     for student in local.report:
         assert student in local.run.stdout
@@ -268,7 +361,10 @@ def test_tcp_cluster_into_postgresql_matches_sqlite_grade_by_grade(local, tcp):
     assert_clean(tcp.first)
     assert tcp.first_scores == local.scores
     for student, entry in local.report.items():
-        assert (tcp.first_report[student]["status"], tcp.first_report[student]["score"]) == (entry["status"], entry["score"])
+        assert (tcp.first_report[student]["status"], tcp.first_report[student]["score"]) == (
+            entry["status"],
+            entry["score"],
+        )
 
 
 def test_a_class_graded_twice_has_each_grade_once(tcp):
@@ -289,11 +385,13 @@ def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_p
     course = new_class(tmp_path / "course")
     cluster = DaskCluster(course, tmp_path, workers=1)
     try:
+
         def kill_scheduler() -> bool:
             if report_has_graded(course):
                 cluster.kill(cluster.scheduler)
                 return True
             return False
+
         stopped = grade_while(course, ["--scheduler", cluster.address], kill_scheduler)
     finally:
         cluster.stop()
@@ -311,8 +409,13 @@ def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_p
 
 def test_student_and_resume_add_to_the_ledger_and_feedback_is_regenerated(local):
     course = local.course
-    subprocess.run(["nbgrader", "generate_feedback", ASSIGNMENT, "--student", "partial"], cwd=course,
-                   env=env_with_venv(**ENV), check=True, capture_output=True)
+    subprocess.run(
+        ["nbgrader", "generate_feedback", ASSIGNMENT, "--student", "partial"],
+        cwd=course,
+        env=env_with_venv(**ENV),
+        check=True,
+        capture_output=True,
+    )
     before = report(course)
     run = grade(course, "--student", "partial", "--workers", "1")
     assert_clean(run)
@@ -330,11 +433,19 @@ def test_student_and_resume_add_to_the_ledger_and_feedback_is_regenerated(local)
 
 def test_skipped_students_appear_in_the_exported_csv_with_the_reason(local, tmp_path):
     destination = tmp_path / "grades.csv"
-    subprocess.run(["nbgrader", "export", "--to", str(destination)], cwd=local.course, env=env_with_venv(**ENV),
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["nbgrader", "export", "--to", str(destination)],
+        cwd=local.course,
+        env=env_with_venv(**ENV),
+        check=True,
+        capture_output=True,
+    )
     rows = {row["student_id"]: row for row in csv.DictReader(destination.open())}
     assert set(rows) == set(local.report)
-    assert rows["malformed"]["grading"].startswith("skipped: ") and "not a readable notebook" in rows["malformed"]["grading"]
+    assert (
+        rows["malformed"]["grading"].startswith("skipped: ")
+        and "not a readable notebook" in rows["malformed"]["grading"]
+    )
     assert float(rows["malformed"]["score"]) == 0.0
     assert rows["correct"]["grading"] == "" and float(rows["correct"]["score"]) == float(rows["correct"]["max_score"])
 

@@ -1,4 +1,5 @@
 """The components lent to later chapters keep their chapter's contract and are exempt from the forbidden-call watch."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,8 +31,9 @@ def test_multi_head_attention_equals_the_builtin(bias):
     mask = torch.rand(3, 1, 4, 6) < 0.7
     mask[..., 0] = True
     out, weights = ours(q, k, v, mask)
-    expected_out, expected_weights = builtin(q, k, v, attn_mask=~mask.expand(3, 2, 4, 6).reshape(6, 4, 6),
-                                             average_attn_weights=False)
+    expected_out, expected_weights = builtin(
+        q, k, v, attn_mask=~mask.expand(3, 2, 4, 6).reshape(6, 4, 6), average_attn_weights=False
+    )
     assert weights.shape == (3, 2, 4, 6)
     torch.testing.assert_close(out, expected_out)
     torch.testing.assert_close(weights, expected_weights)
@@ -47,9 +49,24 @@ def test_components_do_not_count_as_forbidden_calls():
         F.multi_head_attention_forward  # noqa: B018 (a reference is not a call)
         ours.train()
         nn.functional.multi_head_attention_forward(
-            x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), 4, 2, None, None, None, None, False, 0.0,
-            ours.out_proj.weight, ours.out_proj.bias, use_separate_proj_weight=True, q_proj_weight=ours.q_proj.weight,
-            k_proj_weight=ours.k_proj.weight, v_proj_weight=ours.v_proj.weight)
+            x.transpose(0, 1),
+            x.transpose(0, 1),
+            x.transpose(0, 1),
+            4,
+            2,
+            None,
+            None,
+            None,
+            None,
+            False,
+            0.0,
+            ours.out_proj.weight,
+            ours.out_proj.bias,
+            use_separate_proj_weight=True,
+            q_proj_weight=ours.q_proj.weight,
+            k_proj_weight=ours.k_proj.weight,
+            v_proj_weight=ours.v_proj.weight,
+        )
     assert used, "a direct call by the student must still be seen"
 
 

@@ -1,5 +1,6 @@
 """The layers and the Transformer lent to later chapters keep their chapters' contract,
 equal PyTorch's own layers given the same weights, and are exempt from the forbidden-call watch."""
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,12 @@ def test_feed_forward_equals_the_builtin_block(activation):
     builtin.linear2.load_state_dict(ours.linear2.state_dict())
     x = torch.randn(2, 5, D_MODEL, dtype=torch.float64)
     torch.testing.assert_close(ours(x), builtin._ff_block(x))
-    assert [name for name, _ in ours.named_parameters()] == ["linear1.weight", "linear1.bias",
-                                                             "linear2.weight", "linear2.bias"]
+    assert [name for name, _ in ours.named_parameters()] == [
+        "linear1.weight",
+        "linear1.bias",
+        "linear2.weight",
+        "linear2.bias",
+    ]
 
 
 def test_feed_forward_refuses_an_unknown_activation():
@@ -104,8 +109,9 @@ def test_encoder_equals_the_builtin_stack(norm_first):
     _randomize_norms(ours)
     assert (ours.norm is None) != norm_first
     layer = nn.TransformerEncoderLayer(D_MODEL, N_HEADS, D_FF, 0.0, batch_first=True, norm_first=norm_first)
-    builtin = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(D_MODEL) if norm_first else None,
-                                    enable_nested_tensor=False).double()
+    builtin = nn.TransformerEncoder(
+        layer, 2, norm=nn.LayerNorm(D_MODEL) if norm_first else None, enable_nested_tensor=False
+    ).double()
     for ours_layer, builtin_layer in zip(ours.layers, builtin.layers):
         builtin_layer.load_state_dict(_layer_state(ours_layer, 2))
     if norm_first:
@@ -133,8 +139,10 @@ def test_decoder_layer_equals_the_builtin(norm_first):
 
 def test_layers_pass_gradients_to_every_parameter():
     torch.manual_seed(5)
-    for layer, inputs in [(EncoderLayer(D_MODEL, N_HEADS, D_FF), (torch.randn(2, 3, D_MODEL),)),
-                          (DecoderLayer(D_MODEL, N_HEADS, D_FF), (torch.randn(2, 3, D_MODEL), torch.randn(2, 5, D_MODEL)))]:
+    for layer, inputs in [
+        (EncoderLayer(D_MODEL, N_HEADS, D_FF), (torch.randn(2, 3, D_MODEL),)),
+        (DecoderLayer(D_MODEL, N_HEADS, D_FF), (torch.randn(2, 3, D_MODEL), torch.randn(2, 5, D_MODEL))),
+    ]:
         layer(*inputs).pow(2).sum().backward()
         missing = [name for name, p in layer.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert not missing, f"{type(layer).__name__}: no gradient for {missing}"
@@ -201,8 +209,13 @@ def test_transformer_equals_the_builtin_stacks():
     src_pad, tgt_pad = src == 0, tgt == 0
     memory = encoder(embed(model.src_embed, src), src_key_padding_mask=src_pad)
     causal = torch.ones(4, 4, dtype=torch.bool).triu(1)
-    hidden = decoder(embed(model.tgt_embed, tgt), memory, tgt_mask=causal, tgt_key_padding_mask=tgt_pad,
-                     memory_key_padding_mask=src_pad)
+    hidden = decoder(
+        embed(model.tgt_embed, tgt),
+        memory,
+        tgt_mask=causal,
+        tgt_key_padding_mask=tgt_pad,
+        memory_key_padding_mask=src_pad,
+    )
     expected = hidden @ model.out_proj.weight.T + model.out_proj.bias
     torch.testing.assert_close(model(src, tgt), expected)
 
@@ -264,10 +277,25 @@ def test_transformer_says_what_is_wrong_with_bad_input():
 
 # --- the forbidden-call watch --------------------------------------------------------------------
 
-EVERY_BUILTIN = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.TransformerEncoder, nn.Transformer,
-                 nn.MultiheadAttention, nn.LayerNorm, nn.Linear, nn.Embedding, F.multi_head_attention_forward,
-                 F.scaled_dot_product_attention, F.layer_norm, F.linear, F.embedding, F.relu, F.gelu,
-                 torch.softmax, F.softmax)
+EVERY_BUILTIN = (
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.TransformerEncoder,
+    nn.Transformer,
+    nn.MultiheadAttention,
+    nn.LayerNorm,
+    nn.Linear,
+    nn.Embedding,
+    F.multi_head_attention_forward,
+    F.scaled_dot_product_attention,
+    F.layer_norm,
+    F.linear,
+    F.embedding,
+    F.relu,
+    F.gelu,
+    torch.softmax,
+    F.softmax,
+)
 
 
 def test_components_do_not_count_as_forbidden_calls():
@@ -280,16 +308,29 @@ def test_components_do_not_count_as_forbidden_calls():
     assert used == []
 
 
-@pytest.mark.parametrize("component", [components.PositionwiseFeedForward, components.EncoderLayer,
-                                       components.Encoder, components.DecoderLayer, components.Transformer])
+@pytest.mark.parametrize(
+    "component",
+    [
+        components.PositionwiseFeedForward,
+        components.EncoderLayer,
+        components.Encoder,
+        components.DecoderLayer,
+        components.Transformer,
+    ],
+)
 def test_a_student_reusing_the_component_of_the_exercise_is_seen(component):
     """An exercise may forbid its own lent component: a subclass or alias made by the student is recorded."""
+
     class Mine(component):
         pass
 
-    args = {components.PositionwiseFeedForward: (D_MODEL, D_FF), components.EncoderLayer: (D_MODEL, N_HEADS, D_FF),
-            components.Encoder: (1, D_MODEL, N_HEADS, D_FF), components.DecoderLayer: (D_MODEL, N_HEADS, D_FF),
-            components.Transformer: (SRC_VOCAB, TGT_VOCAB)}[component]
+    args = {
+        components.PositionwiseFeedForward: (D_MODEL, D_FF),
+        components.EncoderLayer: (D_MODEL, N_HEADS, D_FF),
+        components.Encoder: (1, D_MODEL, N_HEADS, D_FF),
+        components.DecoderLayer: (D_MODEL, N_HEADS, D_FF),
+        components.Transformer: (SRC_VOCAB, TGT_VOCAB),
+    }[component]
     with watch((component,)) as used:
         Mine(*args)
     assert used == [component]

@@ -1,4 +1,5 @@
 """python -m autograder doctor: finds what is broken on a machine, on purpose broken ones included."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, env_with_venv
 
 from autograder.__main__ import main
-from conftest import ROOT, env_with_venv
 
 PACKAGE = ROOT / "autograder"
 
 
 def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "autograder", "doctor"], cwd=cwd, capture_output=True, text=True,
-                            env=env_with_venv(PYTHONIOENCODING="utf-8", **env), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "doctor"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env_with_venv(PYTHONIOENCODING="utf-8", **env),
+        timeout=600,
+    )
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     return result
 
@@ -25,7 +32,11 @@ def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess:
 def problems(output: str) -> dict[str, str]:
     """Each problem line (without its mark) and the fix printed under it."""
     lines = output.splitlines()
-    return {line[2:]: lines[i + 1].strip().removeprefix("fix: ") for i, line in enumerate(lines) if line.startswith("\u2718 ")}
+    return {
+        line[2:]: lines[i + 1].strip().removeprefix("fix: ")
+        for i, line in enumerate(lines)
+        if line.startswith("\u2718 ")
+    }
 
 
 def kernelspec(folder: Path, argv: list[str]) -> Path:
@@ -40,8 +51,16 @@ def test_a_ready_machine(tmp_path):
     result = doctor(tmp_path)
     assert result.returncode == 0, result.stdout
     assert not problems(result.stdout)
-    for line in ("\u2714 Python 3.", "\u2714 torch ", "\u2714 einops ", "\u2714 nbgrader ", "\u2714 jupyter-book ",
-                 "\u2714 alembic on PATH", "\u2714 Jupyter kernel python3 runs", "\u2714 fixtures of all"):
+    for line in (
+        "\u2714 Python 3.",
+        "\u2714 torch ",
+        "\u2714 einops ",
+        "\u2714 nbgrader ",
+        "\u2714 jupyter-book ",
+        "\u2714 alembic on PATH",
+        "\u2714 Jupyter kernel python3 runs",
+        "\u2714 fixtures of all",
+    ):
         assert line in result.stdout
     assert result.stdout.rstrip().endswith("Everything is ready.")
 
@@ -52,7 +71,9 @@ def broken_machine(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("broken")
     fakes = tmp / "fakes"  # first on PYTHONPATH: a broken matplotlib and an einops too old for the course
     (fakes / "matplotlib").mkdir(parents=True)
-    (fakes / "matplotlib" / "__init__.py").write_text("raise ImportError('libfreetype.so.6: cannot open shared object file')")
+    (fakes / "matplotlib" / "__init__.py").write_text(
+        "raise ImportError('libfreetype.so.6: cannot open shared object file')"
+    )
     (fakes / "einops").mkdir()
     (fakes / "einops" / "__init__.py").write_text("")
     (fakes / "einops-0.1.0.dist-info").mkdir()
@@ -69,8 +90,14 @@ def broken_machine(tmp_path_factory):
     jupyter = kernelspec(tmp / "jupyter", [str(other_python), "-m", "ipykernel_launcher", "-f", "{connection_file}"])
     empty_bin = tmp / "bin"  # a PATH without the virtualenv: no alembic, no jupyter
     empty_bin.mkdir()
-    result = doctor(tmp, PATH=str(empty_bin), PYTHONPATH=f"{fakes}:{copy}", JUPYTER_PATH=str(jupyter),
-                    AUTOGRADER_DEVICE="banana", AUTOGRADER_COURSE_ROOT=str(ROOT))
+    result = doctor(
+        tmp,
+        PATH=str(empty_bin),
+        PYTHONPATH=f"{fakes}:{copy}",
+        JUPYTER_PATH=str(jupyter),
+        AUTOGRADER_DEVICE="banana",
+        AUTOGRADER_COURSE_ROOT=str(ROOT),
+    )
     return result, problems(result.stdout)
 
 
@@ -96,7 +123,9 @@ def test_a_package_that_does_not_import_or_is_too_old(broken_machine):
 def notes(output: str) -> dict[str, str]:
     """Each note line (without its mark) and the fix printed under it."""
     lines = output.splitlines()
-    return {line[2:]: lines[i + 1].strip().removeprefix("fix: ") for i, line in enumerate(lines) if line.startswith("! ")}
+    return {
+        line[2:]: lines[i + 1].strip().removeprefix("fix: ") for i, line in enumerate(lines) if line.startswith("! ")
+    }
 
 
 def test_programs_missing_from_path(broken_machine):
@@ -120,8 +149,9 @@ def test_a_kernel_whose_python_lacks_the_course_packages(broken_machine):
 def test_a_wrong_device_setting_and_missing_fixtures(broken_machine):
     _, found = broken_machine
     assert fix_of(found, "AUTOGRADER_DEVICE='banana' is not a device torch knows") == "unset AUTOGRADER_DEVICE"
-    assert "pip install -e" in fix_of(found, "The visible-check fixtures of 1 exercise are missing "
-                                             "(ch04_scaled_dot_product/softmax)")
+    assert "pip install -e" in fix_of(
+        found, "The visible-check fixtures of 1 exercise are missing (ch04_scaled_dot_product/softmax)"
+    )
 
 
 def test_a_kernel_that_does_not_start(tmp_path):
@@ -141,7 +171,9 @@ def test_help(capsys):
 
 def test_a_machine_without_torch(tmp_path):
     (tmp_path / "fake" / "torch").mkdir(parents=True)
-    (tmp_path / "fake" / "torch" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')")
+    (tmp_path / "fake" / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')"
+    )
     result = doctor(tmp_path, PYTHONPATH=str(tmp_path / "fake"))
     assert result.returncode == 1
     assert "pip install -r" in fix_of(problems(result.stdout), "torch cannot be imported (ModuleNotFoundError")

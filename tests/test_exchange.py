@@ -6,6 +6,7 @@ feedback; each student fetches their feedback; the exported CSV is checked score
 Run twice: with the course package as the repository installs it, and with the grader installed
 from a wheel into a virtualenv outside the course folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,18 +17,24 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, copy_course, env_with_venv, read_notebook
 
 from autograder import release
-from conftest import ROOT, copy_course, env_with_venv, read_notebook
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 COURSE_ID = "build-a-transformer"
 SEED = "515151"
-WORK = {"alice": {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"},
-        "bob": {"softmax"}, "carol": set()}
+WORK = {
+    "alice": {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"},
+    "bob": {"softmax"},
+    "carol": set(),
+}
 # Markup that makes the browser load something: scripts, style sheets, frames, images, CSS imports.
-LOADS = re.compile(r"<(?:script|img|iframe)\b[^>]*\bsrc\s*=\s*['\"]?(?!data:)[^'\" >]+|"
-                   r"<link\b[^>]*\bhref\s*=|@import\b", re.I)
+LOADS = re.compile(
+    r"<(?:script|img|iframe)\b[^>]*\bsrc\s*=\s*['\"]?(?!data:)[^'\" >]+|"
+    r"<link\b[^>]*\bhref\s*=|@import\b",
+    re.I,
+)
 
 
 class Term:
@@ -44,8 +51,16 @@ class Term:
         self.home = tmp / "students"
 
     def run(self, *args: str, cwd: Path) -> str:
-        result = subprocess.run([self.python, *args, f"--Exchange.root={self.exchange}"] if args[:2] == ("-m", "nbgrader")
-                                else [self.python, *args], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            [self.python, *args, f"--Exchange.root={self.exchange}"]
+            if args[:2] == ("-m", "nbgrader")
+            else [self.python, *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout + result.stderr
 
@@ -55,8 +70,15 @@ class Term:
     def student(self, name: str, *args: str) -> str:
         folder = self.home / name
         folder.mkdir(parents=True, exist_ok=True)
-        return self.run("-m", "nbgrader", *args, f"--course={COURSE_ID}", f"--CourseDirectory.student_id={name}",
-                        f"--Exchange.cache={folder / '.nbgrader-cache'}", cwd=folder)  # each student's own cache, as in their home
+        return self.run(
+            "-m",
+            "nbgrader",
+            *args,
+            f"--course={COURSE_ID}",
+            f"--CourseDirectory.student_id={name}",
+            f"--Exchange.cache={folder / '.nbgrader-cache'}",
+            cwd=folder,
+        )  # each student's own cache, as in their home
 
 
 def _term(term: Term) -> dict:
@@ -105,8 +127,11 @@ def _assert_term(played: dict) -> None:
     assert expected["alice"] > expected["bob"] > expected["carol"] == 0
     column = next(c for c in played["sheet"][0] if c.startswith(ASSIGNMENT))
     assert {row["SIS Login ID"]: float(row[column]) for row in played["sheet"]} == pytest.approx(expected)
-    hidden_sources = [c.source for c in played["solutions"].cells
-                      if c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_hidden")]
+    hidden_sources = [
+        c.source
+        for c in played["solutions"].cells
+        if c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_hidden")
+    ]
     for name, html in played["feedback"].items():
         assert "HIDDEN TESTS" not in html and "check_hidden" not in html, f"{name}'s feedback shows a hidden test"
         assert not any(source.strip() and source.strip() in html for source in hidden_sources)
@@ -126,7 +151,12 @@ def test_a_term_through_the_exchange(tmp_path):
 def test_a_term_with_the_grader_installed_from_a_wheel(tmp_path, grader_from_wheel):
     python, env = grader_from_wheel
     term = Term(tmp_path, python, env, isolated=True)
-    probe = subprocess.run([python, "-c", "import autograder; print(autograder.__file__)"], cwd=term.course,
-                           capture_output=True, text=True, env=term.env)
+    probe = subprocess.run(
+        [python, "-c", "import autograder; print(autograder.__file__)"],
+        cwd=term.course,
+        capture_output=True,
+        text=True,
+        env=term.env,
+    )
     assert probe.returncode == 0 and not probe.stdout.startswith(str(ROOT)), probe.stdout + probe.stderr
     _assert_term(_term(term))

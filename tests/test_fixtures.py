@@ -5,10 +5,11 @@ floating tensor is compared with a fresh one at the tolerance the checks use for
 (``autograder.tolerance``): a fixture is stale when a check could answer differently with it,
 never because another CPU rounded the last bits differently.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from autograder.exercises import EXERCISES
 from autograder.tolerance import tolerance
 
 
-def difference(committed: Any, fresh: Any, where: str = "fixture") -> Optional[str]:
+def difference(committed: Any, fresh: Any, where: str = "fixture") -> str | None:
     """Where ``committed`` and ``fresh`` first differ beyond the checks' tolerance, or None."""
     if isinstance(committed, torch.Tensor):
         if not isinstance(fresh, torch.Tensor):
@@ -35,14 +36,22 @@ def difference(committed: Any, fresh: Any, where: str = "fixture") -> Optional[s
     if isinstance(committed, (list, tuple)):
         if type(committed) is not type(fresh) or len(committed) != len(fresh):
             return f"{where}: {type(committed).__name__} of {len(committed)} became {type(fresh).__name__} of {len(fresh) if isinstance(fresh, (list, tuple)) else '?'}"
-        return next((d for i, (a, b) in enumerate(zip(committed, fresh)) if (d := difference(a, b, f"{where}[{i}]"))), None)
+        return next(
+            (d for i, (a, b) in enumerate(zip(committed, fresh)) if (d := difference(a, b, f"{where}[{i}]"))), None
+        )
     if isinstance(committed, dict):
         if not isinstance(fresh, dict) or committed.keys() != fresh.keys():
             keys = set(fresh.keys()) if isinstance(fresh, dict) else set()
             return f"{where}: keys {sorted(set(committed) ^ keys)} added or removed"
-        return next((d for key in committed if (d := difference(committed[key], fresh[key], f"{where}[{key!r}]"))), None)
+        return next(
+            (d for key in committed if (d := difference(committed[key], fresh[key], f"{where}[{key!r}]"))), None
+        )
     if isinstance(committed, float) and isinstance(fresh, float):
-        return None if abs(committed - fresh) <= 1e-12 + 1e-9 * abs(committed) or committed == fresh else f"{where}: {committed!r} became {fresh!r}"
+        return (
+            None
+            if abs(committed - fresh) <= 1e-12 + 1e-9 * abs(committed) or committed == fresh
+            else f"{where}: {committed!r} became {fresh!r}"
+        )
     return None if committed == fresh else f"{where}: {committed!r} became {fresh!r}"
 
 
@@ -57,6 +66,7 @@ def test_fixtures_are_up_to_date(name, tmp_path):
 
 
 # --- The staleness test itself: it forgives another CPU's rounding, never a real change ---------
+
 
 def _floats(tree: Any, dtype: torch.dtype) -> list[torch.Tensor]:
     if isinstance(tree, torch.Tensor):
@@ -137,6 +147,7 @@ def test_changed_case_inputs_are_stale():
 
 # --- A student's correct float32 code that rounds differently still passes the visible checks ---
 
+
 def _nudged(obj: Any, units: float = 1.0) -> Any:
     """``obj`` with each floating value moved by a few units of its dtype's precision, differently at each
     position: what computing in another order does. Whole numbers (the 0 and 1 of a one-hot row, a
@@ -163,6 +174,7 @@ def _rounding_differently(impl, units: float = 1.0):
 
     def function(*args, **kwargs):
         return _nudged(impl(*args, **kwargs), units)
+
     return function
 
 

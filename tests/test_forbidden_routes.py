@@ -16,6 +16,7 @@ usual one sentence naming the built-in:
 Honest alternatives (softmax from exp or logsumexp, a cross entropy on log_softmax,
 einsum attention, layer norm from var_mean...) still pass.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import copy_course, env_with_venv, grade_id, read_notebook
 from torch import nn
 
 from autograder import check, components, reference
@@ -37,7 +39,6 @@ from autograder.errors import CheckFailure
 from autograder.exercises import EXERCISES
 from autograder.forbidden import capabilities, display_name, scan_forbidden, watch
 from autograder.release import filled_notebook
-from conftest import copy_course, env_with_venv, grade_id, read_notebook
 
 
 @dataclass
@@ -63,7 +64,9 @@ ZERO_KEY_SCORES = """
 
 ROUTES = {
     "rnn_encode": [
-        route("aten_cell", """
+        route(
+            "aten_cell",
+            """
             import torch
             def rnn_encode(x, W_xh, W_hh, b_h):
                 h, outputs = x.new_zeros(W_hh.shape[0]), []
@@ -71,8 +74,11 @@ ROUTES = {
                     h = torch.ops.aten.rnn_tanh_cell(x_t[None], h[None], W_xh.T, W_hh.T, b_h)[0]
                     outputs.append(h)
                 return torch.stack(outputs), h
-        """),
-        route("vf_cell", """
+        """,
+        ),
+        route(
+            "vf_cell",
+            """
             import torch
             def rnn_encode(x, W_xh, W_hh, b_h):
                 h, outputs = x.new_zeros(W_hh.shape[0]), []
@@ -80,16 +86,22 @@ ROUTES = {
                     h = torch._VF.rnn_tanh_cell(x_t[None], h[None], W_xh.T, W_hh.T, b_h)[0]
                     outputs.append(h)
                 return torch.stack(outputs), h
-        """),
-        route("aten_sequence", """
+        """,
+        ),
+        route(
+            "aten_sequence",
+            """
             import torch
             def rnn_encode(x, W_xh, W_hh, b_h):
                 params = [W_xh.T, W_hh.T, b_h, torch.zeros_like(b_h)]
                 h0 = x.new_zeros(1, 1, W_hh.shape[0])
                 out, h = torch.ops.aten.rnn_tanh.input(x[:, None], h0, params, True, 1, 0.0, False, False, False)
                 return out[:, 0], h[0, 0]
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def rnn_encode(x, W_xh, W_hh, b_h):
                 rnn = torch.nn.RNN(*W_xh.shape).to(x)
@@ -97,8 +109,11 @@ ROUTES = {
                            "bias_hh_l0": torch.zeros_like(b_h)}
                 out, h = torch.func.functional_call(rnn, weights, (x,))
                 return out, h[0]
-        """),
-        route("computed_name", """
+        """,
+        ),
+        route(
+            "computed_name",
+            """
             import torch
             _cell = getattr(torch.ops.aten, "rnn_" + "tanh_cell")
             def rnn_encode(x, W_xh, W_hh, b_h):
@@ -107,73 +122,110 @@ ROUTES = {
                     h = _cell(x_t[None], h[None], W_xh.T, W_hh.T, b_h)[0]
                     outputs.append(h)
                 return torch.stack(outputs), h
-        """, written=False),
+        """,
+            written=False,
+        ),
     ],
     "one_hot": [
-        route("c_nn", """
+        route(
+            "c_nn",
+            """
             import torch
             def one_hot(ids, vocab_size):
                 return torch._C._nn.one_hot(ids, vocab_size).float()
-        """),
-        route("aten", """
+        """,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def one_hot(ids, vocab_size):
                 return torch.ops.aten.one_hot(ids, vocab_size).float()
-        """),
-        route("aten_overload_by_getattr", """
+        """,
+        ),
+        route(
+            "aten_overload_by_getattr",
+            """
             import torch
             def one_hot(ids, vocab_size):
                 return getattr(torch.ops.aten, "one_hot").default(ids, vocab_size).to(torch.float32)
-        """),
-        route("imported_under_another_name", """
+        """,
+        ),
+        route(
+            "imported_under_another_name",
+            """
             import torch
             from torch.nn.functional import one_hot as spread
             def one_hot(ids, vocab_size):
                 return spread(ids, vocab_size).float()
-        """),
+        """,
+        ),
     ],
     "embedding_lookup": [
-        route("private_alias", """
+        route(
+            "private_alias",
+            """
             import torch
             def embedding_lookup(ids, weight):
                 return torch.embedding(weight, ids)
-        """),
-        route("aten", """
+        """,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def embedding_lookup(ids, weight):
                 return torch.ops.aten.embedding(weight, ids)
-        """),
-        route("embedding_bag", """
+        """,
+        ),
+        route(
+            "embedding_bag",
+            """
             import torch
             import torch.nn.functional as F
             def embedding_lookup(ids, weight):
                 bags = F.embedding_bag(ids.reshape(-1, 1), weight, mode="sum")
                 return bags.reshape(*ids.shape, weight.shape[-1])
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def embedding_lookup(ids, weight):
                 table = torch.nn.Embedding(*weight.shape).to(weight)
                 return torch.func.functional_call(table, {"weight": weight}, (ids,))
-        """),
+        """,
+        ),
     ],
     "cosine_similarity_matrix": [
-        route("torch_function", """
+        route(
+            "torch_function",
+            """
             import torch
             def cosine_similarity_matrix(E):
                 return torch.cosine_similarity(E[:, None, :], E[None, :, :], dim=-1)
-        """),
-        route("aten", """
+        """,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def cosine_similarity_matrix(E):
                 return torch.ops.aten.cosine_similarity(E[:, None, :], E[None, :, :], -1)
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def cosine_similarity_matrix(E):
                 return torch.nn.CosineSimilarity(dim=-1)(E[:, None, :], E[None, :, :])
-        """),
-        route("embedding_loss", """
+        """,
+        ),
+        route(
+            "embedding_loss",
+            """
             import torch
             import torch.nn.functional as F
             def cosine_similarity_matrix(E):
@@ -181,93 +233,150 @@ ROUTES = {
                 a, b = E[:, None, :].expand(n, n, d).reshape(-1, d), E[None, :, :].expand(n, n, d).reshape(-1, d)
                 loss = F.cosine_embedding_loss(a, b, torch.ones(n * n, dtype=E.dtype, device=E.device), reduction="none")
                 return (1 - loss).reshape(n, n)
-        """),
+        """,
+        ),
     ],
     "softmax": [
-        route("private_alias", """
+        route(
+            "private_alias",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch._softmax(x, dim, False)
-        """),
-        route("aten", """
+        """,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch.ops.aten._softmax(x, dim, False)
-        """),
-        route("aten_log_softmax", """
+        """,
+        ),
+        route(
+            "aten_log_softmax",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch.ops.aten._log_softmax.default(x, dim, False).exp()
-        """),
-        route("special", """
+        """,
+        ),
+        route(
+            "special",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch._C._special.special_softmax(x, dim)
-        """),
-        route("softmin", """
+        """,
+        ),
+        route(
+            "softmin",
+            """
             import torch.nn.functional as F
             def softmax(x, dim=-1):
                 return F.softmin(-x, dim)
-        """),
-        route("safe_softmax", """
+        """,
+        ),
+        route(
+            "safe_softmax",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch._safe_softmax(x, dim)
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch.nn.Softmax(dim)(x)
-        """),
-        route("sparse", """
+        """,
+        ),
+        route(
+            "sparse",
+            """
             import torch
             def softmax(x, dim=-1):
                 return torch.sparse.softmax(x.to_sparse(), dim).to_dense()
-        """, real=False),
-        route("getattr_constant", """
+        """,
+            real=False,
+        ),
+        route(
+            "getattr_constant",
+            """
             import torch
             def softmax(x, dim=-1):
                 return getattr(torch.ops.aten, "_softmax")(x, dim, False)
-        """),
-        route("computed_name", """
+        """,
+        ),
+        route(
+            "computed_name",
+            """
             import torch
             _f = getattr(torch, "_soft" + "max")
             def softmax(x, dim=-1):
                 return _f(x, dim, False)
-        """, written=False),
+        """,
+            written=False,
+        ),
     ],
     "attention_scores": [
-        route("math_kernel", ZERO_KEY_SCORES + """
+        route(
+            "math_kernel",
+            ZERO_KEY_SCORES
+            + """
             import torch
             def attention_scores(q, k):
                 return _scores_from_weights(q, k, torch._scaled_dot_product_attention_math)
-        """, real=False),
-        route("aten_math_kernel", ZERO_KEY_SCORES + """
+        """,
+            real=False,
+        ),
+        route(
+            "aten_math_kernel",
+            ZERO_KEY_SCORES
+            + """
             import torch
             def attention_scores(q, k):
                 return _scores_from_weights(q, k, torch.ops.aten._scaled_dot_product_attention_math)
-        """, real=False),
-        route("flash_kernel", """
+        """,
+            real=False,
+        ),
+        route(
+            "flash_kernel",
+            """
             import torch
             def attention_scores(q, k):
                 q4, k4 = q.reshape(-1, 1, *q.shape[-2:]), k.reshape(-1, 1, *k.shape[-2:])
                 eye = torch.eye(k.shape[-2], dtype=q.dtype, device=q.device).expand(q4.shape[0], 1, -1, -1)
                 weights, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q4, k4, eye)
                 return (torch.log(weights) + lse[..., None]).reshape(*q.shape[:-1], k.shape[-2])
-        """, real=False),
+        """,
+            real=False,
+        ),
     ],
     "scaled_dot_product_attention": [
-        route("math_kernel", """
+        route(
+            "math_kernel",
+            """
             import torch
             def scaled_dot_product_attention(q, k, v, mask=None):
                 return torch._scaled_dot_product_attention_math(q, k, v, attn_mask=mask)
-        """, real=False),
-        route("aten_math_kernel", """
+        """,
+            real=False,
+        ),
+        route(
+            "aten_math_kernel",
+            """
             import torch
             def scaled_dot_product_attention(q, k, v, mask=None):
                 return torch.ops.aten._scaled_dot_product_attention_math.default(q, k, v, mask)
-        """, real=False),
-        route("c_nn", """
+        """,
+            real=False,
+        ),
+        route(
+            "c_nn",
+            """
             import math
             import torch
             def scaled_dot_product_attention(q, k, v, mask=None):
@@ -277,8 +386,12 @@ ROUTES = {
                 weights = torch.exp(scores - scores.amax(-1, keepdim=True))
                 weights = weights / weights.sum(-1, keepdim=True)
                 return torch._C._nn.scaled_dot_product_attention(q, k, v, attn_mask=mask), weights
-        """, real=False),
-        route("flash_kernel", """
+        """,
+            real=False,
+        ),
+        route(
+            "flash_kernel",
+            """
             import torch
             def scaled_dot_product_attention(q, k, v, mask=None):
                 q4, k4, v4 = (t.reshape(-1, 1, *t.shape[-2:]) for t in (q, k, v))
@@ -286,29 +399,48 @@ ROUTES = {
                 scores = (q4 @ k4.transpose(-2, -1)) / q.shape[-1] ** 0.5
                 weights = torch.exp(scores - lse[..., None])
                 return out.reshape(*q.shape[:-1], v.shape[-1]), weights.reshape(*q.shape[:-1], k.shape[-2])
-        """, real=False),
-        route("computed_name", """
+        """,
+            real=False,
+        ),
+        route(
+            "computed_name",
+            """
             import torch
             _attend = getattr(torch, "_scaled_dot_product_" + "attention_math")
             def scaled_dot_product_attention(q, k, v, mask=None):
                 return _attend(q, k, v, attn_mask=mask)
-        """, real=False, written=False),
+        """,
+            real=False,
+            written=False,
+        ),
     ],
     "SelfAttention": [
-        route("math_kernel", """
+        route(
+            "math_kernel",
+            """
             import torch
             class SelfAttention(SelfAttention):
                 def forward(self, x, mask=None):
                     return torch._scaled_dot_product_attention_math(self.W_q(x), self.W_k(x), self.W_v(x), attn_mask=mask)
-        """, real=False, after=True),
-        route("module_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             class SelfAttention(SelfAttention):
                 def forward(self, x, mask=None):
                     attention = torch.nn.MultiheadAttention(self.W_q.out_features, 1, bias=False, batch_first=True)
                     return attention(self.W_q(x), self.W_k(x), self.W_v(x))
-        """, real=False, after=True),
-        route("functional_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "functional_twin",
+            """
             import torch
             import torch.nn.functional as F
             class SelfAttention(SelfAttention):
@@ -319,8 +451,13 @@ ROUTES = {
                     out, weights = F.multi_head_attention_forward(
                         q, q, q, d, 1, torch.cat([eye, eye, eye]), None, None, None, False, 0.0, eye, None)
                     return out.transpose(0, 1), weights
-        """, real=False, after=True),
-        route("native_multi_head", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "native_multi_head",
+            """
             import torch
             class SelfAttention(SelfAttention):
                 def forward(self, x, mask=None):
@@ -329,17 +466,27 @@ ROUTES = {
                     eye = torch.eye(d, dtype=q.dtype, device=q.device)
                     return torch._native_multi_head_attention(q, k, v, d, 1, torch.cat([eye, eye, eye]),
                                                               q.new_zeros(3 * d), eye, q.new_zeros(d))
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
     "CrossAttention": [
-        route("math_kernel", """
+        route(
+            "math_kernel",
+            """
             import torch
             class CrossAttention(CrossAttention):
                 def forward(self, x, memory, mask=None):
                     q, k, v = self.W_q(x), self.W_k(memory), self.W_v(memory)
                     return torch.ops.aten._scaled_dot_product_attention_math(q, k, v, mask)
-        """, real=False, after=True),
-        route("flash_kernel", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "flash_kernel",
+            """
             import torch
             class CrossAttention(CrossAttention):
                 def forward(self, x, memory, mask=None):
@@ -347,18 +494,28 @@ ROUTES = {
                     out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
                     weights = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -1)
                     return out[:, 0], weights[:, 0]
-        """, real=False, after=True),
-        route("module_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             class CrossAttention(CrossAttention):
                 def forward(self, x, memory, mask=None):
                     d = self.W_q.out_features
                     attention = torch.nn.MultiheadAttention(d, 1, bias=False, batch_first=True)
                     return attention(self.W_q(x), self.W_k(memory), self.W_v(memory))
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
     "MultiHeadAttention": [
-        route("functional_twin", """
+        route(
+            "functional_twin",
+            """
             import torch
             import torch.nn.functional as F
             class MultiHeadAttention(MultiHeadAttention):
@@ -370,8 +527,13 @@ ROUTES = {
                         q_proj_weight=self.q_proj.weight, k_proj_weight=self.k_proj.weight,
                         v_proj_weight=self.v_proj.weight, average_attn_weights=False)
                     return t(out), weights
-        """, real=False, after=True),
-        route("native_multi_head", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "native_multi_head",
+            """
             import torch
             class MultiHeadAttention(MultiHeadAttention):
                 def forward(self, query, key, value, mask=None):
@@ -380,8 +542,13 @@ ROUTES = {
                     return torch._native_multi_head_attention(
                         query, key, value, self.q_proj.in_features, self.n_heads, weight, bias,
                         self.out_proj.weight, self.out_proj.bias, need_weights=True, average_attn_weights=False)
-        """, real=False, after=True),
-        route("math_kernel_per_head", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "math_kernel_per_head",
+            """
             import torch
             class MultiHeadAttention(MultiHeadAttention):
                 def forward(self, query, key, value, mask=None):
@@ -389,98 +556,161 @@ ROUTES = {
                     q, k, v = split(self.q_proj(query)), split(self.k_proj(key)), split(self.v_proj(value))
                     out, weights = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, mask)
                     return self.out_proj(out.transpose(1, 2).flatten(-2)), weights
-        """, real=False, after=True),
-        route("module_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             class MultiHeadAttention(MultiHeadAttention):
                 def forward(self, query, key, value, mask=None):
                     attention = torch.nn.MultiheadAttention(self.q_proj.in_features, self.n_heads, batch_first=True)
                     return attention(query, key, value, average_attn_weights=False)
-        """, real=False, after=True),
-        route("lent_component", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "lent_component",
+            """
             from autograder import components
             class MultiHeadAttention(components.MultiHeadAttention):
                 pass
-        """, after=True, real=False),
+        """,
+            after=True,
+            real=False,
+        ),
     ],
     "masked_softmax": [
-        route("masked_kernel", """
+        route(
+            "masked_kernel",
+            """
             import torch
             def masked_softmax(scores, mask):
                 return torch._masked_softmax(scores, (~mask).expand_as(scores), -1)
-        """, real=False),
-        route("safe_softmax", """
+        """,
+            real=False,
+        ),
+        route(
+            "safe_softmax",
+            """
             import torch
             def masked_softmax(scores, mask):
                 return torch._safe_softmax(scores.masked_fill(~mask, float("-inf")), -1)
-        """, real=False),
-        route("aten", """
+        """,
+            real=False,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def masked_softmax(scores, mask):
                 return torch.ops.aten._softmax(scores.masked_fill(~mask, -1e30), -1, False) * mask
-        """, real=False),
-        route("special", """
+        """,
+            real=False,
+        ),
+        route(
+            "special",
+            """
             import torch
             def masked_softmax(scores, mask):
                 return torch._C._special.special_softmax(scores.masked_fill(~mask, -1e30), -1) * mask
-        """, real=False),
-        route("aten_log_softmax", """
+        """,
+            real=False,
+        ),
+        route(
+            "aten_log_softmax",
+            """
             import torch
             def masked_softmax(scores, mask):
                 return torch.ops.aten._log_softmax(scores.masked_fill(~mask, -1e30), -1, False).exp() * mask
-        """, real=False),
+        """,
+            real=False,
+        ),
     ],
     "layer_norm": [
-        route("private_alias", """
+        route(
+            "private_alias",
+            """
             import torch
             def layer_norm(x, weight, bias, eps=1e-5):
                 return torch.native_layer_norm(x, (x.shape[-1],), weight, bias, eps)[0]
-        """),
-        route("aten", """
+        """,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def layer_norm(x, weight, bias, eps=1e-5):
                 return torch.ops.aten.native_layer_norm(x, [x.shape[-1]], weight, bias, eps)[0]
-        """),
-        route("group_norm", """
+        """,
+        ),
+        route(
+            "group_norm",
+            """
             import torch
             def layer_norm(x, weight, bias, eps=1e-5):
                 d = x.shape[-1]
                 return torch.group_norm(x.reshape(-1, 1, d), 1, eps=eps).reshape(x.shape) * weight + bias
-        """),
-        route("rms_norm", """
+        """,
+        ),
+        route(
+            "rms_norm",
+            """
             import torch
             def layer_norm(x, weight, bias, eps=1e-5):
                 return torch.rms_norm(x - x.mean(-1, keepdim=True), (x.shape[-1],), weight, eps) + bias
-        """),
-        route("batch_norm", """
+        """,
+        ),
+        route(
+            "batch_norm",
+            """
             import torch.nn.functional as F
             def layer_norm(x, weight, bias, eps=1e-5):
                 rows = x.reshape(-1, x.shape[-1]).T
                 return F.batch_norm(rows, None, None, training=True, eps=eps).T.reshape(x.shape) * weight + bias
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def layer_norm(x, weight, bias, eps=1e-5):
                 norm = torch.nn.LayerNorm(x.shape[-1], eps=eps).to(x)
                 return torch.func.functional_call(norm, {"weight": weight, "bias": bias}, (x,))
-        """),
+        """,
+        ),
     ],
     "PositionwiseFeedForward": [
-        route("lent_component", """
+        route(
+            "lent_component",
+            """
             from autograder import components
             class PositionwiseFeedForward(components.PositionwiseFeedForward):
                 pass
-        """, after=True, real=False),
+        """,
+            after=True,
+            real=False,
+        ),
     ],
     "EncoderLayer": [
-        route("module_twin", """
+        route(
+            "module_twin",
+            """
             import torch
             class EncoderLayer(EncoderLayer):
                 def forward(self, x, mask=None):
                     layer = torch.nn.TransformerEncoderLayer(x.shape[-1], 1, 4, dropout=0.0, batch_first=True)
                     return layer(x)
-        """, real=False, after=True),
-        route("fused_kernel", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "fused_kernel",
+            """
             import torch
             class EncoderLayer(EncoderLayer):
                 def forward(self, x, mask=None):
@@ -488,42 +718,72 @@ ROUTES = {
                     return torch._transformer_encoder_layer_fwd(
                         x, d, 1, zeros(3 * d, d), zeros(3 * d), zeros(d, d), zeros(d), False, False, 1e-5,
                         zeros(d) + 1, zeros(d), zeros(d) + 1, zeros(d), zeros(4, d), zeros(4), zeros(d, 4), zeros(d))
-        """, real=False, after=True),
-        route("inside_a_transformer", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "inside_a_transformer",
+            """
             import torch
             class EncoderLayer(EncoderLayer):
                 def forward(self, x, mask=None):
                     model = torch.nn.Transformer(x.shape[-1], 1, 1, 1, 8, dropout=0.0, batch_first=True)
                     return model.encoder.layers[0](x)
-        """, real=False, after=True),
-        route("fused_attention", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "fused_attention",
+            """
             import torch.nn.functional as F
             class EncoderLayer(EncoderLayer):
                 def forward(self, x, mask=None):
                     return self.norm1(x + F.scaled_dot_product_attention(x, x, x))
-        """, real=False, after=True),
-        route("lent_component", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "lent_component",
+            """
             from autograder import components
             class EncoderLayer(components.EncoderLayer):
                 pass
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
     "Encoder": [
-        route("module_twin", """
+        route(
+            "module_twin",
+            """
             import torch
             class Encoder(Encoder):
                 def forward(self, x, mask=None):
                     layer = torch.nn.TransformerEncoderLayer(x.shape[-1], 1, 4, dropout=0.0, batch_first=True)
                     return torch.nn.TransformerEncoder(layer, len(self.layers), enable_nested_tensor=False)(x)
-        """, real=False, after=True),
-        route("inside_a_transformer", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "inside_a_transformer",
+            """
             import torch
             class Encoder(Encoder):
                 def forward(self, x, mask=None):
                     model = torch.nn.Transformer(x.shape[-1], 1, len(self.layers), 1, 8, dropout=0.0, batch_first=True)
                     return model.encoder(x)
-        """, real=False, after=True),
-        route("subclass_of_the_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "subclass_of_the_twin",
+            """
             import torch
             class Stack(torch.nn.TransformerEncoder):
                 pass
@@ -531,64 +791,109 @@ ROUTES = {
                 def forward(self, x, mask=None):
                     layer = torch.nn.TransformerEncoderLayer(x.shape[-1], 1, 4, dropout=0.0, batch_first=True)
                     return Stack(layer, len(self.layers), enable_nested_tensor=False)(x)
-        """, real=False, after=True),
-        route("lent_component", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "lent_component",
+            """
             from autograder import components
             class Encoder(components.Encoder):
                 pass
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
     "DecoderLayer": [
-        route("module_twin", """
+        route(
+            "module_twin",
+            """
             import torch
             class DecoderLayer(DecoderLayer):
                 def forward(self, x, memory, tgt_mask=None, memory_mask=None):
                     layer = torch.nn.TransformerDecoderLayer(x.shape[-1], 1, 4, dropout=0.0, batch_first=True)
                     return layer(x, memory)
-        """, real=False, after=True),
-        route("stack_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "stack_twin",
+            """
             import torch
             class DecoderLayer(DecoderLayer):
                 def forward(self, x, memory, tgt_mask=None, memory_mask=None):
                     layer = torch.nn.TransformerDecoderLayer(x.shape[-1], 1, 4, dropout=0.0, batch_first=True)
                     return torch.nn.TransformerDecoder(layer, 1)(x, memory)
-        """, real=False, after=True),
-        route("inside_a_transformer", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "inside_a_transformer",
+            """
             import torch
             class DecoderLayer(DecoderLayer):
                 def forward(self, x, memory, tgt_mask=None, memory_mask=None):
                     model = torch.nn.Transformer(x.shape[-1], 1, 1, 1, 8, dropout=0.0, batch_first=True)
                     return model.decoder.layers[0](x, memory)
-        """, real=False, after=True),
-        route("fused_attention", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "fused_attention",
+            """
             import torch
             class DecoderLayer(DecoderLayer):
                 def forward(self, x, memory, tgt_mask=None, memory_mask=None):
                     return x + torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                         x[:, None], memory[:, None], memory[:, None])[0][:, 0]
-        """, real=False, after=True),
-        route("lent_component", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "lent_component",
+            """
             from autograder import components
             class DecoderLayer(components.DecoderLayer):
                 pass
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
     "Transformer": [
-        route("module_twin", """
+        route(
+            "module_twin",
+            """
             import torch
             class Transformer(Transformer):
                 def forward(self, src, tgt):
                     torch.nn.Transformer(8, 1, 1, 1, 8, batch_first=True)
                     return super().forward(src, tgt)
-        """, real=False, after=True),
-        route("module_path_alias", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "module_path_alias",
+            """
             from torch.nn.modules.transformer import Transformer as Builtin
             class Transformer(Transformer):
                 def forward(self, src, tgt):
                     Builtin(8, 1, 1, 1, 8, batch_first=True)
                     return super().forward(src, tgt)
-        """, real=False, after=True),
-        route("subclass_of_the_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "subclass_of_the_twin",
+            """
             import torch
             class Mine(torch.nn.Transformer):
                 pass
@@ -596,15 +901,25 @@ ROUTES = {
                 def forward(self, src, tgt):
                     Mine(8, 1, 1, 1, 8, batch_first=True)
                     return super().forward(src, tgt)
-        """, real=False, after=True),
-        route("lent_component", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "lent_component",
+            """
             from autograder import components
             class Transformer(components.Transformer):
                 pass
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
     "label_smoothed_cross_entropy": [
-        route("nll_loss", """
+        route(
+            "nll_loss",
+            """
             import torch
             import torch.nn.functional as F
             def label_smoothed_cross_entropy(logits, target, smoothing, ignore_index=0):
@@ -612,95 +927,144 @@ ROUTES = {
                 keep = target != ignore_index
                 nll = F.nll_loss(log_probs, target, ignore_index=ignore_index)
                 return (1 - smoothing) * nll - smoothing * log_probs.mean(-1)[keep].mean()
-        """),
-        route("c_nn_nll_loss", """
+        """,
+        ),
+        route(
+            "c_nn_nll_loss",
+            """
             import torch
             def label_smoothed_cross_entropy(logits, target, smoothing, ignore_index=0):
                 log_probs = torch.log_softmax(logits, dim=-1)
                 keep = target != ignore_index
                 nll = torch._C._nn.nll_loss_nd(log_probs, target, None, 1, ignore_index)
                 return (1 - smoothing) * nll - smoothing * log_probs.mean(-1)[keep].mean()
-        """),
-        route("aten_nll_loss", """
+        """,
+        ),
+        route(
+            "aten_nll_loss",
+            """
             import torch
             def label_smoothed_cross_entropy(logits, target, smoothing, ignore_index=0):
                 log_probs = torch.log_softmax(logits, dim=-1)
                 keep = target != ignore_index
                 nll = torch.ops.aten.nll_loss_forward(log_probs, target, None, 1, ignore_index)[0]
                 return (1 - smoothing) * nll - smoothing * log_probs.mean(-1)[keep].mean()
-        """),
-        route("c_nn_cross_entropy", """
+        """,
+        ),
+        route(
+            "c_nn_cross_entropy",
+            """
             import torch
             def label_smoothed_cross_entropy(logits, target, smoothing, ignore_index=0):
                 return torch._C._nn.cross_entropy_loss(logits, target, None, 1, ignore_index, smoothing)
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def label_smoothed_cross_entropy(logits, target, smoothing, ignore_index=0):
                 loss = torch.nn.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=smoothing)
                 return loss(logits, target)
-        """),
+        """,
+        ),
     ],
     "tiled_attention": [
-        route("math_kernel", """
+        route(
+            "math_kernel",
+            """
             import torch
             def tiled_attention(q, k, v, block_size):
                 return torch._scaled_dot_product_attention_math(q, k, v)[0]
-        """, real=False),
-        route("flash_kernel", """
+        """,
+            real=False,
+        ),
+        route(
+            "flash_kernel",
+            """
             import torch
             def tiled_attention(q, k, v, block_size):
                 q4, k4, v4 = (t.reshape(-1, 1, *t.shape[-2:]) for t in (q, k, v))
                 out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q4, k4, v4)[0]
                 return out.reshape(*q.shape[:-1], v.shape[-1])
-        """, real=False),
-        route("c_nn", """
+        """,
+            real=False,
+        ),
+        route(
+            "c_nn",
+            """
             import torch
             def tiled_attention(q, k, v, block_size):
                 return torch._C._nn.scaled_dot_product_attention(q, k, v)
-        """, real=False),
+        """,
+            real=False,
+        ),
     ],
     "patchify": [
-        route("functional", """
+        route(
+            "functional",
+            """
             import torch.nn.functional as F
             def patchify(images, patch_size):
                 return F.unfold(images, patch_size, stride=patch_size).transpose(1, 2)
-        """, real=False),
-        route("c_nn", """
+        """,
+            real=False,
+        ),
+        route(
+            "c_nn",
+            """
             import torch
             def patchify(images, patch_size):
                 p = (patch_size, patch_size)
                 return torch._C._nn.im2col(images, p, (1, 1), (0, 0), p).transpose(1, 2)
-        """, real=False),
-        route("aten", """
+        """,
+            real=False,
+        ),
+        route(
+            "aten",
+            """
             import torch
             def patchify(images, patch_size):
                 p = [patch_size, patch_size]
                 return torch.ops.aten.im2col(images, p, [1, 1], [0, 0], p).transpose(1, 2)
-        """, real=False),
-        route("tensor_method", """
+        """,
+            real=False,
+        ),
+        route(
+            "tensor_method",
+            """
             def patchify(images, patch_size):
                 B, C, H, W = images.shape
                 p = patch_size
                 patches = images.unfold(2, p, p).unfold(3, p, p)
                 return patches.permute(0, 2, 3, 1, 4, 5).reshape(B, (H // p) * (W // p), C * p * p)
-        """),
-        route("convolution", """
+        """,
+        ),
+        route(
+            "convolution",
+            """
             import torch
             import torch.nn.functional as F
             def patchify(images, patch_size):
                 C, p = images.shape[1], patch_size
                 picks = torch.eye(C * p * p, dtype=images.dtype, device=images.device).reshape(C * p * p, C, p, p)
                 return F.conv2d(images, picks, stride=p).flatten(2).transpose(1, 2)
-        """),
-        route("module_twin", """
+        """,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             def patchify(images, patch_size):
                 return torch.nn.Unfold(patch_size, stride=patch_size)(images).transpose(1, 2)
-        """, real=False),
+        """,
+            real=False,
+        ),
     ],
     "PatchEmbedding": [
-        route("functional_conv", """
+        route(
+            "functional_conv",
+            """
             import torch.nn.functional as F
             class PatchEmbedding(PatchEmbedding):
                 def forward(self, images):
@@ -708,8 +1072,13 @@ ROUTES = {
                     patches = F.conv2d(images, kernel, self.proj.bias, stride=self.patch_size).flatten(2).transpose(1, 2)
                     cls = self.cls_token.expand(images.shape[0], -1, -1)
                     return torch.cat([cls, patches], dim=1) + self.pos_embedding
-        """, real=False, after=True),
-        route("aten_convolution", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "aten_convolution",
+            """
             import torch
             class PatchEmbedding(PatchEmbedding):
                 def forward(self, images):
@@ -718,8 +1087,13 @@ ROUTES = {
                     out = torch.ops.aten.convolution(images, kernel, self.proj.bias, [p, p], [0, 0], [1, 1], False, [0, 0], 1)
                     patches = out.flatten(2).transpose(1, 2)
                     return torch.cat([self.cls_token.expand(images.shape[0], -1, -1), patches], 1) + self.pos_embedding
-        """, real=False, after=True),
-        route("private_alias", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "private_alias",
+            """
             import torch
             class PatchEmbedding(PatchEmbedding):
                 def forward(self, images):
@@ -728,21 +1102,34 @@ ROUTES = {
                     patches = torch._convolution(images, kernel, self.proj.bias, [p, p], [0, 0], [1, 1], False, [0, 0], 1,
                                                  False, False, True, True).flatten(2).transpose(1, 2)
                     return torch.cat([self.cls_token.expand(images.shape[0], -1, -1), patches], 1) + self.pos_embedding
-        """, real=False, after=True),
-        route("module_twin", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "module_twin",
+            """
             import torch
             class PatchEmbedding(PatchEmbedding):
                 def forward(self, images):
                     conv = torch.nn.Conv2d(images.shape[1], self.proj.out_features, self.patch_size, self.patch_size)
                     return conv(images)
-        """, real=False, after=True),
-        route("unfold", """
+        """,
+            real=False,
+            after=True,
+        ),
+        route(
+            "unfold",
+            """
             import torch.nn.functional as F
             class PatchEmbedding(PatchEmbedding):
                 def forward(self, images):
                     patches = self.proj(F.unfold(images, self.patch_size, stride=self.patch_size).transpose(1, 2))
                     return torch.cat([self.cls_token.expand(images.shape[0], -1, -1), patches], 1) + self.pos_embedding
-        """, real=False, after=True),
+        """,
+            real=False,
+            after=True,
+        ),
     ],
 }
 
@@ -788,8 +1175,11 @@ def allowed_names(exercise) -> set[str]:
 
 def assert_forbidden_sentence(exercise, message: str) -> None:
     why = f": {re.escape(exercise.why_forbidden)}" if exercise.why_forbidden else ""
-    match = re.fullmatch(rf"`{exercise.name}` uses (\S+)( \((called as|through the operator|written) .*\))?, "
-                         rf"which this exercise asks you not to use{why}\.", message)
+    match = re.fullmatch(
+        rf"`{exercise.name}` uses (\S+)( \((called as|through the operator|written) .*\))?, "
+        rf"which this exercise asks you not to use{why}\.",
+        message,
+    )
     assert match, message
     assert match.group(1) in allowed_names(exercise), message
 
@@ -814,13 +1204,18 @@ def cells_with(name: str, r: Route) -> list[tuple[int, str, str]]:
     return [(3, name, r.source)]
 
 
-@pytest.mark.parametrize("name,r", [(n, r) for n, r in CASES if r.written],
-                         ids=[f"{n}-{r.key}" for n, r in CASES if r.written])
+@pytest.mark.parametrize(
+    "name,r", [(n, r) for n, r in CASES if r.written], ids=[f"{n}-{r.key}" for n, r in CASES if r.written]
+)
 def test_a_route_written_in_the_source_is_found(name, r):
     found = scan_forbidden(cells_with(name, r), EXERCISES[name])
     assert found, f"{name}/{r.key} not found in the source"
-    assert_forbidden_sentence(EXERCISES[name], f"`{name}` uses {found}, which this exercise asks you not to use"
-                              + (f": {EXERCISES[name].why_forbidden}" if EXERCISES[name].why_forbidden else "") + ".")
+    assert_forbidden_sentence(
+        EXERCISES[name],
+        f"`{name}` uses {found}, which this exercise asks you not to use"
+        + (f": {EXERCISES[name].why_forbidden}" if EXERCISES[name].why_forbidden else "")
+        + ".",
+    )
 
 
 # --- the source scan decides on code, never on words -----------------------------------------------
@@ -841,8 +1236,10 @@ def test_comments_docstrings_and_strings_are_not_routes():
 
 
 def test_a_scratch_comparison_with_the_builtin_is_not_the_answer():
-    cells = [(3, "softmax", "import torch\n" + HONEST_SOFTMAX + "print(torch.allclose(softmax(x), torch.softmax(x, -1)))\n"),
-             (5, "", "x = torch.randn(3)\nprint(torch.ops.aten._softmax(x, -1, False) - softmax(x))\n")]
+    cells = [
+        (3, "softmax", "import torch\n" + HONEST_SOFTMAX + "print(torch.allclose(softmax(x), torch.softmax(x, -1)))\n"),
+        (5, "", "x = torch.randn(3)\nprint(torch.ops.aten._softmax(x, -1, False) - softmax(x))\n"),
+    ]
     assert scan_forbidden(cells, EXERCISES["softmax"]) is None
 
 
@@ -869,8 +1266,10 @@ def test_what_is_checked_is_the_last_definition():
 
 
 def test_a_students_own_attribute_is_not_torchs():
-    source = ("import torch\nclass Helper:\n    def __init__(self):\n        self.softmax = None\n"
-              "def masked_softmax(scores, mask):\n    h = Helper()\n    return h\n")
+    source = (
+        "import torch\nclass Helper:\n    def __init__(self):\n        self.softmax = None\n"
+        "def masked_softmax(scores, mask):\n    h = Helper()\n    return h\n"
+    )
     assert scan_forbidden([(3, "masked_softmax", source)], EXERCISES["masked_softmax"]) is None
 
 
@@ -885,8 +1284,11 @@ def test_torchs_own_python_decompositions_are_found_in_the_source():
 @pytest.mark.parametrize("assignment", sorted({e.assignment for e in EXERCISES.values() if e.forbidden}))
 def test_the_reference_solutions_use_nothing_forbidden(assignment):
     nb = read_notebook(reference.notebook_path(assignment))
-    cells = [(i, c.metadata.get("nbgrader", {}).get("grade_id", ""), c.source) for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    cells = [
+        (i, c.metadata.get("nbgrader", {}).get("grade_id", ""), c.source)
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    ]
     for exercise in EXERCISES.values():
         if exercise.assignment == assignment and exercise.forbidden:
             assert scan_forbidden(cells, exercise) is None, exercise.name
@@ -894,11 +1296,14 @@ def test_the_reference_solutions_use_nothing_forbidden(assignment):
 
 # --- the watch: what the capabilities must not catch ---------------------------------------------
 
+
 def test_decompositions_of_allowed_code_are_not_forbidden():
     logits, target = torch.randn(5, 7, requires_grad=True), torch.randint(7, (5,))
     x = torch.randn(2, 3, 8, requires_grad=True)
-    exercise_caps = {name: EXERCISES[name].forbidden for name in
-                     ("label_smoothed_cross_entropy", "softmax", "SelfAttention", "patchify", "layer_norm")}
+    exercise_caps = {
+        name: EXERCISES[name].forbidden
+        for name in ("label_smoothed_cross_entropy", "softmax", "SelfAttention", "patchify", "layer_norm")
+    }
     with watch(exercise_caps["label_smoothed_cross_entropy"]) as used:
         log_probs = F.log_softmax(logits, -1)
         (-log_probs.gather(-1, target[:, None]).mean() - log_probs.mean()).backward()
@@ -1031,8 +1436,13 @@ def graded_routes(tmp_path_factory):
     env = env_with_venv(AUTOGRADER_SEED="24680", AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT="60")
     submissions = {}
     for assignment, routes in GRADED.items():
-        subprocess.run(["nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["nbgrader", "generate_assignment", assignment, "--force"],
+            cwd=course,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
         released = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
         names = {grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")}
@@ -1048,8 +1458,14 @@ def graded_routes(tmp_path_factory):
         submissions[assignment] = students
     outputs = {}
     for assignment in GRADED:
-        run = subprocess.run([sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", "600"],
-                             cwd=course, env=env, capture_output=True, text=True, timeout=1500)
+        run = subprocess.run(
+            [sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", "600"],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
         assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
         outputs[assignment] = run.stdout
     from nbgrader.api import Gradebook
@@ -1065,8 +1481,11 @@ def graded_routes(tmp_path_factory):
 
 def graded_outputs(course, assignment: str, student: str) -> dict[str, str]:
     nb = read_notebook(course / "autograded" / student / assignment / f"{assignment}.ipynb")
-    return {grade_id(c): "".join(o.get("evalue", "") + o.get("text", "") for o in c.outputs)
-            for c in nb.cells if grade_id(c) and grade_id(c).startswith("test_")}
+    return {
+        grade_id(c): "".join(o.get("evalue", "") + o.get("text", "") for o in c.outputs)
+        for c in nb.cells
+        if grade_id(c) and grade_id(c).startswith("test_")
+    }
 
 
 GRADED_CASES = [(a, n, k) for a, routes in GRADED.items() for n, keys in routes.items() for k in keys]

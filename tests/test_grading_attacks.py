@@ -5,6 +5,7 @@ attack); with a correct and an empty submission beside them, the class is graded
 `python -m autograder grade --workers 2` (stock nbgrader autograde under our
 nbgrader_config.py, in two parallel workers). See tests/attacks/README.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder.release import filled_notebook
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 ATTACKS = {p.stem: p for p in sorted((ROOT / "tests" / "attacks").glob("*.py"))}
@@ -97,10 +98,15 @@ def graded(tmp_path_factory):
     listener = Listener()
     port_file = outside / "port"
     port_file.write_text(str(listener.port))
-    env = env_with_venv(AUTOGRADER_SEED="97531", AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT="20",
-                        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30))
-    subprocess.run(["nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=course, env=env, check=True,
-                   capture_output=True)
+    env = env_with_venv(
+        AUTOGRADER_SEED="97531",
+        AUTOGRADER_DEVICE="cpu",
+        AUTOGRADER_CELL_TIMEOUT="20",
+        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30),
+    )
+    subprocess.run(
+        ["nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=course, env=env, check=True, capture_output=True
+    )
     solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     released = read_notebook(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     exercises = {grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")}
@@ -119,8 +125,14 @@ def graded(tmp_path_factory):
     for name, attack in attacks.items():
         submit(f"attack-{name}", attack)
     before = snapshot(course)
-    run = subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--workers", "2", "--timeout", "600"],
-                         cwd=course, env=env, capture_output=True, text=True, timeout=1500)
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--workers", "2", "--timeout", "600"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
     from nbgrader.api import Gradebook
 
@@ -131,19 +143,35 @@ def graded(tmp_path_factory):
             submission = gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
             scores[student] = {g.name: (g.score or 0.0) for g in submission.grades}
             maxima[student] = sum(g.max_score for g in submission.grades)
-    points = {grade_id(c): c.metadata["nbgrader"]["points"] for c in solutions.cells
-              if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+    points = {
+        grade_id(c): c.metadata["nbgrader"]["points"]
+        for c in solutions.cells
+        if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")
+    }
     report = json.loads((course / f"grading-report-{ASSIGNMENT}.json").read_text())["students"]
-    yield types.SimpleNamespace(course=course, scores=scores, maxima=maxima, points=points, attacks=attacks, report=report,
-                                before=before, after=snapshot(course), listener=listener, output=run.stdout)
+    yield types.SimpleNamespace(
+        course=course,
+        scores=scores,
+        maxima=maxima,
+        points=points,
+        attacks=attacks,
+        report=report,
+        before=before,
+        after=snapshot(course),
+        listener=listener,
+        output=run.stdout,
+    )
     listener.server.close()
 
 
 def exercise_scores(graded, student: str) -> dict[str, float]:
     totals: dict[str, float] = {}
     for gid, score in graded.scores[student].items():
-        name = next(n for n in ("softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention")
-                    if gid in (f"test_{n}", f"test_{n}_hidden"))
+        name = next(
+            n
+            for n in ("softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention")
+            if gid in (f"test_{n}", f"test_{n}_hidden")
+        )
         totals[name] = totals.get(name, 0.0) + score
     return totals
 
@@ -206,9 +234,15 @@ def test_tampering_is_named_and_listed_for_review(graded):
     assert tampered, "no attack is tampering"
     for student, finding in tampered.items():
         assert re.match(finding, graded.report[student]["review"]), graded.report[student]
-        verdicts = [o.get("evalue", "") for c in autograded(graded, student).cells if c.metadata.get("nbgrader", {}).get("grade")
-                    and not c.metadata["nbgrader"].get("solution") for o in c.get("outputs", [])]
-        assert verdicts and all(re.match(f"Not graded: {finding}, and student code may not touch", v) for v in verdicts), verdicts
+        verdicts = [
+            o.get("evalue", "")
+            for c in autograded(graded, student).cells
+            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")
+            for o in c.get("outputs", [])
+        ]
+        assert verdicts and all(
+            re.match(f"Not graded: {finding}, and student code may not touch", v) for v in verdicts
+        ), verdicts
         row = next(line for line in graded.output.splitlines() if student in line)
         assert "needs review" in row, row
     assert "need review (tampering found)" in graded.output

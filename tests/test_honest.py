@@ -6,6 +6,7 @@ tests/honest/README.md). Each chapter's notebooks are one class, graded twice: b
 --workers 2`. Every notebook must score its maximum both times, and none may be listed for
 review. Each chapter is one test, so it is graded once whichever worker runs it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,9 +18,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder.release import filled_notebook
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 VARIANTS = {p.stem: p for p in sorted((ROOT / "tests" / "honest").glob("*.py"))}
 
@@ -78,37 +79,68 @@ def _scores(course: Path, assignment: str, students: list[str]) -> dict[str, tup
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        return {s: (gradebook.find_submission(assignment, s).score, gradebook.find_submission(assignment, s).max_score)
-                for s in students}
+        return {
+            s: (gradebook.find_submission(assignment, s).score, gradebook.find_submission(assignment, s).max_score)
+            for s in students
+        }
 
 
 def grade_chapter(assignment: str, course: Path) -> types.SimpleNamespace:
     """The chapter's honest notebooks as one class, graded by stock nbgrader autograde, then by ours."""
     course = copy_course(course)
-    env = env_with_venv(AUTOGRADER_SEED="24680", AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT="120",
-                        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30))
-    subprocess.run(["nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env, check=True,
-                   capture_output=True)
+    env = env_with_venv(
+        AUTOGRADER_SEED="24680",
+        AUTOGRADER_DEVICE="cpu",
+        AUTOGRADER_CELL_TIMEOUT="120",
+        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30),
+    )
+    subprocess.run(
+        ["nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env, check=True, capture_output=True
+    )
     students = [variant for a, variant in SUBMISSIONS if a == assignment]
     for student in students:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(honest_notebook(course, assignment, student), folder / f"{assignment}.ipynb")
-    stock = subprocess.run(["nbgrader", "autograde", assignment, "--force"], cwd=course, env=env,
-                           capture_output=True, text=True, timeout=1800)
+    stock = subprocess.run(
+        ["nbgrader", "autograde", assignment, "--force"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     by_nbgrader = _scores(course, assignment, students)
     feedback = {s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb") for s in students}
-    ours = subprocess.run([sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", "900"],
-                          cwd=course, env=env, capture_output=True, text=True, timeout=1800)
+    ours = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", "900"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     report = json.loads((course / f"grading-report-{assignment}.json").read_text())["students"]
-    return types.SimpleNamespace(students=students, stock=stock, by_nbgrader=by_nbgrader, feedback=feedback, ours=ours,
-                                 report=report, by_class=_scores(course, assignment, students))
+    return types.SimpleNamespace(
+        students=students,
+        stock=stock,
+        by_nbgrader=by_nbgrader,
+        feedback=feedback,
+        ours=ours,
+        report=report,
+        by_class=_scores(course, assignment, students),
+    )
 
 
 def _failures(nb: nbformat.NotebookNode) -> list[str]:
     """The verdicts of the test cells that did not pass, as the student's feedback shows them."""
-    return [f"{grade_id(c)}: {o.get('evalue', '')}" for c in nb.cells if (grade_id(c) or "").startswith("test_")
-            for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return [
+        f"{grade_id(c)}: {o.get('evalue', '')}"
+        for c in nb.cells
+        if (grade_id(c) or "").startswith("test_")
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
 
 def test_the_corpus_is_large_enough():

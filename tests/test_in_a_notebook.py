@@ -1,10 +1,10 @@
 """How the checks look and score inside a real Jupyter kernel (what students and nbgrader see)."""
+
 from __future__ import annotations
 
+from conftest import ROOT
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
-
-from conftest import ROOT
 
 
 def run_cells(*sources: str):
@@ -34,6 +34,9 @@ def test_warnings_from_student_code_do_not_reach_stderr():
         "import warnings, torch\nfrom autograder import check\n"
         "def softmax(x, dim=-1):\n    warnings.warn('deprecated thing', FutureWarning)\n"
         "    e = (x - x.amax(dim, keepdim=True)).exp()\n    return e / e.sum(dim, keepdim=True)\n"
-        "check('softmax', softmax)")
+        "check('softmax', softmax)"
+    )
     assert not [o for o in cell.outputs if getattr(o, "name", "") == "stderr" or o.output_type == "error"]
-    assert "Note: your code raised a warning: FutureWarning: deprecated thing" in "".join(o.get("text", "") for o in cell.outputs)
+    assert "Note: your code raised a warning: FutureWarning: deprecated thing" in "".join(
+        o.get("text", "") for o in cell.outputs
+    )

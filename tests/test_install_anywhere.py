@@ -8,6 +8,7 @@ wrong one its points. The virtualenv reaches torch, nbgrader and the rest throug
 `.pth` file naming a link, under /tmp as well, to this test run's site-packages, so nothing
 is downloaded (and a sandbox that showed only the interpreter's prefixes would lose them).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,7 +18,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, copy_course, env_with_venv, package_source
 from test_preflight import ASSIGNMENT, SEED, scores, submit
 
@@ -26,8 +26,12 @@ def virtualenv(folder: Path) -> Path:
     """A virtualenv that sees this Python's packages (not the course's own) and has nothing installed itself."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
     python = folder / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dependencies = folder / "dependencies"  # under /tmp too, as when the whole installation lives there
     dependencies.symlink_to(sysconfig.get_paths()["purelib"])
     (Path(purelib) / "course-dependencies.pth").write_text(f"{dependencies}\n")
@@ -35,14 +39,36 @@ def virtualenv(folder: Path) -> Path:
 
 
 def install_wheel(tmp: Path, python: Path) -> Path:
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(package_source(tmp)), "--no-deps",
-                            "--no-build-isolation", "-w", str(tmp / "wheels")], capture_output=True, text=True)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(package_source(tmp)),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "wheels"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     [wheel] = (tmp / "wheels").glob("*.whl")
     shutil.rmtree(tmp / "checkout")
     pip(python, "install", "--no-deps", "--no-index", str(wheel))
-    return Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip()) / "autograder"
+    return (
+        Path(
+            subprocess.run(
+                [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        / "autograder"
+    )
 
 
 def install_editable(tmp: Path, python: Path) -> Path:
@@ -69,10 +95,17 @@ def test_a_virtualenv_under_tmp_grades_a_course_elsewhere(tmp_path, install):
     course = copy_course(tmp_path / "srv" / "course")
     submit(course, "correct", {"pairwise_dot", "to_heads"})
     submit(course, "wrong", {"pairwise_dot"})
-    env = clean_env(AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu", COLUMNS="250",
-                    PATH=f"{python.parent}:{BIN}:/usr/bin:/bin")
-    graded = subprocess.run([str(python), "-m", "autograder", "grade", ASSIGNMENT, "--workers", "2"], cwd=course, env=env,
-                            capture_output=True, text=True, timeout=900)
+    env = clean_env(
+        AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu", COLUMNS="250", PATH=f"{python.parent}:{BIN}:/usr/bin:/bin"
+    )
+    graded = subprocess.run(
+        [str(python), "-m", "autograder", "grade", ASSIGNMENT, "--workers", "2"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     said = " ".join(graded.stdout.split())
     assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
     assert f"canary: the reference solution scores 4 / 4 in the grading kernel ({python}," in said

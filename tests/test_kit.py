@@ -4,6 +4,7 @@ tests/test_site.py installs the kit a student downloads into a fresh virtualenv 
 notebook with it; here: what the wheel holds and leaves out, the measure of answers it uses,
 the kit's own behaviour without the reference, and the deployment settings of the site.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, env_with_venv
 from freshvenv import FreshVenv
 
@@ -29,8 +29,14 @@ import site_config  # noqa: E402
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("kit")
-    result = subprocess.run([sys.executable, "-m", "autograder", "kit", "--output", str(out)], cwd=ROOT,
-                            env=env_with_venv(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "kit", "--output", str(out)],
+        cwd=ROOT,
+        env=env_with_venv(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     [built] = out.glob("*.whl")
     print(f"kit: {built.name}, {built.stat().st_size / 1024:.0f} KiB")
@@ -59,7 +65,8 @@ def test_the_wheel_holds_no_reference_solution(wheel):
     found, measure = kit.leaks(kit.wheel_files(wheel))
     assert set(measure) == set(EXERCISES)
     assert not found, "the kit hands out solutions:\n" + "\n".join(
-        f"{leak.file}: {leak.exercise}: {leak.statement}" for leak in found)
+        f"{leak.file}: {leak.exercise}: {leak.statement}" for leak in found
+    )
 
 
 def test_the_measure_finds_every_distinctive_line_in_the_solutions_themselves():
@@ -74,9 +81,13 @@ def test_the_measure_sees_through_indentation_and_spacing_but_not_contract_or_tr
     assert "returnxifself.normisNoneelseself.norm(x)" in lines
     assert not any(line.startswith("self.norm=") for line in lines), "the contract fixes what `norm` holds"
     assert "x=layer(x,mask)" not in lines, "one step (a call) gives nothing away"
-    reformatted = b"def forward(self, x, mask=None):\n        return  x if self.norm is None \\\n  else self.norm( x )  # done\n"
+    reformatted = (
+        b"def forward(self, x, mask=None):\n        return  x if self.norm is None \\\n  else self.norm( x )  # done\n"
+    )
     found, measure = kit.leaks({"somewhere/else.py": reformatted})
-    assert ("Encoder", "returnxifself.normisNoneelseself.norm(x)") in {(leak.exercise, leak.statement) for leak in found}
+    assert ("Encoder", "returnxifself.normisNoneelseself.norm(x)") in {
+        (leak.exercise, leak.statement) for leak in found
+    }
     assert measure["Encoder"][0] == 1
     inside_a_longer_line = b"print(x if self.norm is None else self.norm(x))\n"
     assert not [leak for leak in kit.leaks({"other.py": inside_a_longer_line})[0] if leak.exercise == "Encoder"]
@@ -103,40 +114,52 @@ def _in_the_kit(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
 
 
 def test_without_the_reference_the_exercises_load_and_check_hidden_says_where_it_runs(tmp_path):
-    result = _in_the_kit(tmp_path, "\n".join([
-        "import importlib.util, autograder",
-        "from autograder import check, check_hidden, CheckFailure",
-        "from autograder.exercises import EXERCISES",
-        "import autograder.components",
-        "assert importlib.util.find_spec('autograder.reference') is None",
-        "print(autograder.__file__)",
-        "print(len(EXERCISES))",
-        "check_hidden('softmax', lambda x, dim=-1: x)",
-        "try:",
-        "    check('softmax', lambda x, dim=-1: x)",
-        "except CheckFailure as failure:",
-        "    print('visible:', failure)",
-    ]))
+    result = _in_the_kit(
+        tmp_path,
+        "\n".join(
+            [
+                "import importlib.util, autograder",
+                "from autograder import check, check_hidden, CheckFailure",
+                "from autograder.exercises import EXERCISES",
+                "import autograder.components",
+                "assert importlib.util.find_spec('autograder.reference') is None",
+                "print(autograder.__file__)",
+                "print(len(EXERCISES))",
+                "check_hidden('softmax', lambda x, dim=-1: x)",
+                "try:",
+                "    check('softmax', lambda x, dim=-1: x)",
+                "except CheckFailure as failure:",
+                "    print('visible:', failure)",
+            ]
+        ),
+    )
     assert result.returncode == 0, result.stderr
     where, count, hidden, visible = result.stdout.splitlines()[:4]
     assert Path(where).is_relative_to(tmp_path / "staged")
     assert int(count) == len(EXERCISES)
-    assert hidden == ("The hidden checks of 'softmax' run only when your notebook is graded; "
-                      "check('softmax', ...) runs the visible ones now.")
+    assert hidden == (
+        "The hidden checks of 'softmax' run only when your notebook is graded; "
+        "check('softmax', ...) runs the visible ones now."
+    )
     assert visible.startswith("visible: ") and "problem in the course" not in visible
 
 
 def test_the_kit_offers_the_students_commands_only(tmp_path):
-    result = _in_the_kit(tmp_path, "import sys; sys.argv = ['autograder', '--help']; "
-                                   "from autograder.__main__ import main; main()")
+    result = _in_the_kit(
+        tmp_path, "import sys; sys.argv = ['autograder', '--help']; from autograder.__main__ import main; main()"
+    )
     commands = re.search(r"\{(.*?)\}", result.stdout)
     offered = set(commands.group(1).split(",")) if commands else set(re.findall(r"^    (\w+)\s", result.stdout, re.M))
     assert {"progress", "doctor"} <= offered and not offered & {"fixtures", "release", "grade", "kit"}, result.stdout
 
 
 def test_the_book_names_the_wheel_that_is_built():
-    mentioned = set(re.findall(r"transformer_course_kit-[^\s`<>\"]+?\.whl",
-                               (ROOT / "_config.yml").read_text() + (ROOT / "book" / "how_this_course_works.md").read_text()))
+    mentioned = set(
+        re.findall(
+            r"transformer_course_kit-[^\s`<>\"]+?\.whl",
+            (ROOT / "_config.yml").read_text() + (ROOT / "book" / "how_this_course_works.md").read_text(),
+        )
+    )
     assert mentioned == {kit.wheel_name()}
 
 
@@ -145,7 +168,9 @@ def test_every_notebook_says_what_to_install_in_its_first_cell():
         notebook = json.loads((ROOT / "exercises" / assignment / f"{assignment}.ipynb").read_text())
         first = next(c for c in notebook["cells"] if c["cell_type"] == "code")
         source = "".join(first["source"])
-        assert source.startswith("try:") and "except ModuleNotFoundError" in source and "How this course works" in source, assignment
+        assert (
+            source.startswith("try:") and "except ModuleNotFoundError" in source and "How this course works" in source
+        ), assignment
 
 
 # --- The site's deployment settings ------------------------------------------------------------
@@ -161,17 +186,27 @@ def test_the_default_build_has_no_launch_button_and_no_repository():
 
 
 def test_a_deployment_sets_its_address_and_launch_buttons():
-    config = site_config.deployment_config({
-        "SITE_URL": "https://course.example.org/transformer/", "SITE_REPOSITORY_URL": "https://github.com/org/course",
-        "SITE_BINDERHUB_URL": "https://mybinder.org", "SITE_JUPYTERHUB_URL": "https://hub.example.org",
-        "SITE_COLAB": "1"}, BASE)
-    assert config["launch_buttons"] == {**BASE["launch_buttons"], "binderhub_url": "https://mybinder.org",
-                                        "jupyterhub_url": "https://hub.example.org",
-                                        "colab_url": "https://colab.research.google.com"}
+    config = site_config.deployment_config(
+        {
+            "SITE_URL": "https://course.example.org/transformer/",
+            "SITE_REPOSITORY_URL": "https://github.com/org/course",
+            "SITE_BINDERHUB_URL": "https://mybinder.org",
+            "SITE_JUPYTERHUB_URL": "https://hub.example.org",
+            "SITE_COLAB": "1",
+        },
+        BASE,
+    )
+    assert config["launch_buttons"] == {
+        **BASE["launch_buttons"],
+        "binderhub_url": "https://mybinder.org",
+        "jupyterhub_url": "https://hub.example.org",
+        "colab_url": "https://colab.research.google.com",
+    }
     assert config["repository"]["url"] == "https://github.com/org/course"
     assert config["html"]["baseurl"] == "https://course.example.org/transformer/"
     assert config["parse"]["myst_substitutions"]["colab_install"] == (
-        f"`%pip install https://course.example.org/transformer/{kit.wheel_name()}`")
+        f"`%pip install https://course.example.org/transformer/{kit.wheel_name()}`"
+    )
 
 
 def test_launch_buttons_without_a_repository_are_refused_with_one_sentence():
@@ -181,25 +216,40 @@ def test_launch_buttons_without_a_repository_are_refused_with_one_sentence():
 
 def test_a_build_with_launch_buttons_shows_them(tmp_path):
     """A one-page book with the deployment's configuration: Jupyter Book draws the buttons."""
-    config = site_config.deployment_config({
-        "SITE_REPOSITORY_URL": "https://github.com/org/course", "SITE_BINDERHUB_URL": "https://mybinder.org",
-        "SITE_JUPYTERHUB_URL": "https://hub.example.org", "SITE_COLAB": "1"}, BASE)
+    config = site_config.deployment_config(
+        {
+            "SITE_REPOSITORY_URL": "https://github.com/org/course",
+            "SITE_BINDERHUB_URL": "https://mybinder.org",
+            "SITE_JUPYTERHUB_URL": "https://hub.example.org",
+            "SITE_COLAB": "1",
+        },
+        BASE,
+    )
     config["execute"]["execute_notebooks"] = "off"
     config["sphinx"]["config"].pop("html_extra_path")
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
-    (tmp_path / "page.md").write_text("---\njupytext:\n  text_representation:\n    format_name: myst\n"
-                                      "kernelspec:\n  name: python3\n  display_name: Python 3\n---\n"
-                                      "# A page\n\n```{code-cell} ipython3\n1 + 1\n```\n")
+    (tmp_path / "page.md").write_text(
+        "---\njupytext:\n  text_representation:\n    format_name: myst\n"
+        "kernelspec:\n  name: python3\n  display_name: Python 3\n---\n"
+        "# A page\n\n```{code-cell} ipython3\n1 + 1\n```\n"
+    )
     (tmp_path / "book" / "_static").mkdir(parents=True)
-    result = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(tmp_path)],
-                            cwd=tmp_path, env=env_with_venv(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(tmp_path)],
+        cwd=tmp_path,
+        env=env_with_venv(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     page = (tmp_path / "_build" / "html" / "page.html").read_text()
     assert all(url in page for url in LAUNCH_URLS), [url for url in LAUNCH_URLS if url not in page]
 
 
 # --- Lent parts ------------------------------------------------------------------------------
+
 
 def test_the_lent_attention_is_chapter_4s_and_chapter_4_does_not_accept_it():
     import torch
@@ -213,7 +263,9 @@ def test_the_lent_attention_is_chapter_4s_and_chapter_4_does_not_accept_it():
     q, k, v = (torch.randn(2, 3, n, d, generator=generator, dtype=torch.float64) for n, d in ((4, 8), (6, 8), (6, 5)))
     mask = torch.rand(2, 1, 4, 6, generator=generator) < 0.7
     mask[..., 0] = True
-    for got, expected in zip(ScaledDotProductAttention()(q, k, v, mask), ref.scaled_dot_product_attention(q, k, v, mask)):
+    for got, expected in zip(
+        ScaledDotProductAttention()(q, k, v, mask), ref.scaled_dot_product_attention(q, k, v, mask)
+    ):
         torch.testing.assert_close(got, expected)
     with pytest.raises(CheckFailure, match="ScaledDotProductAttention"):
         check("scaled_dot_product_attention", lambda q, k, v, mask=None: ScaledDotProductAttention()(q, k, v, mask))

@@ -1,4 +1,5 @@
 """The engine's sentences: each names what is wrong on wrong code, and the reference still passes."""
+
 from __future__ import annotations
 
 import linecache
@@ -89,8 +90,12 @@ def test_a_float32_step_in_a_float64_case_is_named():
     hidden = failure_of("softmax", float32_step, layer=check_hidden, dtypes=(torch.float64,))
     assert "one step computes in float32" in hidden and "got " not in hidden
     # A real mistake is not blamed on float32.
-    assert "float32" not in failure_of("softmax", lambda x, dim=-1: ch04.softmax(x, dim) + 0.25,
-                                       dtypes=(torch.float64,)).split("(float64)")[1]
+    assert (
+        "float32"
+        not in failure_of("softmax", lambda x, dim=-1: ch04.softmax(x, dim) + 0.25, dtypes=(torch.float64,)).split(
+            "(float64)"
+        )[1]
+    )
 
 
 def test_infinities_are_compared_as_such():
@@ -102,7 +107,9 @@ def test_infinities_are_compared_as_such():
     hidden = compare(got, expected, "x", show_values=False)
     assert hidden == "x has another value where -inf was expected."  # no index, no advice about overflow
     backwards = compare(expected, got, "x", hints=Hints(infinity="Keep the k largest."))
-    assert backwards == "x contains -inf (first at index (0, 1)) where a finite number was expected. Keep the k largest."
+    assert (
+        backwards == "x contains -inf (first at index (0, 1)) where a finite number was expected. Keep the k largest."
+    )
     generic = compare(torch.tensor([float("nan")]), torch.tensor([1.0]), "x")
     assert "exp() that overflows" in generic
     assert compare(expected.clone(), expected, "x") is None
@@ -128,8 +135,10 @@ def test_sympy_is_not_imported_by_a_failing_check():
 
 # ------------------------------------------------------------------------- dtypes
 def test_dtype_hint_fits_an_exercise_without_tensor_inputs():
-    message = failure_of("sinusoidal_positional_encoding",
-                         lambda max_len, d_model: ch03.sinusoidal_positional_encoding(max_len, d_model).double())
+    message = failure_of(
+        "sinusoidal_positional_encoding",
+        lambda max_len, d_model: ch03.sinusoidal_positional_encoding(max_len, d_model).double(),
+    )
     assert "should have dtype float32, but it has dtype float64" in message
     assert "Keep the dtype of the inputs" not in message
     assert "float64 for accuracy" in message and ".float()" in message
@@ -160,7 +169,9 @@ class ManyWrongNames(nn.Module):
 def test_wrong_attribute_names_get_a_short_list():
     message = failure_of("SelfAttention", ManyWrongNames)
     assert len(message) < 400
-    assert "missing W_k.weight (4, 4), W_q.weight (4, 4), W_v.weight (4, 4); unexpected layers.0.weight (4, 4)" in message
+    assert (
+        "missing W_k.weight (4, 4), W_q.weight (4, 4), W_v.weight (4, 4); unexpected layers.0.weight (4, 4)" in message
+    )
     assert "and 84 more" in message
 
 
@@ -187,7 +198,8 @@ def test_a_bias_where_none_is_expected_says_bias_false():
             self.W_v = nn.Linear(d_model, d_k)
 
     assert failure_of("SelfAttention", WithBias).endswith(
-        "unexpected W_v.bias (4,). The checks expect these layers made with bias=False.")
+        "unexpected W_v.bias (4,). The checks expect these layers made with bias=False."
+    )
 
 
 class PlainTensor(nn.Module):
@@ -213,11 +225,15 @@ class Buffer(PlainTensor):
         self.register_buffer("weight", torch.randn(max_len, d_model))
 
 
-@pytest.mark.parametrize("wrong,expected", [
-    (PlainTensor, "`LearnedPositionalEmbedding.weight` is a plain tensor, not an nn.Parameter"),
-    (Product, "is a tensor computed from an nn.Parameter (such as nn.Parameter(t) * 0.02)"),
-    (Buffer, "is a buffer (register_buffer), not an nn.Parameter"),
-], ids=["plain", "product", "buffer"])
+@pytest.mark.parametrize(
+    "wrong,expected",
+    [
+        (PlainTensor, "`LearnedPositionalEmbedding.weight` is a plain tensor, not an nn.Parameter"),
+        (Product, "is a tensor computed from an nn.Parameter (such as nn.Parameter(t) * 0.02)"),
+        (Buffer, "is a buffer (register_buffer), not an nn.Parameter"),
+    ],
+    ids=["plain", "product", "buffer"],
+)
 def test_an_attribute_that_is_not_a_parameter_is_named(wrong, expected):
     message = failure_of("LearnedPositionalEmbedding", wrong)
     assert expected in message and "bias=False" not in message
@@ -271,7 +287,8 @@ def test_the_untouched_stub_is_not_written_yet_and_so_is_a_stub_it_calls():
 
     assert failure_of("SelfAttention", SelfAttention).startswith(
         "`SelfAttention` calls `test_the_untouched_stub_is_not_written_yet_and_so_is_a_stub_it_calls.<locals>."
-        "scaled_dot_product_attention`, which is not written yet")
+        "scaled_dot_product_attention`, which is not written yet"
+    )
 
     class Stub(nn.Module):
         def __init__(self, d_model, d_k):
@@ -309,8 +326,9 @@ def test_a_keyword_argument_changed_in_place_is_named():
             mask.fill_(True)
         return out
 
-    assert "changed its argument `mask` in place" in failure_of("scaled_dot_product_attention",
-                                                                 scaled_dot_product_attention)
+    assert "changed its argument `mask` in place" in failure_of(
+        "scaled_dot_product_attention", scaled_dot_product_attention
+    )
 
 
 # ------------------------------------------------------------------------- chapters 1-7: wrong code as students write it
@@ -328,14 +346,25 @@ def _rnn(x, W_xh, W_hh, b_h, h=None, keep=lambda h: h, store=lambda h: h, nonlin
     return torch.stack(states), h
 
 
-@pytest.mark.parametrize("wrong,expected", [
-    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, store=torch.Tensor.detach),
-     "Your outputs are right, so some path from `x` to them is cut or changed."),
-    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, keep=torch.Tensor.detach),
-     "Your outputs are right, so some path from `x` to them is cut or changed."),
-    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, nonlinearity=lambda z: z), "tanh is missing"),
-    (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, h=torch.ones_like(b_h)), "the state does not start at zero"),
-], ids=["detached-outputs", "detached-state", "no-tanh", "h0-ones"])
+@pytest.mark.parametrize(
+    "wrong,expected",
+    [
+        (
+            lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, store=torch.Tensor.detach),
+            "Your outputs are right, so some path from `x` to them is cut or changed.",
+        ),
+        (
+            lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, keep=torch.Tensor.detach),
+            "Your outputs are right, so some path from `x` to them is cut or changed.",
+        ),
+        (lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, nonlinearity=lambda z: z), "tanh is missing"),
+        (
+            lambda x, W_xh, W_hh, b_h: _rnn(x, W_xh, W_hh, b_h, h=torch.ones_like(b_h)),
+            "the state does not start at zero",
+        ),
+    ],
+    ids=["detached-outputs", "detached-state", "no-tanh", "h0-ones"],
+)
 def test_rnn_encode_mistakes_are_named(wrong, expected):
     assert expected in failure_of("rnn_encode", wrong)
     assert expected in failure_of("rnn_encode", wrong, layer=check_hidden)
@@ -406,6 +435,8 @@ def test_a_positional_table_that_never_raises_for_long_inputs_fails_visibly():
             return x + self.weight[: x.shape[1]]
 
     message = failure_of("LearnedPositionalEmbedding", NoLengthCheck)
-    assert message.startswith("For an input longer than max_len, LearnedPositionalEmbedding should raise ValueError. "
-                              "Instead: `LearnedPositionalEmbedding` raised RuntimeError")
+    assert message.startswith(
+        "For an input longer than max_len, LearnedPositionalEmbedding should raise ValueError. "
+        "Instead: `LearnedPositionalEmbedding` raised RuntimeError"
+    )
     assert "In your code, line " in message

@@ -4,6 +4,7 @@ One test per assignment (so they spread over the test workers): generate the stu
 version, autograde a correct, a partly correct and an empty submission, generate feedback,
 export, and check every score.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,17 +13,23 @@ import subprocess
 
 import nbformat
 import pytest
+from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder import release
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 ASSIGNMENTS = release.assignments(ROOT)
 SEED = "424242"
 
 
 def nbgrader(course, *args):
-    result = subprocess.run(["nbgrader", *args], cwd=course, env=env_with_venv(AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu"),
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        ["nbgrader", *args],
+        cwd=course,
+        env=env_with_venv(AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -31,7 +38,11 @@ def points(solutions, names) -> float:
     total = 0.0
     for cell in solutions.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution") and any(grade_id(cell).startswith(f"test_{n}") for n in names):
+        if (
+            meta.get("grade")
+            and not meta.get("solution")
+            and any(grade_id(cell).startswith(f"test_{n}") for n in names)
+        ):
             total += meta["points"]
     return total
 
@@ -69,6 +80,8 @@ def test_stock_nbgrader_flow(assignment, tmp_path):
     for student in plans:
         html = (course / "feedback" / student / assignment / f"{assignment}.html").read_text()
         assert "HIDDEN TESTS" not in html and "check_hidden" not in html, "feedback shows a hidden test"
-        assert not re.search(r"autograder[/\\]\w+\.py", html), "a traceback from inside the autograder reached the feedback"
+        assert not re.search(r"autograder[/\\]\w+\.py", html), (
+            "a traceback from inside the autograder reached the feedback"
+        )
     partial = (course / "feedback" / "partial" / assignment / f"{assignment}.html").read_text()
     assert "is not written yet" in partial

@@ -6,6 +6,7 @@ memory-hungry submission. Then its grading kernel is broken (it cannot import au
 and graded again, with plain `nbgrader autograde` and with `python -m autograder grade`.
 The other tests break one thing each and check the sentence that names it.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder import config, doctor, grade_class, preflight, sandbox
 from autograder.grading import Run
 from autograder.release import filled_notebook
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 ASSIGNMENT = "ch00_warmup"
 SEED = "8642"
@@ -29,8 +30,13 @@ EXTRA_CELL = {  # a cell put before `to_heads` in an otherwise correct submissio
     "hog": "hog = [bytearray(b'x') * 2**28 for _ in range(8)]  # 2 GiB, touched\n",
 }
 # A python3 kernel whose Python cannot import autograder: a grading set-up broken as when the sandbox hides it.
-BLIND_KERNEL = [sys.executable, "-c", "import sys; sys.modules['autograder'] = None; "
-                "from ipykernel import kernelapp; kernelapp.launch_new_instance()", "-f", "{connection_file}"]
+BLIND_KERNEL = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['autograder'] = None; from ipykernel import kernelapp; kernelapp.launch_new_instance()",
+    "-f",
+    "{connection_file}",
+]
 
 
 def submit(course: Path, student: str, exercises: set[str], extra: str | None = None) -> None:
@@ -46,9 +52,20 @@ def submit(course: Path, student: str, exercises: set[str], extra: str | None = 
 
 
 def run(course: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=course, capture_output=True, text=True, timeout=900,
-                          env=env_with_venv(AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT=str(CELL_TIMEOUT),
-                                            AUTOGRADER_MEMORY_LIMIT=str(2**30), COLUMNS="250", **env))
+    done = subprocess.run(
+        args,
+        cwd=course,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env_with_venv(
+            AUTOGRADER_DEVICE="cpu",
+            AUTOGRADER_CELL_TIMEOUT=str(CELL_TIMEOUT),
+            AUTOGRADER_MEMORY_LIMIT=str(2**30),
+            COLUMNS="250",
+            **env,
+        ),
+    )
     assert "Traceback" not in done.stdout, done.stdout[-3000:]
     return done
 
@@ -67,7 +84,9 @@ def scores(course: Path) -> dict[str, float]:
 def blind_kernel(folder: Path) -> str:
     spec = folder / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": BLIND_KERNEL, "display_name": "Python 3", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": BLIND_KERNEL, "display_name": "Python 3", "language": "python"})
+    )
     return str(folder)
 
 
@@ -90,7 +109,11 @@ def test_no_seed_is_refused_before_anything_is_graded(course):
     course, unseeded, _, _, _ = course
     assert unseeded.returncode == 2
     said = " ".join(unseeded.stdout.split())
-    assert f"Not grading {ASSIGNMENT}: No secret seed" in said and "export AUTOGRADER_SEED=" in said and "--practice" in said
+    assert (
+        f"Not grading {ASSIGNMENT}: No secret seed" in said
+        and "export AUTOGRADER_SEED=" in said
+        and "--practice" in said
+    )
 
 
 @pytest.mark.xdist_group("preflight_course")
@@ -106,8 +129,10 @@ def test_an_unprepared_assignment_is_prepared_and_every_submission_scores_its_po
 @pytest.mark.xdist_group("preflight_course")
 def test_a_notebook_stopped_early_says_where_and_why(course):
     course, _, seeded, report, _ = course
-    expected = {"hang": f"cell 8 ran longer than the time limit of {CELL_TIMEOUT} s",
-                "hog": "cell 8 used more than 1 GiB of memory"}
+    expected = {
+        "hang": f"cell 8 ran longer than the time limit of {CELL_TIMEOUT} s",
+        "hog": "cell 8 used more than 1 GiB of memory",
+    }
     for student, words in expected.items():
         assert words in report[student]["detail"]
         assert words in " ".join(seeded.stdout.split())
@@ -122,11 +147,14 @@ def test_a_kernel_that_cannot_import_the_course_records_no_score(course, tmp_pat
     course, _, _, _, before = course
     submit(course, "late", {"pairwise_dot", "to_heads"})
     broken = blind_kernel(tmp_path / "jupyter")
-    plain = run(course, "nbgrader", "autograde", ASSIGNMENT, "--student=[cl]*",
-                AUTOGRADER_SEED=SEED, JUPYTER_PATH=broken)
+    plain = run(
+        course, "nbgrader", "autograde", ASSIGNMENT, "--student=[cl]*", AUTOGRADER_SEED=SEED, JUPYTER_PATH=broken
+    )
     log = " ".join((plain.stdout + plain.stderr).split())
     assert plain.returncode != 0
-    assert "The grader could not run this notebook, so it is not graded: the grading kernel cannot use the course's" in log
+    assert (
+        "The grader could not run this notebook, so it is not graded: the grading kernel cannot use the course's" in log
+    )
     assert "ModuleNotFoundError" in log
     after = scores(course)
     assert "late" not in after, "a submission the grader could not run has a score"
@@ -143,8 +171,10 @@ def test_a_kernel_that_cannot_import_the_course_records_no_score(course, tmp_pat
 def test_a_sandbox_that_cannot_start_is_named_with_its_fix(tmp_path, monkeypatch):
     fake = tmp_path / "bin" / "bwrap"  # what bubblewrap says in a container without user namespaces
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create a new namespace, likely because the kernel does "
-                    "not allow non-privileged user namespaces.' >&2\nexit 1\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create a new namespace, likely because the kernel does "
+        "not allow non-privileged user namespaces.' >&2\nexit 1\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{Path(sys.executable).parent}:/usr/bin:/bin")
     monkeypatch.setenv("AUTOGRADER_SEED", SEED)
@@ -159,7 +189,9 @@ def test_a_package_the_sandbox_hides_is_named(monkeypatch):
     package = Path(preflight.__file__).resolve().parent
     shown = sandbox.visible_again
     assert package in shown(sandbox.hidden_folders())
-    assert not any(folder in (ROOT / "solutions").parents or folder == ROOT for folder in shown(sandbox.hidden_folders()))
+    assert not any(
+        folder in (ROOT / "solutions").parents or folder == ROOT for folder in shown(sandbox.hidden_folders())
+    )
     monkeypatch.setattr(sandbox, "visible_again", lambda hidden: [f for f in shown(hidden) if f != package])
     monkeypatch.setenv("AUTOGRADER_SEED", SEED)
     if not sandbox.hides(package):
@@ -198,8 +230,9 @@ def test_doctor_says_when_grading_would_use_the_public_seed(tmp_path, monkeypatc
 
 def test_a_grader_failure_is_told_apart_from_the_students_failure():
     outcome = grade_class.Outcome("ada")
-    assert not grade_class.classify(outcome, {"success": False, "log": "ERROR | boom"},
-                                    Run(grader_failure="the kernel did not start"))
+    assert not grade_class.classify(
+        outcome, {"success": False, "log": "ERROR | boom"}, Run(grader_failure="the kernel did not start")
+    )
     assert outcome.status == grade_class.GRADER_FAILED and outcome.score is None
     assert "the kernel did not start" in outcome.detail and outcome.status in grade_class.NEEDS_ANOTHER_RUN
     refused = grade_class.Outcome("bob")
@@ -210,9 +243,13 @@ def test_a_grader_failure_is_told_apart_from_the_students_failure():
 
 @pytest.mark.parametrize("touched, stopped", [(2**31, True), (2**27, False)])
 def test_the_memory_watch_stops_a_process_tree_past_its_limit(touched, stopped):
-    grows = f"import time\nhog = []\nfor _ in range({touched // 2**26}):\n    hog.append(bytearray(b'x') * 2**26)\n" \
-            "    time.sleep(0.01)\ntime.sleep(1)\n"
-    child = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grows!r}])"])
+    grows = (
+        f"import time\nhog = []\nfor _ in range({touched // 2**26}):\n    hog.append(bytearray(b'x') * 2**26)\n"
+        "    time.sleep(0.01)\ntime.sleep(1)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grows!r}])"]
+    )
     watch = sandbox.MemoryWatch(child, limit=2**30)
     watch.start()
     child.wait(timeout=120)

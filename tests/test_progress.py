@@ -1,4 +1,5 @@
 """python -m autograder progress: runs a student's notebooks and says which exercises pass their visible checks."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,6 +7,7 @@ import sys
 
 import nbformat
 import pytest
+from conftest import ROOT, env_with_venv, grade_id, read_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nbgrader.utils import compute_checksum
 
@@ -13,7 +15,6 @@ from autograder import progress
 from autograder.__main__ import main
 from autograder.progress import Limits, Status
 from autograder.release import filled_notebook
-from conftest import ROOT, env_with_venv, grade_id, read_notebook
 
 STUDENT_NOTEBOOKS = sorted((ROOT / "exercises").glob("*/*.ipynb"))
 
@@ -36,6 +37,7 @@ def statuses(found) -> dict:
 
 
 # ----------------------------------------------------------------------------- the course's own notebooks
+
 
 def test_untouched_exercises_are_all_not_started_and_stay_unchanged():
     before = {path: path.read_bytes() for path in STUDENT_NOTEBOOKS}
@@ -90,24 +92,43 @@ LIMITS = Limits(cell=5, notebook=120, grace=3)
 
 def nbgrader_cell(source, name, **meta):
     """A code cell as nbgrader releases it, with the checksum of its released source."""
-    cell = new_code_cell(source, metadata={"nbgrader": {"grade_id": name, "schema_version": 3, "task": False,
-                                                        "solution": False, "grade": False, "locked": False, **meta}})
+    cell = new_code_cell(
+        source,
+        metadata={
+            "nbgrader": {
+                "grade_id": name,
+                "schema_version": 3,
+                "task": False,
+                "solution": False,
+                "grade": False,
+                "locked": False,
+                **meta,
+            }
+        },
+    )
     cell.metadata.nbgrader["checksum"] = compute_checksum(cell)
     return cell
 
 
 def student_notebook(first_source: str, setup: str = "import os"):
     """Two exercises: `first` (1 visible + 2 hidden points) as given, and `second`, already correct."""
-    notebook = new_notebook(cells=[
-        new_markdown_cell("# Exercises"),
-        nbgrader_cell(setup, "setup", locked=True),
-        nbgrader_cell(STUB, "first", solution=True),
-        nbgrader_cell("assert first(1, 2) == 3", "test_first", grade=True, locked=True, points=1),
-        nbgrader_cell("# The hidden checks of `first` run when your notebook is graded.", "test_first_hidden",
-                      grade=True, locked=True, points=2),
-        nbgrader_cell("def second():\n    return 2", "second", solution=True),
-        nbgrader_cell("assert second() == 2", "test_second", grade=True, locked=True, points=1),
-    ])
+    notebook = new_notebook(
+        cells=[
+            new_markdown_cell("# Exercises"),
+            nbgrader_cell(setup, "setup", locked=True),
+            nbgrader_cell(STUB, "first", solution=True),
+            nbgrader_cell("assert first(1, 2) == 3", "test_first", grade=True, locked=True, points=1),
+            nbgrader_cell(
+                "# The hidden checks of `first` run when your notebook is graded.",
+                "test_first_hidden",
+                grade=True,
+                locked=True,
+                points=2,
+            ),
+            nbgrader_cell("def second():\n    return 2", "second", solution=True),
+            nbgrader_cell("assert second() == 2", "test_second", grade=True, locked=True, points=1),
+        ]
+    )
     notebook.cells[2].source = first_source
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return notebook
@@ -139,10 +160,10 @@ def test_each_way_a_cell_can_end(variants):
         "correct": (Status.DONE, Status.DONE),
         "wrong": (Status.FAILS, Status.DONE),
         "syntax": (Status.ERROR, Status.DONE),
-        "loop": (Status.TIMED_OUT, Status.DONE),          # interrupted: the later cells still run
-        "stubborn": (Status.TIMED_OUT, Status.NOT_RUN),   # ignores the interrupt: its kernel is stopped
+        "loop": (Status.TIMED_OUT, Status.DONE),  # interrupted: the later cells still run
+        "stubborn": (Status.TIMED_OUT, Status.NOT_RUN),  # ignores the interrupt: its kernel is stopped
         "exits": (Status.ERROR, Status.NOT_RUN),
-        "beside": (Status.DONE, Status.DONE),             # runs in the notebook's own folder
+        "beside": (Status.DONE, Status.DONE),  # runs in the notebook's own folder
         "setup_fails": (Status.DONE, Status.DONE),
     }
     assert {name: (found[name, "first"].status, found[name, "second"].status) for name in VARIANTS} == expected
@@ -157,8 +178,9 @@ def test_reasons_are_one_clear_sentence(variants):
     assert "did not stop when interrupted" in found["stubborn", "first"].reason
     assert found["stubborn", "second"].reason == "the notebook stopped at the cell that defines `first`."
     assert found["exits", "first"].reason.startswith("the Python process stopped in the cell that defines `first`")
-    assert problems == ["setup_fails: the cell `setup` raised ModuleNotFoundError: "
-                        "No module named 'not_a_module_of_this_course'"]
+    assert problems == [
+        "setup_fails: the cell `setup` raised ModuleNotFoundError: No module named 'not_a_module_of_this_course'"
+    ]
 
 
 def test_points_count_visible_and_hidden_cells(variants):
@@ -178,29 +200,40 @@ def test_the_notebook_time_limit_stops_the_rest(tmp_path):
     found, _ = progress.progress_of([progress.read_chapter(path)], Limits(cell=60, notebook=3, grace=3))
     first, second = found
     assert first.status is Status.TIMED_OUT
-    assert first.reason == "the cell that defines `first` was still running when the notebook's 3 s ran out and was stopped."
+    assert (
+        first.reason
+        == "the cell that defines `first` was still running when the notebook's 3 s ran out and was stopped."
+    )
     assert second.status is Status.NOT_RUN and second.reason == "the notebook used up its 3 s before this cell."
 
 
 def test_exercises_come_from_the_metadata_with_the_longest_matching_name():
-    notebook = new_notebook(cells=[
-        nbgrader_cell("", "Encoder", solution=True),
-        nbgrader_cell("", "EncoderLayer", solution=True),
-        nbgrader_cell("", "split", solution=True),
-        nbgrader_cell("", "split_heads", solution=True),
-        nbgrader_cell("check()", "test_EncoderLayer", grade=True, points=1),
-        nbgrader_cell("check()", "test_Encoder", grade=True, points=2),
-        nbgrader_cell("# hidden", "test_Encoder_hidden", grade=True, points=4),
-        nbgrader_cell("check()", "test_split_heads", grade=True, points=8),
-        nbgrader_cell("check()", "test_split", grade=True, points=16),
-        nbgrader_cell("check()", "test_something_else", grade=True, points=32),
-    ])
+    notebook = new_notebook(
+        cells=[
+            nbgrader_cell("", "Encoder", solution=True),
+            nbgrader_cell("", "EncoderLayer", solution=True),
+            nbgrader_cell("", "split", solution=True),
+            nbgrader_cell("", "split_heads", solution=True),
+            nbgrader_cell("check()", "test_EncoderLayer", grade=True, points=1),
+            nbgrader_cell("check()", "test_Encoder", grade=True, points=2),
+            nbgrader_cell("# hidden", "test_Encoder_hidden", grade=True, points=4),
+            nbgrader_cell("check()", "test_split_heads", grade=True, points=8),
+            nbgrader_cell("check()", "test_split", grade=True, points=16),
+            nbgrader_cell("check()", "test_something_else", grade=True, points=32),
+        ]
+    )
     points = {e.name: (e.points, e.hidden_points, len(e.visible_tests)) for e in progress.exercises_of(notebook)}
-    assert points == {"Encoder": (6, 4, 1), "EncoderLayer": (1, 0, 1), "split": (16, 0, 1), "split_heads": (8, 0, 1),
-                      "test_something_else": (32, 0, 1)}
+    assert points == {
+        "Encoder": (6, 4, 1),
+        "EncoderLayer": (1, 0, 1),
+        "split": (16, 0, 1),
+        "split_heads": (8, 0, 1),
+        "test_something_else": (32, 0, 1),
+    }
 
 
 # ----------------------------------------------------------------------------- the command line
+
 
 def run_cli(capsys, *args):
     status = main(["progress", *map(str, args)])
@@ -208,16 +241,27 @@ def run_cli(capsys, *args):
     return status, out, err
 
 
-@pytest.mark.parametrize("make,expected", [
-    (lambda tmp: tmp / "missing", "There is no file or folder"),
-    (lambda tmp: (tmp / "notes.ipynb").write_text("{not json") and tmp / "notes.ipynb", "is not valid JSON"),
-    (lambda tmp: (tmp / "data.json").write_text('{"a": 1}') and tmp / "data.json", "is JSON but not a Jupyter notebook"),
-    (lambda tmp: (tmp / "blob.ipynb").write_bytes(b"\xff\xfe\x00") and tmp / "blob.ipynb", "it is not a text file"),
-    (lambda tmp: nbformat.write(new_notebook(cells=[new_code_cell("1")]), tmp / "scratch.ipynb") or tmp / "scratch.ipynb",
-     "has no nbgrader exercise cells"),
-    (lambda tmp: tmp, "There are no notebooks in"),
-    (lambda tmp: nbformat.write(new_notebook(), tmp / "scratch.ipynb") or tmp, "None of the 1 notebooks"),
-], ids=["missing", "not-json", "json-not-notebook", "binary", "no-nbgrader-cells", "empty-folder", "only-scratch"])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda tmp: tmp / "missing", "There is no file or folder"),
+        (lambda tmp: (tmp / "notes.ipynb").write_text("{not json") and tmp / "notes.ipynb", "is not valid JSON"),
+        (
+            lambda tmp: (tmp / "data.json").write_text('{"a": 1}') and tmp / "data.json",
+            "is JSON but not a Jupyter notebook",
+        ),
+        (lambda tmp: (tmp / "blob.ipynb").write_bytes(b"\xff\xfe\x00") and tmp / "blob.ipynb", "it is not a text file"),
+        (
+            lambda tmp: (
+                nbformat.write(new_notebook(cells=[new_code_cell("1")]), tmp / "scratch.ipynb") or tmp / "scratch.ipynb"
+            ),
+            "has no nbgrader exercise cells",
+        ),
+        (lambda tmp: tmp, "There are no notebooks in"),
+        (lambda tmp: nbformat.write(new_notebook(), tmp / "scratch.ipynb") or tmp, "None of the 1 notebooks"),
+    ],
+    ids=["missing", "not-json", "json-not-notebook", "binary", "no-nbgrader-cells", "empty-folder", "only-scratch"],
+)
 def test_bad_paths_get_one_sentence_and_status_2(tmp_path, capsys, make, expected):
     status, out, err = run_cli(capsys, make(tmp_path))
     assert status == 2 and out == ""
@@ -230,7 +274,9 @@ def test_a_broken_notebook_in_a_folder_is_reported_after_the_others(tmp_path, ca
     status, out, err = run_cli(capsys, tmp_path, "--timeout", "30")
     assert status == 2
     assert "2 of 2 exercises done" in out
-    assert err.strip().splitlines()[-1].startswith(f"{tmp_path / 'broken.ipynb'} is not a notebook: it is not valid JSON")
+    assert (
+        err.strip().splitlines()[-1].startswith(f"{tmp_path / 'broken.ipynb'} is not a notebook: it is not valid JSON")
+    )
 
 
 def test_help_and_bad_options(capsys):
@@ -246,8 +292,14 @@ def test_help_and_bad_options(capsys):
 
 def test_the_command_prints_a_table_with_a_total(tmp_path):
     path = write_variant(tmp_path, "untouched")
-    result = subprocess.run([sys.executable, "-m", "autograder", "progress", str(path)], cwd=tmp_path,
-                            env=env_with_venv(PYTHONIOENCODING="utf-8"), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "progress", str(path)],
+        cwd=tmp_path,
+        env=env_with_venv(PYTHONIOENCODING="utf-8"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["chapter", "exercise", "visible", "checks", "visible", "points", "graded", "later"]
@@ -272,18 +324,32 @@ def test_points_earned_are_those_of_passing_visible_cells_and_hidden_points_are_
 
 
 def test_without_a_path_outside_the_course_folder_it_says_where_it_looked(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "autograder", "progress"], cwd=tmp_path,
-                            env=env_with_venv(PYTHONIOENCODING="utf-8"), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "progress"],
+        cwd=tmp_path,
+        env=env_with_venv(PYTHONIOENCODING="utf-8"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip() == (f"No path was given, and {tmp_path} has no exercises/ folder and no notebooks: "
-                                     "give the notebook or the folder of notebooks to check, for example "
-                                     "`python -m autograder progress path/to/exercises`.")
+    assert result.stderr.strip() == (
+        f"No path was given, and {tmp_path} has no exercises/ folder and no notebooks: "
+        "give the notebook or the folder of notebooks to check, for example "
+        "`python -m autograder progress path/to/exercises`."
+    )
 
 
 def test_without_a_path_it_runs_the_notebooks_of_the_working_folder(tmp_path):
     path = write_variant(tmp_path, "correct")
-    result = subprocess.run([sys.executable, "-m", "autograder", "progress", "--timeout", "60"], cwd=path.parent,
-                            env=env_with_venv(PYTHONIOENCODING="utf-8"), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "progress", "--timeout", "60"],
+        cwd=path.parent,
+        env=env_with_venv(PYTHONIOENCODING="utf-8"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"from {path.parent.resolve()} with" in result.stderr
     assert "2 of 2 exercises done" in result.stdout
@@ -291,8 +357,16 @@ def test_without_a_path_it_runs_the_notebooks_of_the_working_folder(tmp_path):
 
 def test_a_missing_package_points_to_doctor(tmp_path):
     (tmp_path / "nbclient").mkdir()
-    (tmp_path / "nbclient" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'nbclient'\", name='nbclient')")
-    result = subprocess.run([sys.executable, "-m", "autograder", "progress"], cwd=tmp_path, capture_output=True, text=True,
-                            env=env_with_venv(PYTHONPATH=str(tmp_path)), timeout=300)
+    (tmp_path / "nbclient" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'nbclient'\", name='nbclient')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env_with_venv(PYTHONPATH=str(tmp_path)),
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == "progress needs nbclient: run `python -m autograder doctor`."

@@ -1,13 +1,14 @@
 """exercises/ is exactly what nbgrader makes from solutions/, and keeps the contract's structure."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import ROOT, grade_id, read_notebook
 
 from autograder import release
 from autograder.exercises import of_assignment
-from conftest import ROOT, grade_id, read_notebook
 
 ASSIGNMENTS = release.assignments(ROOT)
 
@@ -30,8 +31,11 @@ def test_exercises_are_generated_from_solutions(assignment, fresh_release):
     generated = fresh_release / assignment / f"{assignment}.ipynb"
     assert committed.is_file(), f"{committed} is missing: run `make exercises`"
     assert _comparable(committed) == _comparable(generated), (
-        f"exercises/{assignment} is out of date with solutions/: run `make exercises`")
-    extra = {p.name for p in (ROOT / "exercises" / assignment).iterdir()} - {p.name for p in (fresh_release / assignment).iterdir()}
+        f"exercises/{assignment} is out of date with solutions/: run `make exercises`"
+    )
+    extra = {p.name for p in (ROOT / "exercises" / assignment).iterdir()} - {
+        p.name for p in (fresh_release / assignment).iterdir()
+    }
     assert not extra, f"files in exercises/{assignment} that nbgrader does not make: {extra}"
 
 

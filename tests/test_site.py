@@ -7,6 +7,7 @@ notebook's first cell says in one sentence what to install; with it, the noteboo
 the reference answers passes every visible check, and the untouched notebook fails each check
 with its one sentence. The site holds no distinctive line of any exercise's solution.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -19,7 +20,6 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-
 from conftest import ROOT, read_notebook
 from freshvenv import FreshVenv
 from test_browser import CHROMIUM_FLAGS, _chromium
@@ -66,8 +66,10 @@ def _click_through(site: str, folder: Path) -> dict:
         browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
         try:
             context = browser.new_context(accept_downloads=True)
-            context.route(lambda url: urlsplit(url).hostname != "127.0.0.1",
-                          lambda route: (elsewhere.append(route.request.url), route.abort()))
+            context.route(
+                lambda url: urlsplit(url).hostname != "127.0.0.1",
+                lambda route: (elsewhere.append(route.request.url), route.abort()),
+            )
             page = context.new_page()
             page.goto(f"{site}book/{CHAPTER}.html", wait_until="load")
             notebook = _download(page, page.locator("article a.download", has_text=f"{CHAPTER}.ipynb").first, folder)
@@ -116,10 +118,12 @@ def test_the_site_holds_no_reference_solution(book_html):
     found, measure = kit.leaks(kit.folder_files(book_html))
     assert measure and sum(total for _, total in measure.values()) > 0
     assert not found, "the site hands out solutions:\n" + "\n".join(
-        f"{leak.file}: {leak.exercise} ({leak.assignment}): {leak.statement}" for leak in found)
+        f"{leak.file}: {leak.exercise} ({leak.assignment}): {leak.statement}" for leak in found
+    )
 
 
 # --- The two files in a virtualenv that has never seen the repository --------------------------
+
 
 def _errors(cell) -> list:
     return [out for out in cell.get("outputs", []) if out.output_type == "error"]
@@ -156,17 +160,24 @@ def test_without_the_kit_the_first_cell_says_what_to_install(downloads, tmp_path
 
 def test_the_kit_installs_and_the_reference_answers_pass_every_visible_check(kitted, downloads):
     fresh = kitted
-    where = fresh.run("-c", "import autograder, importlib.util, sys; "
-                            "print(autograder.__file__); print(importlib.util.find_spec('autograder.reference'))")
+    where = fresh.run(
+        "-c",
+        "import autograder, importlib.util, sys; "
+        "print(autograder.__file__); print(importlib.util.find_spec('autograder.reference'))",
+    )
     module_file, reference = where.stdout.split()
     assert Path(module_file).is_relative_to(fresh.folder / "venv"), module_file
     assert reference == "None", "the kit must not carry autograder.reference"
 
     student = read_notebook(downloads["notebook"])
-    names = {c.metadata["nbgrader"]["grade_id"] for c in student.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    names = {
+        c.metadata["nbgrader"]["grade_id"] for c in student.cells if c.metadata.get("nbgrader", {}).get("solution")
+    }
     filled = filled_notebook(student, read_notebook(ROOT / "solutions" / CHAPTER / f"{CHAPTER}.ipynb"), names)
-    probe = nbformat.v4.new_code_cell("import autograder, importlib.util\n"
-                                      "print(autograder.__file__, importlib.util.find_spec('autograder.reference'))")
+    probe = nbformat.v4.new_code_cell(
+        "import autograder, importlib.util\n"
+        "print(autograder.__file__, importlib.util.find_spec('autograder.reference'))"
+    )
     filled.cells.insert(0, probe)
     ran = fresh.execute(filled, "filled")
     seconds = time.perf_counter() - fresh.created

@@ -5,6 +5,7 @@ check of a fresh kernel, and grading one notebook.
 
 Prints the median (and min/max) of each; nothing here is a pass/fail test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ def summary(times: list[float]) -> str:
 
 
 def time_visible_checks(repeats: int) -> None:
-    print("One visible check (reference solution, as a student's passing cell; device "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}):")
+    print(
+        "One visible check (reference solution, as a student's passing cell; device "
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'}):"
+    )
     for name, exercise in sorted(EXERCISES.items()):
         impl = getattr(reference.load(exercise.assignment), name)
         with open(os.devnull, "w") as quiet:
@@ -88,28 +91,48 @@ def time_fresh_first_check(runs: int) -> None:
     for fail in (False, True):
         imports, firsts, sympy = [], [], set()
         for _ in range(runs):
-            out = subprocess.run([sys.executable, "-c", FRESH_KERNEL.format(fail=fail)], capture_output=True,
-                                 text=True, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", FRESH_KERNEL.format(fail=fail)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            ).stdout
             imported, first, loaded = out.splitlines()[-1].split()  # after the pass line
             imports.append(float(imported))
             firsts.append(float(first))
             sympy.add(loaded)
-        print(f"  {'failing' if fail else 'passing'} first check   {summary(firsts)}; sympy imported: "
-              f"{'/'.join(sorted(sympy))}; imports before it: median {statistics.median(imports):.2f} s")
+        print(
+            f"  {'failing' if fail else 'passing'} first check   {summary(firsts)}; sympy imported: "
+            f"{'/'.join(sorted(sympy))}; imports before it: median {statistics.median(imports):.2f} s"
+        )
 
 
 def time_grading(gradings: int, assignment: str = "ch04_scaled_dot_product") -> None:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               AUTOGRADER_SEED="1", AUTOGRADER_DEVICE=os.environ.get("AUTOGRADER_DEVICE", "cpu"))
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        AUTOGRADER_SEED="1",
+        AUTOGRADER_DEVICE=os.environ.get("AUTOGRADER_DEVICE", "cpu"),
+    )
     with tempfile.TemporaryDirectory() as scratch:
         course = Path(scratch)
         shutil.copytree(ROOT / "solutions", course / "solutions")
         shutil.copy(ROOT / "nbgrader_config.py", course)
-        subprocess.run(["nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["nbgrader", "generate_assignment", assignment, "--force"],
+            cwd=course,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         solutions = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-        answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solutions.cells
-                   if c.metadata.get("nbgrader", {}).get("solution")}
+        answers = {
+            c.metadata["nbgrader"]["grade_id"]: c.source
+            for c in solutions.cells
+            if c.metadata.get("nbgrader", {}).get("solution")
+        }
         student = nbformat.read(course / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
         for cell in student.cells:
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -121,11 +144,14 @@ def time_grading(gradings: int, assignment: str = "ch04_scaled_dot_product") -> 
         times = []
         for _ in range(gradings):
             started = time.perf_counter()
-            subprocess.run(["nbgrader", "autograde", assignment, "--force"], cwd=course, env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["nbgrader", "autograde", assignment, "--force"], cwd=course, env=env, check=True, capture_output=True
+            )
             times.append(time.perf_counter() - started)
-    print(f"Grading one {assignment} notebook with `nbgrader autograde` (kernel start, torch import, "
-          f"every visible and hidden check):\n  {summary(times)}")
+    print(
+        f"Grading one {assignment} notebook with `nbgrader autograde` (kernel start, torch import, "
+        f"every visible and hidden check):\n  {summary(times)}"
+    )
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ course's nbgrader_config.py (sandboxed kernels, verdicts outside them) and grade
 Prints seconds per notebook, the ratios, the floor (starting Python and importing torch, in the
 same run) and notebooks per core-hour, for the README's capacity table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,18 +45,23 @@ OLD_ENGINE = "d0aac9e"  # the last commit with the multiprocessing pool
 def make_class(course: Path, students: int, env: dict) -> None:
     shutil.copytree(ROOT / "solutions", course / "solutions")
     shutil.copy(ROOT / "nbgrader_config.py", course)
-    subprocess.run(["nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=course, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=course, env=env, check=True, capture_output=True
+    )
     solutions = nbformat.read(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     released = nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    names = [c.metadata["nbgrader"]["grade_id"] for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    names = [
+        c.metadata["nbgrader"]["grade_id"] for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")
+    ]
     kinds = ["correct", "partial", "empty", "tampered"]
     for i in range(students):
         kind = kinds[i % len(kinds)]
         filled = {"correct": set(names), "partial": set(names[:2]), "empty": set(), "tampered": set(names)}[kind]
         notebook = filled_notebook(released, solutions, filled)
         if kind == "tampered":
-            next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax").source = TAMPER
+            next(
+                c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax"
+            ).source = TAMPER
         folder = course / "submitted" / f"{kind}{i:03d}" / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
@@ -71,8 +77,9 @@ def timed(command: list[str], cwd: Path, env: dict) -> float:
 
 def old_engine(folder: Path) -> Path:
     """The old grade_class.py from git history, as a stand-alone module in ``folder``."""
-    source = subprocess.run(["git", "show", f"{OLD_ENGINE}:autograder/grade_class.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{OLD_ENGINE}:autograder/grade_class.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     (folder / "old_grade_class.py").write_text(source.replace("from .config import", "from autograder.config import"))
     return folder
 
@@ -90,16 +97,39 @@ class TcpCluster:
     def __init__(self, folder: Path, workers: int, env: dict):
         dask = str(Path(sys.executable).parent / "dask")
         scheduler_file = folder / "scheduler.json"
-        self.processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                            "--scheduler-file", str(scheduler_file)], env=env, cwd=ROOT,
-                                           start_new_session=True, stderr=subprocess.DEVNULL)]
+        self.processes = [
+            subprocess.Popen(
+                [
+                    dask,
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
         while not scheduler_file.is_file():
             time.sleep(0.2)
         time.sleep(0.5)
         self.address = json.loads(scheduler_file.read_text())["address"]
-        self.processes += [subprocess.Popen([dask, "worker", self.address, "--nthreads", "1", "--no-dashboard"],
-                                            env=env, cwd=ROOT, start_new_session=True, stderr=subprocess.DEVNULL)
-                           for _ in range(workers)]
+        self.processes += [
+            subprocess.Popen(
+                [dask, "worker", self.address, "--nthreads", "1", "--no-dashboard"],
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
 
     def wait_for_workers(self, count: int) -> None:
         from distributed import Client
@@ -119,8 +149,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     n, workers = args.students, args.workers
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               AUTOGRADER_SEED="1", AUTOGRADER_DEVICE=os.environ.get("AUTOGRADER_DEVICE", "cpu"))
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        AUTOGRADER_SEED="1",
+        AUTOGRADER_DEVICE=os.environ.get("AUTOGRADER_DEVICE", "cpu"),
+    )
     floor = statistics.median(timed([sys.executable, "-c", "import torch"], ROOT, env) for _ in range(3))
     grade = [sys.executable, "-m", "autograder", "grade", ASSIGNMENT]
     seconds: dict[str, float] = {}
@@ -133,9 +167,16 @@ def main() -> None:
             make_class(course, n, env)
         old_env = dict(env, PYTHONPATH=os.pathsep.join([str(old_engine(scratch)), str(ROOT)]))
         seconds["stock"] = timed(["nbgrader", "autograde", ASSIGNMENT], courses["stock"], env)
-        seconds["old pool"] = timed([sys.executable, "-c", "import sys, old_grade_class; "
-                                     f"sys.exit(old_grade_class.main({ASSIGNMENT!r}, {workers}, 1800, False, []))"],
-                                    courses["old pool"], old_env)
+        seconds["old pool"] = timed(
+            [
+                sys.executable,
+                "-c",
+                "import sys, old_grade_class; "
+                f"sys.exit(old_grade_class.main({ASSIGNMENT!r}, {workers}, 1800, False, []))",
+            ],
+            courses["old pool"],
+            old_env,
+        )
         seconds["LocalCluster"] = timed([*grade, "--workers", str(workers)], courses["LocalCluster"], env)
         cluster = TcpCluster(scratch, workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT)))
         try:
@@ -144,19 +185,29 @@ def main() -> None:
         finally:
             cluster.stop()
         graded = {way: graded_count(course) for way, course in courses.items()}
-    print(f"{n} submissions of {ASSIGNMENT} (correct, partial, empty, tampered), on {os.cpu_count()} cores, "
-          f"{workers} workers for the parallel ways")
+    print(
+        f"{n} submissions of {ASSIGNMENT} (correct, partial, empty, tampered), on {os.cpu_count()} cores, "
+        f"{workers} workers for the parallel ways"
+    )
     for way in ways:
-        print(f"  {way:<13}: {seconds[way]:7.1f} s = {seconds[way] / n:5.2f} s per notebook, "
-              f"{seconds['stock'] / seconds[way]:5.2f}x stock, {graded[way]} graded")
-    print(f"  TCP cluster / LocalCluster time: {seconds['TCP cluster'] / seconds['LocalCluster']:5.2f} "
-          "(target: at most 1.10)")
+        print(
+            f"  {way:<13}: {seconds[way]:7.1f} s = {seconds[way] / n:5.2f} s per notebook, "
+            f"{seconds['stock'] / seconds[way]:5.2f}x stock, {graded[way]} graded"
+        )
+    print(
+        f"  TCP cluster / LocalCluster time: {seconds['TCP cluster'] / seconds['LocalCluster']:5.2f} "
+        "(target: at most 1.10)"
+    )
     print(f"  LocalCluster vs stock: {seconds['stock'] / seconds['LocalCluster']:5.2f}x (target: at least 1.8x)")
     per_core_hour = n * 3600 / (seconds["LocalCluster"] * workers)
-    print(f"  floor: python -c 'import torch': {floor:5.2f} s; LocalCluster cost per notebook per worker = "
-          f"{seconds['LocalCluster'] * workers / n:5.2f} s ({seconds['LocalCluster'] * workers / n / floor:4.1f}x the floor)")
-    print(f"  capacity: {per_core_hour:6.0f} notebooks per core-hour; 10,000 students x 15 notebooks in one hour "
-          f"needs {-(-150_000 // int(per_core_hour))} cores")
+    print(
+        f"  floor: python -c 'import torch': {floor:5.2f} s; LocalCluster cost per notebook per worker = "
+        f"{seconds['LocalCluster'] * workers / n:5.2f} s ({seconds['LocalCluster'] * workers / n / floor:4.1f}x the floor)"
+    )
+    print(
+        f"  capacity: {per_core_hour:6.0f} notebooks per core-hour; 10,000 students x 15 notebooks in one hour "
+        f"needs {-(-150_000 // int(per_core_hour))} cores"
+    )
 
 
 if __name__ == "__main__":

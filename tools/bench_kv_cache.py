@@ -17,12 +17,14 @@ By default it times the reference solutions (``solutions/``); ``--notebook`` tim
 The baseline's work grows like T^3, so its 1,024-token runs take a while on a CPU (tens of
 seconds each). Nothing here is a pass/fail test.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -64,15 +66,15 @@ def generate_recomputing(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tens
     causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
     outputs = []
     for t in range(length):
-        prefix = x[:, :t + 1]
-        out, _ = mha(prefix, prefix, prefix, causal[:t + 1, :t + 1])
+        prefix = x[:, : t + 1]
+        out, _ = mha(prefix, prefix, prefix, causal[: t + 1, : t + 1])
         outputs.append(out[:, -1:])
     return torch.cat(outputs, dim=1)
 
 
 def generate_cached(solutions: SimpleNamespace, mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     cache = solutions.KVCache()
-    return torch.cat([solutions.cached_attention_step(mha, x[:, t:t + 1], cache) for t in range(x.shape[1])], dim=1)
+    return torch.cat([solutions.cached_attention_step(mha, x[:, t : t + 1], cache) for t in range(x.shape[1])], dim=1)
 
 
 def best_time(run, repeats: int, device: torch.device) -> tuple[float, torch.Tensor]:
@@ -105,14 +107,18 @@ def main() -> None:
     solutions = load_solutions(args.notebook)
     torch.manual_seed(0)
     mha = MultiHeadAttention(args.d_model, args.heads).to(device).eval()
-    print(f"One causal self-attention layer, d_model={args.d_model}, {args.heads} heads, batch 1, float32, "
-          f"{device.type}, {torch.get_num_threads()} CPU threads; best of {args.repeats}.")
+    print(
+        f"One causal self-attention layer, d_model={args.d_model}, {args.heads} heads, batch 1, float32, "
+        f"{device.type}, {torch.get_num_threads()} CPU threads; best of {args.repeats}."
+    )
     print(f"{'tokens':>7} {'recompute (s)':>14} {'KV cache (s)':>13} {'speed-up':>9} {'max |difference|':>17}")
     with torch.inference_mode():
         for length in args.lengths:
             x = torch.randn(1, length, args.d_model, device=device)
-            baseline, expected = best_time(lambda: generate_recomputing(mha, x), args.repeats, device)
-            cached, got = run_solutions(lambda: best_time(lambda: generate_cached(solutions, mha, x), args.repeats, device))
+            baseline, expected = best_time(partial(generate_recomputing, mha, x), args.repeats, device)
+            cached, got = run_solutions(
+                partial(best_time, partial(generate_cached, solutions, mha, x), args.repeats, device)
+            )
             error = (got - expected).abs().max().item()
             print(f"{length:>7} {baseline:>14.3f} {cached:>13.3f} {baseline / cached:>8.1f}x {error:>17.2e}")
 

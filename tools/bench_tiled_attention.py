@@ -18,11 +18,13 @@ Time is the best of ``--repeats`` runs. Ratios are against the naive version mea
 same run. By default the reference ``tiled_attention`` (``solutions/``) is measured;
 ``--notebook`` measures the one in any chapter-13 notebook. Nothing here is a pass/fail test.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,8 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from autograder.tools import TensorMemoryMeter  # noqa: E402
 from bench_kv_cache import load_solutions, run_solutions  # noqa: E402
+
+from autograder.tools import TensorMemoryMeter  # noqa: E402
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -79,29 +82,37 @@ def main() -> None:
 
     device = torch.device(args.device)
     tiled = load_solutions(args.notebook).tiled_attention
-    print(f"Attention of T_q={args.q_len} queries, d={args.d}, block_size={args.block_size}, batch 1, float32, "
-          f"{device.type}, {torch.get_num_threads()} CPU threads; time = best of {args.repeats}.")
-    print(f"{'T_k':>6} | {'peak MiB: naive':>15} {'tiled':>14} {'fused':>14} | "
-          f"{'ms: naive':>9} {'tiled':>12} {'fused':>12} | {'max |tiled - naive|':>19}")
-    mib = 2 ** 20
+    print(
+        f"Attention of T_q={args.q_len} queries, d={args.d}, block_size={args.block_size}, batch 1, float32, "
+        f"{device.type}, {torch.get_num_threads()} CPU threads; time = best of {args.repeats}."
+    )
+    print(
+        f"{'T_k':>6} | {'peak MiB: naive':>15} {'tiled':>14} {'fused':>14} | "
+        f"{'ms: naive':>9} {'tiled':>12} {'fused':>12} | {'max |tiled - naive|':>19}"
+    )
+    mib = 2**20
     torch.manual_seed(0)
     for k_len in args.k_lens:
         q = torch.randn(1, 1, args.q_len, args.d, device=device)
         k, v = (torch.randn(1, 1, k_len, args.d, device=device) for _ in range(2))
-        runs = {"naive": lambda: naive_attention(q, k, v),
-                "tiled": lambda: tiled(q, k, v, args.block_size),
-                "fused": lambda: F.scaled_dot_product_attention(q, k, v)}
+        runs = {
+            "naive": partial(naive_attention, q, k, v),
+            "tiled": partial(tiled, q, k, v, args.block_size),
+            "fused": partial(F.scaled_dot_product_attention, q, k, v),
+        }
         with torch.no_grad():
             run_solutions(runs["tiled"])
             memory = {name: peak_memory(run, q, k, v) for name, run in runs.items()}
             times = {name: best_time(run, args.repeats, device) for name, run in runs.items()}
             error = (runs["tiled"]() - runs["naive"]()).abs().max().item()
         base_memory, base_time = memory["naive"], times["naive"]
-        print(f"{k_len:>6} | {base_memory / mib:>15.2f} "
-              + " ".join(f"{memory[n] / mib:>6.2f} ({memory[n] / base_memory:>4.2f}x)" for n in ("tiled", "fused"))
-              + f" | {1e3 * base_time:>9.1f} "
-              + " ".join(f"{1e3 * times[n]:>5.1f} ({times[n] / base_time:>4.2f}x)" for n in ("tiled", "fused"))
-              + f" | {error:>19.2e}")
+        print(
+            f"{k_len:>6} | {base_memory / mib:>15.2f} "
+            + " ".join(f"{memory[n] / mib:>6.2f} ({memory[n] / base_memory:>4.2f}x)" for n in ("tiled", "fused"))
+            + f" | {1e3 * base_time:>9.1f} "
+            + " ".join(f"{1e3 * times[n]:>5.1f} ({times[n] / base_time:>4.2f}x)" for n in ("tiled", "fused"))
+            + f" | {error:>19.2e}"
+        )
 
 
 if __name__ == "__main__":

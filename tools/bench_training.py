@@ -15,6 +15,7 @@ catalogue's stand-in models get.
 
 Needs solutions/ (the reference); run it from the repository root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def measure(train, seed: int, test_sets: list[torch.Tensor]) -> tuple[dict, floa
 
 
 def accuracy(run: dict, test_sets: list[torch.Tensor]) -> float:
-    right = sum(int((out == chapter._reversal_targets(src)[1]).all(1).sum()) for src, out in zip(test_sets, run["greedy"]))
+    right = sum(
+        int((out == chapter._reversal_targets(src)[1]).all(1).sum()) for src, out in zip(test_sets, run["greedy"])
+    )
     return right / sum(len(src) for src in test_sets)
 
 
@@ -58,15 +61,21 @@ def main() -> None:
 
     ref = reference.load(chapter.ASSIGNMENT)
     test_sets = chapter.reversal_test_sets(torch.Generator().manual_seed(20240607), chapter.TEST_PER_LENGTH)
-    print(f"reference train_reversal_model on one CPU thread; {sum(map(len, test_sets))} test sequences of "
-          f"{chapter.MIN_LEN} to {chapter.MAX_LEN} symbols; the check needs >= {chapter.PASS_ACCURACY:.0%} "
-          f"within {chapter.TIME_LIMIT:.0f} s of CPU time")
+    print(
+        f"reference train_reversal_model on one CPU thread; {sum(map(len, test_sets))} test sequences of "
+        f"{chapter.MIN_LEN} to {chapter.MAX_LEN} symbols; the check needs >= {chapter.PASS_ACCURACY:.0%} "
+        f"within {chapter.TIME_LIMIT:.0f} s of CPU time"
+    )
     for seed in args.seeds:
         run, wall, verdict = measure(ref.train_reversal_model, seed, test_sets)
-        print(f"  seed {seed}: {run['seconds']:5.1f} s CPU, {wall:5.1f} s wall, exact match "
-              f"{accuracy(run, test_sets):6.1%}, check {'passes' if verdict is None else 'FAILS: ' + verdict}", flush=True)
+        print(
+            f"  seed {seed}: {run['seconds']:5.1f} s CPU, {wall:5.1f} s wall, exact match "
+            f"{accuracy(run, test_sets):6.1%}, check {'passes' if verdict is None else 'FAILS: ' + verdict}",
+            flush=True,
+        )
 
     if args.mistakes:
+
         def tgt_out_as_input(*batch_args):
             src, _, tgt_out = ref.make_reversal_batch(*batch_args)
             return src, tgt_out, tgt_out
@@ -77,8 +86,11 @@ def main() -> None:
 
         for name, make_batch in (("decoder reads tgt_out", tgt_out_as_input), ("target unreversed", unreversed)):
             run, wall, verdict = measure(with_batches(ref, make_batch), args.seeds[0], test_sets)
-            print(f"  mistake '{name}': {run['seconds']:5.1f} s CPU, exact match {accuracy(run, test_sets):6.1%}; "
-                  f"the check says: {verdict}", flush=True)
+            print(
+                f"  mistake '{name}': {run['seconds']:5.1f} s CPU, exact match {accuracy(run, test_sets):6.1%}; "
+                f"the check says: {verdict}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

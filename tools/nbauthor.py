@@ -7,8 +7,9 @@ only saves authors from typing nbgrader's cell metadata by hand. See AUTHORING.m
     from nbauthor import md, setup, solution, visible_test, hidden_test, hints, write
     write("solutions/ch04_scaled_dot_product/ch04_scaled_dot_product.ipynb", [md("# ..."), setup("import torch"), ...])
 """
+
 import nbformat
-from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 
 def md(text):
@@ -35,17 +36,20 @@ def solution(grade_id, src):
 
 def visible_test(name, points):
     """The graded cell running the visible checks: grade_id test_<name>."""
-    return new_code_cell(f'check("{name}", {name})',
-                         metadata=_nbg(grade_id=f"test_{name}", grade=True, locked=True, points=points))
+    return new_code_cell(
+        f'check("{name}", {name})', metadata=_nbg(grade_id=f"test_{name}", grade=True, locked=True, points=points)
+    )
 
 
 def hidden_test(name, points):
     """The graded cell running the hidden checks (removed from the student version): grade_id test_<name>_hidden."""
-    src = (f"# The hidden checks of `{name}` run when your notebook is graded.\n"
-           "### BEGIN HIDDEN TESTS\n"
-           "from autograder import check_hidden\n"
-           f'check_hidden("{name}", {name})\n'
-           "### END HIDDEN TESTS")
+    src = (
+        f"# The hidden checks of `{name}` run when your notebook is graded.\n"
+        "### BEGIN HIDDEN TESTS\n"
+        "from autograder import check_hidden\n"
+        f'check_hidden("{name}", {name})\n'
+        "### END HIDDEN TESTS"
+    )
     return new_code_cell(src, metadata=_nbg(grade_id=f"test_{name}_hidden", grade=True, locked=True, points=points))
 
 
@@ -60,7 +64,11 @@ def hints(*items):
 
 def write(path, cells):
     """Save the notebook with a python3 kernelspec."""
-    nb = new_notebook(cells=cells, metadata={
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"}})
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+    )
     nbformat.write(nb, path)

@@ -5,9 +5,17 @@ PyTorch built-ins, so a student who skipped that chapter is not handed its from-
 solution, and a mistake in an earlier chapter does not fail every later check. Their use
 of built-ins runs inside ``forbidden.exempt()`` and is not held against the student.
 """
+
 from .attention import MultiHeadAttention, ScaledDotProductAttention
 from .layers import DecoderLayer, Encoder, EncoderLayer, PositionwiseFeedForward
 from .transformer import Transformer
 
-__all__ = ["DecoderLayer", "Encoder", "EncoderLayer", "MultiHeadAttention", "PositionwiseFeedForward",
-           "ScaledDotProductAttention", "Transformer"]
+__all__ = [
+    "DecoderLayer",
+    "Encoder",
+    "EncoderLayer",
+    "MultiHeadAttention",
+    "PositionwiseFeedForward",
+    "ScaledDotProductAttention",
+    "Transformer",
+]

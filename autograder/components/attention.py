@@ -1,5 +1,6 @@
 """Chapter 4's scaled dot-product attention, on ``F.scaled_dot_product_attention``, and chapter 6's
 MultiHeadAttention, on ``F.multi_head_attention_forward``."""
+
 from __future__ import annotations
 
 import torch
@@ -56,15 +57,26 @@ class MultiHeadAttention(nn.Module):
         bias = self.q_proj.bias is not None
         with exempt():
             out, weights = F.multi_head_attention_forward(
-                query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1),
-                self.d_model, self.n_heads,
+                query.transpose(0, 1),
+                key.transpose(0, 1),
+                value.transpose(0, 1),
+                self.d_model,
+                self.n_heads,
                 in_proj_weight=None,
                 in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]) if bias else None,
-                bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
-                out_proj_weight=self.out_proj.weight, out_proj_bias=self.out_proj.bias,
-                training=self.training, attn_mask=attn_mask, need_weights=True,
-                use_separate_proj_weight=True, q_proj_weight=self.q_proj.weight,
-                k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight,
+                bias_k=None,
+                bias_v=None,
+                add_zero_attn=False,
+                dropout_p=0.0,
+                out_proj_weight=self.out_proj.weight,
+                out_proj_bias=self.out_proj.bias,
+                training=self.training,
+                attn_mask=attn_mask,
+                need_weights=True,
+                use_separate_proj_weight=True,
+                q_proj_weight=self.q_proj.weight,
+                k_proj_weight=self.k_proj.weight,
+                v_proj_weight=self.v_proj.weight,
                 average_attn_weights=False,
             )
         return out.transpose(0, 1), weights

@@ -8,10 +8,10 @@ run with these parameters by ``torch.func.functional_call``: the glue the exerci
 (residuals, norm order, the loop over layers) is PyTorch's, not a copy of an answer. Everything runs inside ``forbidden.exempt()``, so
 that no later exercise's list of forbidden built-ins counts what a lent component does.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ class PositionwiseFeedForward(nn.Module):
             return self.linear2(self.dropout(_ACTIVATIONS[self.activation](self.linear1(x))))
 
 
-def _builtin_attention_mask(mask, batch: int, n_heads: int, q_len: int, k_len: int, device) -> Optional[torch.Tensor]:
+def _builtin_attention_mask(mask, batch: int, n_heads: int, q_len: int, k_len: int, device) -> torch.Tensor | None:
     """The course's boolean mask (True = may attend, broadcasting against (B, h, T_q, T_k))
     as the built-in layers want it: (B * h, T_q, T_k), True = masked out."""
     if mask is None:
@@ -79,10 +79,11 @@ def builtin_parameters(layer: nn.Module) -> dict:
     return params
 
 
-def stacked_parameters(layers: nn.ModuleList, norm: Optional[nn.LayerNorm]) -> dict:
+def stacked_parameters(layers: nn.ModuleList, norm: nn.LayerNorm | None) -> dict:
     """A stack's weights under the names of ``nn.TransformerEncoder`` / ``nn.TransformerDecoder``."""
-    params = {f"layers.{i}.{key}": value for i, layer in enumerate(layers)
-              for key, value in builtin_parameters(layer).items()}
+    params = {
+        f"layers.{i}.{key}": value for i, layer in enumerate(layers) for key, value in builtin_parameters(layer).items()
+    }
     if norm is not None:
         params["norm.weight"], params["norm.bias"] = norm.weight, norm.bias
     return params
@@ -95,18 +96,20 @@ def _without_attention_dropout(module: nn.Module) -> nn.Module:
     return module
 
 
-@functools.lru_cache(maxsize=None)
-def _template(kind: type, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str,
-              norm_first: bool) -> nn.Module:
+@functools.cache
+def _template(
+    kind: type, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str, norm_first: bool
+) -> nn.Module:
     """The built-in layer whose forward we borrow, on the meta device: its own parameters are never
     used (ours replace them at each call), so one template serves every layer of the same shape."""
     with exempt():
-        layer = kind(d_model, n_heads, d_ff, dropout, activation, batch_first=True, norm_first=norm_first,
-                     device="meta")
+        layer = kind(
+            d_model, n_heads, d_ff, dropout, activation, batch_first=True, norm_first=norm_first, device="meta"
+        )
     return _without_attention_dropout(layer)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def encoder_stack(n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool) -> nn.Module:
     """``nn.TransformerEncoder`` on the meta device, whose forward the lent encoders borrow."""
     layer = _template(nn.TransformerEncoderLayer, d_model, n_heads, d_ff, dropout, "relu", norm_first)
@@ -116,7 +119,7 @@ def encoder_stack(n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout:
     return _without_attention_dropout(stack)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def decoder_stack(n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float) -> nn.Module:
     """``nn.TransformerDecoder`` (post-norm, no final norm) on the meta device."""
     layer = _template(nn.TransformerDecoderLayer, d_model, n_heads, d_ff, dropout, "relu", False)
@@ -137,8 +140,15 @@ class EncoderLayer(nn.Module):
     ``nn.TransformerEncoderLayer(batch_first=True)`` given the same weights, in both norm orders.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, activation: str = "relu"):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.n_heads, self.norm_first = n_heads, norm_first
         with exempt():
@@ -163,22 +173,31 @@ class Encoder(nn.Module):
     takes PyTorch's (B, T) padding mask instead (True = padding). Both are ``nn.TransformerEncoder``.
     """
 
-    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False):
+    def __init__(
+        self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, norm_first: bool = False
+    ):
         super().__init__()
         self.n_heads = n_heads
         self._stack_args = (n_layers, d_model, n_heads, d_ff, dropout, norm_first)
         with exempt():
-            self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first)
-                                        for _ in range(n_layers))
+            self.layers = nn.ModuleList(
+                EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first) for _ in range(n_layers)
+            )
             self.norm = nn.LayerNorm(d_model) if norm_first else None
 
-    def run(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
-            key_padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def run(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, key_padding: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The built-in stack on ``x``: ``mask`` (B * h, T, T) and ``key_padding`` (B, T), True = masked out."""
         with exempt():
-            return _run_builtin(encoder_stack(*self._stack_args), self.training, stacked_parameters(self.layers, self.norm),
-                                x, mask=mask, src_key_padding_mask=key_padding)
+            return _run_builtin(
+                encoder_stack(*self._stack_args),
+                self.training,
+                stacked_parameters(self.layers, self.norm),
+                x,
+                mask=mask,
+                src_key_padding_mask=key_padding,
+            )
 
     def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -195,8 +214,15 @@ class DecoderLayer(nn.Module):
     given the same weights, in both norm orders.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, activation: str = "relu"):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.n_heads, self.norm_first = n_heads, norm_first
         with exempt():
@@ -214,6 +240,11 @@ class DecoderLayer(nn.Module):
         with exempt():
             params = builtin_parameters(self)
             return _run_builtin(
-                _template(*self._builtin_args), self.training, params, x, memory,
+                _template(*self._builtin_args),
+                self.training,
+                params,
+                x,
+                memory,
                 tgt_mask=_builtin_attention_mask(tgt_mask, batch, self.n_heads, tgt_len, tgt_len, x.device),
-                memory_mask=_builtin_attention_mask(memory_mask, batch, self.n_heads, tgt_len, src_len, x.device))
+                memory_mask=_builtin_attention_mask(memory_mask, batch, self.n_heads, tgt_len, src_len, x.device),
+            )

@@ -6,6 +6,7 @@ sqrt(d_model), plus the sinusoids), which the chapter's contract spells out anyw
 PyTorch's own (a causal mask and key-padding masks), the stacks ``nn.TransformerEncoder`` and
 ``nn.TransformerDecoder`` run with this module's parameters.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,18 @@ class Transformer(nn.Module):
     ``decoder_layers`` (``nn.ModuleList`` of ``DecoderLayer``), ``out_proj`` (``nn.Linear(d_model, tgt_vocab)``).
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
-                 d_ff: int = 128, max_len: int = 128, dropout: float = 0.0, pad_id: int = 0):
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        d_ff: int = 128,
+        max_len: int = 128,
+        dropout: float = 0.0,
+        pad_id: int = 0,
+    ):
         super().__init__()
         if d_model % 2:
             raise ValueError(f"d_model must be even for sinusoidal positions, not {d_model}.")
@@ -49,16 +60,19 @@ class Transformer(nn.Module):
             self.tgt_embed = nn.Embedding(tgt_vocab, d_model)
             self.dropout = nn.Dropout(dropout)
             self.encoder = Encoder(n_layers, d_model, n_heads, d_ff, dropout)
-            self.decoder_layers = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout)
-                                                for _ in range(n_layers))
+            self.decoder_layers = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
             self.out_proj = nn.Linear(d_model, tgt_vocab)
 
     def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         if ids.dim() != 2 or ids.dtype != torch.long:
-            raise ValueError(f"token ids must be a LongTensor of shape (batch, seq), not {ids.dtype} {tuple(ids.shape)}.")
+            raise ValueError(
+                f"token ids must be a LongTensor of shape (batch, seq), not {ids.dtype} {tuple(ids.shape)}."
+            )
         if ids.size(1) > self.max_len:
-            raise ValueError(f"these token ids are {ids.size(1)} long, longer than max_len={self.max_len}, "
-                             "the longest this model has positions for.")
+            raise ValueError(
+                f"these token ids are {ids.size(1)} long, longer than max_len={self.max_len}, "
+                "the longest this model has positions for."
+            )
         positions = self._positions[: ids.size(1)].to(device=ids.device, dtype=embedding.weight.dtype)
         return self.dropout(embedding(ids) * math.sqrt(self.d_model) + positions)
 
@@ -69,10 +83,16 @@ class Transformer(nn.Module):
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         with exempt():
             future = torch.ones(tgt.size(1), tgt.size(1), dtype=torch.bool, device=tgt.device).triu(1)
-            hidden = _run_builtin(decoder_stack(*self._decoder_args), self.training,
-                                  stacked_parameters(self.decoder_layers, None),
-                                  self._embed(self.tgt_embed, tgt), memory, tgt_mask=future,
-                                  tgt_key_padding_mask=tgt == self.pad_id, memory_key_padding_mask=src == self.pad_id)
+            hidden = _run_builtin(
+                decoder_stack(*self._decoder_args),
+                self.training,
+                stacked_parameters(self.decoder_layers, None),
+                self._embed(self.tgt_embed, tgt),
+                memory,
+                tgt_mask=future,
+                tgt_key_padding_mask=tgt == self.pad_id,
+                memory_key_padding_mask=src == self.pad_id,
+            )
             return self.out_proj(hidden)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ contexts. That is all a small embedding needs to learn that "cat" is closer to "
 
     python book/data/make_tiny_corpus.py
 """
+
 import random
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def sentence(rng: random.Random) -> str:
     while "{" in template:
         start = template.index("{")
         end = template.index("}", start)
-        template = template[:start] + rng.choice(WORDS[template[start + 1:end]]) + template[end + 1:]
+        template = template[:start] + rng.choice(WORDS[template[start + 1 : end]]) + template[end + 1 :]
     return template
 
 

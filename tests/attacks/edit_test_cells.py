@@ -1,4 +1,5 @@
 """Empty the test cells, inflate their points and mark them as not graded."""
+
 ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong softmax sinks the two that use it
 
 

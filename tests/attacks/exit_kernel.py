@@ -1,4 +1,5 @@
 """Stop the Python process in the middle of the notebook."""
+
 ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}
 
 

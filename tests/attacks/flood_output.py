@@ -1,4 +1,5 @@
 """Print hundreds of megabytes in the softmax cell, after a wrong softmax."""
+
 ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong softmax sinks the two that use it
 # What 300 MB of output does depends on the machine: the printing may finish within the cell time limit,
 # outlast it, or fill the kernel's memory (the output queues up faster than the grader reads it). Each is

@@ -1,4 +1,5 @@
 """Loop forever, ignoring interrupts."""
+
 ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}
 
 

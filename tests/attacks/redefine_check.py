@@ -1,4 +1,5 @@
 """A cell inserted before the tests that turns check() into a no-op."""
+
 ZERO = {"softmax", "scaled_dot_product_attention", "SelfAttention"}  # the wrong softmax sinks the two that use it
 
 

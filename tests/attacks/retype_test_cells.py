@@ -1,4 +1,5 @@
 """Turn the test cells into markdown and rename their grade ids."""
+
 REFUSED = "metadata may be corrupted"  # nbgrader refuses the whole notebook: no points, and the report says why
 
 

@@ -1,4 +1,5 @@
 """Crash the Python process with a segmentation fault."""
+
 ZERO = {"softmax", "attention_scores", "scaled_dot_product_attention", "SelfAttention"}
 
 

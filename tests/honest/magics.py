@@ -1,4 +1,5 @@
 """IPython magics: %%time on the solution cells, %timeit, %precision and a shell escape in scratch cells."""
+
 ASSIGNMENTS = ("ch00_warmup", "ch03_positional_encoding", "ch07_masking")
 
 

@@ -1,4 +1,5 @@
 """A scratch cell that prints tens of thousands of lines, and a solution cell that prints while it runs."""
+
 ASSIGNMENTS = ("ch01_why_attention", "ch05_attention_types")
 
 

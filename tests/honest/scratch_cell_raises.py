@@ -1,4 +1,5 @@
 """A scratch cell after each exercise's tests that raises an exception (trying something out)."""
+
 ASSIGNMENTS = ("ch00_warmup", "ch03_positional_encoding", "ch07_masking")
 
 

@@ -12,6 +12,7 @@ and then the default offline build is what comes out:
   SITE_JUPYTERHUB_URL   your JupyterHub, e.g. https://hub.example.org     (a JupyterHub button)
   SITE_COLAB            1 for a Google Colab button                       (needs a GitHub repository)
 """
+
 from __future__ import annotations
 
 import os
@@ -39,11 +40,15 @@ def deployment_config(environ: dict, base: dict) -> dict:
     launch = config["launch_buttons"]
     for variable, key in LAUNCHERS.items():
         launch[key] = environ.get(variable, "").strip()
-    launch["colab_url"] = "https://colab.research.google.com" if environ.get("SITE_COLAB", "").strip() in ("1", "true", "yes") else ""
+    launch["colab_url"] = (
+        "https://colab.research.google.com" if environ.get("SITE_COLAB", "").strip() in ("1", "true", "yes") else ""
+    )
     wanted = [variable for variable in (*LAUNCHERS, "SITE_COLAB") if environ.get(variable, "").strip()]
     if wanted and not repository:
-        raise SystemExit(f"{', '.join(wanted)} asks for launch buttons, which open pages from a repository: "
-                         "set SITE_REPOSITORY_URL to the public students' repository too.")
+        raise SystemExit(
+            f"{', '.join(wanted)} asks for launch buttons, which open pages from a repository: "
+            "set SITE_REPOSITORY_URL to the public students' repository too."
+        )
     config["repository"]["url"] = repository
     return config
 

@@ -52,6 +52,18 @@ def load_solutions(notebook: str | None) -> SimpleNamespace:
     return SimpleNamespace(**namespace)
 
 
+def parse_arguments(parser: argparse.ArgumentParser, notebook_help: str) -> argparse.Namespace:
+    """Add the options both chapter-13 benchmarks take, parse the command line and apply --threads."""
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the best is kept")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--notebook", help=notebook_help)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
 def run_solutions(run):
     """Call ``run()``; if the notebook's exercises are not written yet, say so in one sentence."""
     try:
@@ -95,13 +107,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024], help="tokens generated")
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the best is kept")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--notebook", help="a chapter-13 notebook whose KVCache and cached_attention_step to time")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments(parser, "a chapter-13 notebook whose KVCache and cached_attention_step to time")
 
     device = torch.device(args.device)
     solutions = load_solutions(args.notebook)

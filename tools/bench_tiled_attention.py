@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kv_cache import load_solutions, run_solutions  # noqa: E402
+from bench_kv_cache import load_solutions, parse_arguments, run_solutions  # noqa: E402
 
 from autograder.tools import TensorMemoryMeter  # noqa: E402
 
@@ -72,13 +72,7 @@ def main() -> None:
     parser.add_argument("--k-lens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--d", type=int, default=64, help="d_k = d_v")
     parser.add_argument("--block-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--notebook", help="a chapter-13 notebook whose tiled_attention to measure")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments(parser, "a chapter-13 notebook whose tiled_attention to measure")
 
     device = torch.device(args.device)
     tiled = load_solutions(args.notebook).tiled_attention

@@ -7,7 +7,8 @@ difficulty, minutes and one-line task are declared once, on their ``Exercise(...
 
 - ``solutions/<a>/<a>.ipynb``, the notebook nbgrader reads: every cell with its nbgrader
   metadata, every exercise's visible and hidden test cells, and the introduction's exercise table;
-- the exercise table of the chapter page ``book/<a>.md``, between two marker lines;
+- the exercise table of the chapter page ``book/<a>.md`` (between two marker lines), and the
+  "N minutes of exercises" of its overview box;
 - the book's exercise reference, ``book/exercise_reference.md``.
 
 All three are committed (stock nbgrader works from a fresh clone) and ``python -m autograder
@@ -302,6 +303,16 @@ def with_book_table(page: str, table: str, where: str) -> str:
     return pattern.sub(lambda _: f"{BOOK_TABLE_BEGIN}\n\n{table}\n\n{BOOK_TABLE_END}", page)
 
 
+def with_exercise_minutes(page: str, minutes: int, where: str) -> str:
+    """The chapter page with its overview's "N minutes of exercises" set to the sum of the declared minutes."""
+    phrase = re.compile(r"\b\d+ minutes of exercises\b")
+    if len(phrase.findall(page)) != 1:
+        raise AuthoringError(
+            f"{where}: the overview box should say once how many minutes of exercises the chapter has."
+        )
+    return phrase.sub(f"{minutes} minutes of exercises", page)
+
+
 def _title(assignment: str, root: Path | None) -> str:
     page = chapter_page(assignment, root)
     if page.is_file():
@@ -396,7 +407,9 @@ def outputs(assignment: str, root: Path | None = None) -> dict[Path, str]:
     page = chapter_page(assignment, root)
     if page.is_file():
         _, sections = read(assignment, root)
-        made[page] = with_book_table(page.read_text(encoding="utf-8"), exercise_table(sections), page.name)
+        text = with_book_table(page.read_text(encoding="utf-8"), exercise_table(sections), page.name)
+        minutes = sum(section.exercise.minutes for section in sections)
+        made[page] = with_exercise_minutes(text, minutes, page.name)
     return made
 
 

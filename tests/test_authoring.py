@@ -70,6 +70,13 @@ def test_changing_points_is_one_declaration_that_the_cells_and_both_tables_follo
     assert ("softmax", "2", "20", "7") in ROW.findall(page)
 
 
+def test_changing_minutes_is_one_declaration_that_the_tables_and_the_overview_follow(scratch, monkeypatch):
+    monkeypatch.setattr(EXERCISES["softmax"], "minutes", 35)
+    page = authoring.outputs(CH04, scratch)[scratch / f"book/{CH04}.md"]
+    assert ("softmax", "2", "35", "3") in ROW.findall(page)
+    assert "60 minutes of reading, 105 minutes of exercises." in page
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_points_difficulty_and_minutes_everywhere_equal_the_declaration(assignment):
     notebook = nbformat.read(ROOT / f"solutions/{assignment}/{assignment}.ipynb", as_version=4)

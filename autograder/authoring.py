@@ -114,7 +114,12 @@ def read(assignment: str, root: Path | None = None) -> tuple[nbformat.NotebookNo
     for cell in text.cells:
         if cell.cell_type != "code" or SETUP_TAG in cell.metadata.get("tags", []):
             continue
-        for name in _defines(cell.source, declared, path.name):
+        defined = _defines(cell.source, declared, path.name)
+        if len(defined) > 1:
+            raise AuthoringError(
+                f"{path.name}: one code cell defines `{defined[0]}` and `{defined[1]}`; give each exercise its own cell."
+            )
+        for name in defined:
             if any(section.name == name for section in sections):
                 raise AuthoringError(f"{path.name}: `{name}` is defined in two code cells; keep one solution cell.")
             sections.append(Section(declared[name], cell.source))
@@ -429,8 +434,8 @@ def stale(root: Path | None = None, names: list[str] | None = None) -> list[Path
 
 def write(names: list[str] | None = None, root: Path | None = None) -> list[Path]:
     """Write the generated files of ``names`` (default: all) and the reference page; return those that changed."""
-    changed = stale(root, names)
     made = _made(names, root or course_root())
+    changed = [path for path, text in made.items() if not path.is_file() or path.read_text(encoding="utf-8") != text]
     for path in changed:
         path.write_text(made[path], encoding="utf-8")
     return changed

@@ -157,6 +157,15 @@ def test_a_declared_exercise_that_no_cell_defines_is_named(scratch):
     )
 
 
+def test_two_exercises_in_one_cell_are_told_apart(scratch):
+    said = _broken(
+        scratch,
+        "    ### END SOLUTION\n```\n\n## 2.",
+        "    ### END SOLUTION\ndef attention_scores(q, k):\n    pass\n```\n\n## 2.",
+    )
+    assert "one code cell defines `softmax` and `attention_scores`; give each exercise its own cell" in said
+
+
 def test_an_exercise_without_points_is_told_what_to_declare(scratch, monkeypatch):
     monkeypatch.setattr(EXERCISES["softmax"], "points", None)
     with pytest.raises(authoring.AuthoringError, match=r"`softmax` declares no points: give Exercise\('softmax'"):

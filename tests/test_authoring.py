@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 
 from autograder import authoring, conventions, kit
+from autograder.__main__ import main
 from autograder.exercises import EXERCISES, of_assignment
 from autograder.spec import Exercise
 
@@ -203,3 +204,24 @@ def test_the_leak_measure_would_see_a_solution_line_on_the_reference_page():
     answer = "    return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
     found, _ = kit.leaks({str(authoring.REFERENCE_PAGE): (page + "```python\n" + answer + "```\n").encode()})
     assert [leak.exercise for leak in found] == ["attention_scores"]
+
+
+def test_the_command_writes_what_is_stale_and_check_says_so(scratch, monkeypatch, capsys):
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(scratch))
+    assert main(["notebooks"]) == 0  # the scratch course has no reference page yet
+    assert "wrote book/exercise_reference.md" in capsys.readouterr().out
+    assert main(["notebooks", "--check"]) == 0
+    source = scratch / f"solutions/{CH04}/{CH04}.md"
+    source.write_text(source.read_text().replace("Hint 1: the idea", "Hint 1: the concept", 1))
+    assert main(["notebooks", "--check"]) == 1
+    assert capsys.readouterr().out == f"stale solutions/{CH04}/{CH04}.ipynb\n"
+    assert main(["notebooks", CH04]) == 0 and main(["notebooks", "--check"]) == 0
+
+
+def test_the_command_says_one_sentence_on_a_broken_text_notebook(scratch, monkeypatch, capsys):
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(scratch))
+    source = scratch / f"solutions/{CH04}/{CH04}.md"
+    source.write_text(source.read_text().replace(authoring.TABLE_PLACEHOLDER, ""))
+    assert main(["notebooks"]) == 1
+    said = capsys.readouterr().err.strip()
+    assert said.startswith(f"{CH04}.md: put the line") and "\n" not in said

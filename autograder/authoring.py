@@ -213,14 +213,20 @@ def exercise_table(sections: list[Section]) -> str:
 
 
 def _nbgrader(grade_id: str, *, grade=False, solution=False, locked=False, points=None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution}
-    meta["task"] = False
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": 3,
+        "solution": solution,
+        "task": False,
+    }
     if points is not None:
         meta["points"] = points
     return {"nbgrader": meta}
 
 
-def test_cells(exercise: Exercise) -> list:
+def check_cells(exercise: Exercise) -> list:
     """The visible and the hidden test cell of an exercise, with the points it declares."""
     name, (visible, hidden) = exercise.name, exercise.points
     hidden_source = "\n".join(
@@ -277,7 +283,7 @@ def build(assignment: str, root: Path | None = None) -> nbformat.NotebookNode:
         elif cell.source in by_source:
             exercise = by_source[cell.source].exercise
             cells.append(new_code_cell(cell.source, metadata=_nbgrader(exercise.name, solution=True)))
-            pending += test_cells(exercise)
+            pending += check_cells(exercise)
         else:
             cells.append(new_code_cell(cell.source))
     cells += pending

@@ -225,3 +225,10 @@ def test_the_command_says_one_sentence_on_a_broken_text_notebook(scratch, monkey
     assert main(["notebooks"]) == 1
     said = capsys.readouterr().err.strip()
     assert said.startswith(f"{CH04}.md: put the line") and "\n" not in said
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_made_notebook_is_valid_with_one_id_per_cell(assignment):
+    notebook = authoring.build(assignment, ROOT)
+    nbformat.validate(notebook)
+    assert len({cell.id for cell in notebook.cells}) == len(notebook.cells)

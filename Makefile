@@ -18,7 +18,7 @@ export OMP_NUM_THREADS ?= 1
 # nbgrader runs `alembic` by name: the virtualenv's bin must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test lint exercises fixtures vendor kit site clean
+.PHONY: book test lint notebooks exercises fixtures vendor kit site clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ lint: $(BIN)/.installed
 test: $(BIN)/.installed vendor lint
 	bash tools/system_packages.sh test
 	$(BIN)/python -m pytest -n auto --dist loadgroup
+
+# After editing a text notebook (solutions/<a>/<a>.md) or a declaration (autograder/exercises/<a>.py):
+# the nbgrader notebooks, the book's tables and exercise reference, the student notebooks and the fixtures.
+# `make notebooks A="ch04_scaled_dot_product"` does one assignment.
+notebooks: $(BIN)/.installed
+	$(BIN)/python -m autograder notebooks $(A)
+	$(BIN)/python -m autograder release $(A)
+	$(BIN)/python -m autograder fixtures $(A)
 
 # Regenerate the student notebooks from solutions/ (never edit exercises/ by hand).
 exercises: $(BIN)/.installed

@@ -33,6 +33,10 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "gradebook.db")
 
+# solutions/<a>/<a>.md is the text notebook the .ipynb is made from (autograder/authoring.py): it holds
+# the answers, so nbgrader never copies it into a release.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.md"]
+
 # Student stubs: what replaces each ### BEGIN SOLUTION ... ### END SOLUTION region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 

@@ -41,6 +41,24 @@ def _release(args, parser) -> int:
     return 0
 
 
+def _notebooks(args, parser) -> int:
+    from . import authoring
+    from .config import course_root
+
+    known = authoring.assignments()
+    unknown = sorted(set(args.assignments) - set(known))
+    if unknown:
+        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(known)}")
+    try:
+        paths = (authoring.stale if args.check else authoring.write)(names=args.assignments or None)
+    except authoring.AuthoringError as error:
+        print(error, file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"{'stale' if args.check else 'wrote'} {path.relative_to(course_root())}")
+    return 1 if args.check and paths else 0
+
+
 def _progress(args, parser) -> int:
     try:
         from . import progress
@@ -132,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         make_fixtures.add_argument("assignments", nargs="*", help="default: all")
         make_fixtures.set_defaults(run=_fixtures)
+
+    if _ships("authoring"):
+        notebooks = commands.add_parser(
+            "notebooks",
+            help="make solutions/*/*.ipynb, the book's exercise tables and its exercise reference from the text "
+            "notebooks and the declarations",
+            description="Write solutions/<a>/<a>.ipynb from the text notebook solutions/<a>/<a>.md and the exercises' "
+            "declarations (points, difficulty, minutes, task), the exercise table of book/<a>.md and "
+            "book/exercise_reference.md. Only files whose text changes are written.",
+        )
+        notebooks.add_argument("assignments", nargs="*", help="default: all")
+        notebooks.add_argument(
+            "--check", action="store_true", help="write nothing; list the stale files and exit 1 if there are any"
+        )
+        notebooks.set_defaults(run=_notebooks)
 
     if _ships("release"):
         make_release = commands.add_parser("release", help="regenerate exercises/ from solutions/ with nbgrader")

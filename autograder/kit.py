@@ -35,7 +35,16 @@ from .config import course_root
 
 DISTRIBUTION = "transformer-course-kit"
 PACKAGE = Path(__file__).resolve().parent
-INSTRUCTOR_ONLY = ("reference.py", "grading.py", "sandbox.py", "preflight.py", "grade_class.py", "release.py", "kit.py")
+INSTRUCTOR_ONLY = (
+    "reference.py",
+    "grading.py",
+    "sandbox.py",
+    "preflight.py",
+    "grade_class.py",
+    "release.py",
+    "authoring.py",
+    "kit.py",
+)
 DEPENDENCIES = (
     "torch>=2.3",
     "einops>=0.8",

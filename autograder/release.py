@@ -31,6 +31,7 @@ def generate(names: list[str], release_dir: Path, root: Path | None = None) -> N
         config.CourseDirectory.source_directory = "solutions"
         config.CourseDirectory.release_directory = str(Path(release_dir).resolve())
         config.CourseDirectory.db_url = f"sqlite:///{scratch}/gradebook.db"
+        config.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.md"]
         config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
         api = NbGraderAPI(config=config)
         for name in names:

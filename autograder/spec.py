@@ -164,7 +164,12 @@ class Exercise:
         dtypes: tuple = FLOAT_DTYPES,
         dtype_hint: str = "",
         infinities: str = "",
+        points: tuple[int, int] | None = None,
+        difficulty: int | None = None,
+        minutes: int | None = None,
+        task: str = "",
     ):
+        _check_declaration(name, points, difficulty, minutes, task)
         self.name = name
         self.assignment = assignment
         self.outputs = outputs  # names of the items of a returned tuple, () for a single value
@@ -178,6 +183,13 @@ class Exercise:
         # What an infinite entry means in the outputs (e.g. "-inf marks a filtered-out logit: ..."),
         # said when -inf is expected and a number came, or the other way round.
         self.infinities = infinities
+        # What the tables and the test cells say (autograder/authoring.py): the points of the visible and the
+        # hidden checks, the difficulty from 1 (a few lines) to 5 (a project), the minutes a student needs, and
+        # what the student writes, in one line.
+        self.points = points
+        self.difficulty = difficulty
+        self.minutes = minutes
+        self.task = task
         self.properties: list[Property] = []
         self.mistakes: list[Mistake] = []
         self._cases: Callable | None = None
@@ -226,6 +238,29 @@ class Exercise:
         if not self.module:
             return impl(*case.args, **case.kwargs)
         return self.instantiate(impl, case, device, dtype)(*case.args, **case.kwargs)
+
+
+def _check_declaration(name: str, points, difficulty, minutes, task) -> None:
+    """One sentence on a declared number or text that cannot be right (None: not declared)."""
+
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if points is not None and not (
+        isinstance(points, tuple) and len(points) == 2 and all(whole(p) and p >= 0 for p in points) and sum(points)
+    ):
+        raise ValueError(
+            f"Exercise {name!r}: points should be (visible, hidden), two whole numbers of at least 0 and not both 0, "
+            f"not {points!r}."
+        )
+    if difficulty is not None and not (whole(difficulty) and 1 <= difficulty <= 5):
+        raise ValueError(f"Exercise {name!r}: difficulty should be a whole number from 1 to 5, not {difficulty!r}.")
+    if minutes is not None and not (whole(minutes) and minutes > 0):
+        raise ValueError(f"Exercise {name!r}: minutes should be a whole number above 0, not {minutes!r}.")
+    if not isinstance(task, str) or "\n" in task or "|" in task:
+        raise ValueError(
+            f"Exercise {name!r}: task should be one line of text without '|' (a table cell), not {task!r}."
+        )
 
 
 def _not_a_parameter(model: nn.Module, key: str, shape: tuple, name: str) -> str | None:

@@ -10,7 +10,9 @@ ASSIGNMENT = "ch00_warmup"
 
 # ------------------------------------------------------------------------- pairwise_dot
 # SYLLABUS.md asks for einops.einsum in the instructions but grades no forbidden call.
-pairwise_dot = Exercise("pairwise_dot", ASSIGNMENT)
+pairwise_dot = Exercise("pairwise_dot", ASSIGNMENT,
+                        points=(1, 1), difficulty=1, minutes=10,
+                        task="`a (n, d)`, `b (m, d)` → all dot products, shape `(n, m)`, with `result[i, j] = a[i] · b[j]`; use `einops.einsum`")
 
 
 @pairwise_dot.cases
@@ -70,7 +72,9 @@ def summed(ref):
 
 
 # ----------------------------------------------------------------------------- to_heads
-to_heads = Exercise("to_heads", ASSIGNMENT)
+to_heads = Exercise("to_heads", ASSIGNMENT,
+                    points=(1, 1), difficulty=2, minutes=15,
+                    task="`x (B, T, D)` → `(B, h, T, D/h)` with `h = n_heads`, where head $j$ holds features `j*D/h` to `(j+1)*D/h - 1`; use `einops.rearrange`")
 
 
 @to_heads.cases

@@ -27,6 +27,8 @@ rnn_encode = Exercise(
     "rnn_encode", ASSIGNMENT, outputs=("outputs", "h_T"),
     forbidden=(capability.RNN,),
     why_forbidden="the point is to write the recurrence yourself, one step after another",
+    points=(2, 3), difficulty=2, minutes=25,
+    task=r"the RNN $h_t = \tanh(x_t W_{xh} + h_{t-1} W_{hh} + b_h)$ over `x (T, d_in)` from $h_0 = 0$: returns `(outputs (T, d_h), h_T (d_h,))`",
 )
 
 
@@ -184,7 +186,9 @@ def builtin(ref):
 
 
 # ------------------------------------------------------------------------ attention_pool
-attention_pool = Exercise("attention_pool", ASSIGNMENT)
+attention_pool = Exercise("attention_pool", ASSIGNMENT,
+                          points=(2, 2), difficulty=1, minutes=15,
+                          task=r"`query (d,)`, `keys (n, d)`, `values (n, d_v)` → $\sum_j \operatorname{softmax}(s)_j v_j$ of shape `(d_v,)`, with $s_j = k_j \cdot q$ (no scaling)")
 
 
 def _pool_case(g, n, d, d_v, note="", scale=1.0, non_contiguous=False):

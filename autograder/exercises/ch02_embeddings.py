@@ -40,7 +40,9 @@ def _vocab_of(words) -> dict:
 
 
 # --------------------------------------------------------------------------- build_vocab
-build_vocab = Exercise("build_vocab", ASSIGNMENT, dtypes=(None,))
+build_vocab = Exercise("build_vocab", ASSIGNMENT, dtypes=(None,),
+                       points=(2, 2), difficulty=2, minutes=20,
+                       task="a `dict` token → id: the four special tokens, then the words seen at least `min_freq` times, most frequent first, ties alphabetical")
 
 _CORPUS = ["The cat sat on the mat", "the dog sat on the log", "A cat and a dog"]
 
@@ -162,7 +164,9 @@ def alphabetical_only(ref):
 
 
 # -------------------------------------------------------------------------------- encode
-encode = Exercise("encode", ASSIGNMENT, dtypes=(None,))
+encode = Exercise("encode", ASSIGNMENT, dtypes=(None,),
+                  points=(1, 2), difficulty=1, minutes=10,
+                  task="the ids of the tokens of `text` as a `LongTensor (n,)`; unknown tokens get the id of `<unk>`")
 
 _VOCAB = _vocab_of(["the", "cat", "sat", "on", "mat", "dog"])
 
@@ -256,7 +260,9 @@ def splits_on_single_spaces(ref):
 one_hot = Exercise("one_hot", ASSIGNMENT, dtypes=(None,), forbidden=(capability.ONE_HOT,),
                    why_forbidden="the point is to build the one-hot vectors yourself",
                    dtype_hint="The ids are integers, but the one-hot vectors are float32, ready to be multiplied "
-                              "by a weight matrix: make them with dtype=torch.float32.")
+                              "by a weight matrix: make them with dtype=torch.float32.",
+                   points=(1, 1), difficulty=1, minutes=10,
+                   task="`ids (...)` → float32 `(..., vocab_size)`, a single 1 per vector")
 
 
 def _ids(g, vocab_size, *shape):
@@ -324,7 +330,9 @@ def builtin(ref):
 
 # ---------------------------------------------------------------------- embedding_lookup
 embedding_lookup = Exercise("embedding_lookup", ASSIGNMENT, forbidden=(capability.EMBEDDING,),
-                            why_forbidden="the point is to see that an embedding layer is a row lookup")
+                            why_forbidden="the point is to see that an embedding layer is a row lookup",
+                            points=(1, 2), difficulty=1, minutes=10,
+                            task="`ids (...)`, `weight (V, d)` → `(..., d)`: rows of `weight`, with gradients flowing to `weight`")
 
 
 def _lookup_case(ids, weight, note=""):
@@ -388,7 +396,9 @@ def builtin(ref):
 
 # -------------------------------------------------------------- cosine_similarity_matrix
 cosine_similarity_matrix = Exercise("cosine_similarity_matrix", ASSIGNMENT, forbidden=(capability.COSINE_SIMILARITY,),
-                                    why_forbidden="the point is to compute the lengths and divide by them yourself")
+                                    why_forbidden="the point is to compute the lengths and divide by them yourself",
+                                    points=(1, 2), difficulty=2, minutes=15,
+                                    task="`E (n, d)` → `(n, n)` cosine similarities; a zero row gives 0, not NaN")
 
 
 def _scaled_rows(g, n, d, low=-2.0, high=2.0):
@@ -491,7 +501,9 @@ def builtin(ref):
 
 
 # ------------------------------------------------------------------- nearest_neighbors
-nearest_neighbors = Exercise("nearest_neighbors", ASSIGNMENT)
+nearest_neighbors = Exercise("nearest_neighbors", ASSIGNMENT,
+                             points=(1, 2), difficulty=2, minutes=15,
+                             task="the `k` rows most cosine-similar to row `idx`, leaving out `idx`, most similar first: a `LongTensor (k,)`")
 
 
 def _orders(E, idx, k):

@@ -24,7 +24,9 @@ def _pairs_swapped(x: torch.Tensor) -> torch.Tensor:
 sinusoidal_positional_encoding = Exercise(
     "sinusoidal_positional_encoding", ASSIGNMENT, dtypes=(None,),
     dtype_hint="The table is float32: if you compute in float64 for accuracy, convert at the end with "
-               ".to(torch.float32) (or .float()).")
+               ".to(torch.float32) (or .float()).",
+    points=(1, 2), difficulty=2, minutes=20,
+    task="the `(max_len, d_model)` float32 table: sin in column $2i$, cos in column $2i+1$")
 
 
 def _pe_case(max_len, d_model, note=""):
@@ -89,7 +91,9 @@ def integer_division(ref):
 
 
 # ------------------------------------------------------------------ LearnedPositionalEmbedding
-LearnedPositionalEmbedding = Exercise("LearnedPositionalEmbedding", ASSIGNMENT, module=True)
+LearnedPositionalEmbedding = Exercise("LearnedPositionalEmbedding", ASSIGNMENT, module=True,
+                                      points=(1, 2), difficulty=2, minutes=15,
+                                      task="a module with a learned table `weight (max_len, d_model)`; `forward(x)` returns `x + weight[:T]`, and raises `ValueError` when $T$ > `max_len`")
 
 
 def _learned_case(g, max_len, d_model, batch, length, note="", non_contiguous=False):
@@ -208,7 +212,9 @@ def table_transposed(ref):
 
 
 # --------------------------------------------------------------------------- relative_positions
-relative_positions = Exercise("relative_positions", ASSIGNMENT, dtypes=(None,))
+relative_positions = Exercise("relative_positions", ASSIGNMENT, dtypes=(None,),
+                              points=(1, 2), difficulty=1, minutes=10,
+                              task=r"the `(q_len, k_len)` LongTensor $\operatorname{clip}(j - i, -K, K) + K$")
 
 
 def _relative_case(q_len, k_len, max_distance, note=""):
@@ -268,7 +274,9 @@ def absolute_distance(ref):
 
 
 # --------------------------------------------------------------------------------- apply_rotary
-apply_rotary = Exercise("apply_rotary", ASSIGNMENT)
+apply_rotary = Exercise("apply_rotary", ASSIGNMENT,
+                        points=(2, 2), difficulty=3, minutes=30,
+                        task=r"RoPE on `x (..., T, d)`: pair $(x_{2i}, x_{2i+1})$ of position $t$ rotated by $t \cdot \text{base}^{-2i/d}$")
 
 
 def _rotary_case(x, base=None, note=""):

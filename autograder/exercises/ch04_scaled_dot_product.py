@@ -29,6 +29,8 @@ softmax = Exercise(
     "softmax", ASSIGNMENT,
     forbidden=(capability.SOFTMAX, capability.SCALED_DOT_PRODUCT_ATTENTION),
     why_forbidden="write softmax from exp, max and sum",
+    points=(1, 2), difficulty=2, minutes=20,
+    task="a numerically stable softmax along `dim`; no overflow for scores as large as $10^4$",
 )
 
 
@@ -107,6 +109,8 @@ def builtin(ref):
 attention_scores = Exercise(
     "attention_scores", ASSIGNMENT,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION,), why_forbidden=SDPA_WHY,
+    points=(1, 1), difficulty=1, minutes=15,
+    task=r"`q (..., T_q, d_k)`, `k (..., T_k, d_k)` → scores $QK^\top/\sqrt{d_k}$ of shape `(..., T_q, T_k)`",
 )
 
 
@@ -159,6 +163,8 @@ scaled_dot_product_attention = Exercise(
     "scaled_dot_product_attention", ASSIGNMENT, outputs=("out", "weights"),
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION,
                components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
+    points=(2, 3), difficulty=3, minutes=30,
+    task="`(out, weights)`: `v (..., T_k, d_v)`, `out (..., T_q, d_v)`, `weights (..., T_q, T_k)`; masked scores excluded before the softmax",
 )
 
 
@@ -282,6 +288,8 @@ SelfAttention = Exercise(
     "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION,
                components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
+    points=(2, 2), difficulty=3, minutes=25,
+    task="a module with attributes `W_q`, `W_k`, `W_v` that makes Q, K and V from one input `x (B, T, d_model)` and attends: `(out, weights)`",
 )
 
 

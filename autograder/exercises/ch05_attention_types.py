@@ -32,7 +32,9 @@ def _row_sums_are_one(weights: torch.Tensor, name: str) -> str | None:
 
 
 # ------------------------------------------------------------------------ additive_attention
-additive_attention = Exercise("additive_attention", ASSIGNMENT, outputs=("out", "weights"))
+additive_attention = Exercise("additive_attention", ASSIGNMENT, outputs=("out", "weights"),
+                              points=(2, 2), difficulty=3, minutes=25,
+                              task=r"`(out, weights)` with scores $\tanh(qW_q + kW_k)\cdot w_v$; `q (B, T_q, d_q)`, `k (B, T_k, d_k)`, `v (B, T_k, d_v)`")
 
 
 def _additive_case(g, batch, t_q, t_k, d_q, d_k, d_v, hidden, note="", leading=()):
@@ -128,7 +130,9 @@ def sums_instead_of_w_v(ref):
 
 
 # ---------------------------------------------------------------------------- hard_attention
-hard_attention = Exercise("hard_attention", ASSIGNMENT, outputs=("out", "weights"))
+hard_attention = Exercise("hard_attention", ASSIGNMENT, outputs=("out", "weights"),
+                          points=(1, 2), difficulty=2, minutes=20,
+                          task="`(out, weights)` with one-hot weights at the argmax of the scaled scores (the first index on ties)")
 
 
 def _small_integers(g: torch.Generator, *shape: int) -> torch.Tensor:
@@ -229,7 +233,9 @@ def returns_keys(ref):
 
 
 # ----------------------------------------------------------------------- local_attention_mask
-local_attention_mask = Exercise("local_attention_mask", ASSIGNMENT, dtypes=(None,))
+local_attention_mask = Exercise("local_attention_mask", ASSIGNMENT, dtypes=(None,),
+                                points=(1, 1), difficulty=1, minutes=10,
+                                task=r"a bool `(T, T)` mask, `True` where $\lvert i - j\rvert \le$ `window`")
 
 
 @local_attention_mask.cases
@@ -280,6 +286,8 @@ def total_width(ref):
 CrossAttention = Exercise(
     "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=ATTENTION_WHY,
+    points=(2, 2), difficulty=2, minutes=20,
+    task="a module with `W_q`, `W_k`, `W_v`: queries from `x`, keys and values from `memory`",
 )
 
 

@@ -27,7 +27,9 @@ def _interleaving(d_model: int, n_heads: int, device) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------- split_heads
-split_heads = Exercise("split_heads", ASSIGNMENT)
+split_heads = Exercise("split_heads", ASSIGNMENT,
+                       points=(1, 1), difficulty=1, minutes=10,
+                       task=r"`(B, T, D)` → `(B, h, T, D/h)`; head $j$ takes features $j\,d_\text{head}$ to $(j+1)\,d_\text{head} - 1$")
 
 
 @split_heads.cases
@@ -80,7 +82,9 @@ def heads_and_size_swapped(ref):
 
 
 # ------------------------------------------------------------------------------- merge_heads
-merge_heads = Exercise("merge_heads", ASSIGNMENT)
+merge_heads = Exercise("merge_heads", ASSIGNMENT,
+                       points=(1, 1), difficulty=1, minutes=10,
+                       task="`(B, h, T, d_head)` → `(B, T, h·d_head)`, the inverse of `split_heads`")
 
 
 @merge_heads.cases
@@ -140,6 +144,8 @@ MultiHeadAttention = Exercise(
     "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
     forbidden=(capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION, components.MultiHeadAttention),
     why_forbidden=MHA_WHY,
+    points=(3, 3), difficulty=3, minutes=45,
+    task="a module with `q_proj`, `k_proj`, `v_proj`, `out_proj`; `forward(query, key, value, mask=None)` → `(out, weights)` with weights `(B, h, T_q, T_k)`; equal to `nn.MultiheadAttention(batch_first=True)` given the same weights",
 )
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 

@@ -33,7 +33,9 @@ def _bool_tensor(value, shape: tuple, call: str):
 
 
 # ------------------------------------------------------------------------------- causal_mask
-causal_mask = Exercise("causal_mask", ASSIGNMENT, dtypes=(None,))
+causal_mask = Exercise("causal_mask", ASSIGNMENT, dtypes=(None,),
+                       points=(1, 1), difficulty=1, minutes=10,
+                       task="a bool `(T, T)` mask, `True` on and below the diagonal")
 
 
 @causal_mask.cases
@@ -89,7 +91,9 @@ def additive_float(ref):
 
 
 # ------------------------------------------------------------------------------ padding_mask
-padding_mask = Exercise("padding_mask", ASSIGNMENT, dtypes=(None,))
+padding_mask = Exercise("padding_mask", ASSIGNMENT, dtypes=(None,),
+                        points=(1, 1), difficulty=1, minutes=10,
+                        task="a bool `(B, max_len)` mask, `True` at the real tokens")
 
 
 def _lengths(*values: int) -> torch.Tensor:
@@ -129,7 +133,9 @@ def left_padded(ref):
 
 
 # ----------------------------------------------------------------------------- combine_masks
-combine_masks = Exercise("combine_masks", ASSIGNMENT, dtypes=(None,))
+combine_masks = Exercise("combine_masks", ASSIGNMENT, dtypes=(None,),
+                         points=(1, 2), difficulty=2, minutes=20,
+                         task="a bool `(B, 1, T, T)` mask: the key is real, and not in the future when `causal`")
 
 
 @combine_masks.cases
@@ -217,6 +223,8 @@ masked_softmax = Exercise(
     "masked_softmax", ASSIGNMENT,
     forbidden=(capability.SOFTMAX, capability.SCALED_DOT_PRODUCT_ATTENTION),
     why_forbidden=SOFTMAX_WHY,
+    points=(2, 3), difficulty=3, minutes=30,
+    task="the softmax over the allowed keys; masked weights exactly 0; a row with no allowed key all zeros, never NaN (nor a NaN gradient)",
 )
 
 

@@ -36,6 +36,8 @@ layer_norm = Exercise(
     "layer_norm", ASSIGNMENT,
     forbidden=(capability.NORMALIZATION,),
     why_forbidden="write the normalisation yourself from mean, variance and sqrt",
+    points=(1, 2), difficulty=2, minutes=20,
+    task="LayerNorm over the last axis: biased variance, `eps` inside the square root, then `weight` and `bias`",
 )
 
 
@@ -168,6 +170,8 @@ PositionwiseFeedForward = Exercise(
     "PositionwiseFeedForward", ASSIGNMENT, module=True, dtypes=(torch.float64, torch.float32),
     forbidden=(components.PositionwiseFeedForward,),
     why_forbidden="the course's ready-made feed-forward network is lent to later chapters; here you build it",
+    points=(1, 2), difficulty=2, minutes=20,
+    task="the two-layer FFN with attributes `linear1`, `linear2`; ReLU or exact GELU; dropout before `linear2`",
 )
 
 
@@ -367,7 +371,9 @@ class _WithSublayer(nn.Module):
         return self.model(x, lambda h: torch.tanh(h @ W))
 
 
-SublayerConnection = _SublayerExercise("SublayerConnection", ASSIGNMENT, module=True)
+SublayerConnection = _SublayerExercise("SublayerConnection", ASSIGNMENT, module=True,
+                                       points=(2, 2), difficulty=2, minutes=25,
+                                       task="Add & Norm around any `sublayer` function, post-norm or pre-norm, with attribute `norm`")
 
 
 def _sublayer_case(g, x, norm_first, dropout=None, W=None, note=""):

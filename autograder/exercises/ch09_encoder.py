@@ -135,6 +135,8 @@ EncoderLayer = Exercise(
     forbidden=(capability.ENCODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.EncoderLayer),
     why_forbidden=BUILTINS_WHY,
+    points=(2, 4), difficulty=3, minutes=30,
+    task="self-attention and the FFN with Add & Norm in both orders; attributes `self_attn`, `ff`, `norm1`, `norm2`",
 )
 
 
@@ -334,6 +336,8 @@ Encoder = Exercise(
     "Encoder", ASSIGNMENT, module=True,
     forbidden=(capability.ENCODER, components.Encoder),
     why_forbidden="the point is to stack your encoder layers yourself",
+    points=(2, 2), difficulty=2, minutes=20,
+    task="`n_layers` layers in an `nn.ModuleList` named `layers`; a final LayerNorm `norm` in pre-norm, else `None`",
 )
 
 

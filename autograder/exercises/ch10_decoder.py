@@ -38,6 +38,8 @@ DecoderLayer = Exercise(
     forbidden=(capability.DECODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.DecoderLayer),
     why_forbidden="the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm",
+    points=(2, 3), difficulty=3, minutes=30,
+    task="masked self-attention, cross-attention on `memory` and the FFN, with Add & Norm in both orders; attributes `self_attn`, `cross_attn`, `ff`, `norm1`, `norm2`, `norm3`",
 )
 
 
@@ -326,6 +328,8 @@ Transformer = _TransformerExercise(
     "Transformer", ASSIGNMENT, module=True,
     forbidden=(capability.TRANSFORMER, components.Transformer),
     why_forbidden="the point is to assemble the model yourself from its parts",
+    points=(2, 4), difficulty=4, minutes=40,
+    task=r"embeddings scaled by $\sqrt{d_\text{model}}$ plus sinusoidal positions, the masks from `pad_id`, the encoder, the decoder layers, the output projection; methods `encode`, `decode`, `forward`",
 )
 
 SRC_VOCAB, TGT_VOCAB = 11, 13

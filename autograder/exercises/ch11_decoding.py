@@ -156,7 +156,9 @@ def _relabelled(g: torch.Generator, rows: dict, vocab: int, noise: float) -> tup
 
 
 # ----------------------------------------------------------------------- greedy_decode
-greedy_decode = BoundExercise("greedy_decode", ASSIGNMENT, _bind_greedy)
+greedy_decode = BoundExercise("greedy_decode", ASSIGNMENT, _bind_greedy,
+                              points=(1, 2), difficulty=2, minutes=15,
+                              task="the generation loop with argmax, bos, eos and `max_len`; returns the token ids as a list")
 
 
 def _greedy_case(table, bos_id, eos_id, max_len, what):
@@ -228,7 +230,9 @@ def ignores_max_len_one(ref):
 
 
 # ------------------------------------------------------------------------- beam_search
-beam_search = BoundExercise("beam_search", ASSIGNMENT, _bind_beam, outputs=("tokens", "score"))
+beam_search = BoundExercise("beam_search", ASSIGNMENT, _bind_beam, outputs=("tokens", "score"),
+                            points=(2, 3), difficulty=4, minutes=40,
+                            task="beam search with finished hypotheses and a length penalty; returns `(tokens, score)`")
 
 
 def _beam_case(table, bos_id, eos_id, beam_size, max_len, length_penalty, what):
@@ -354,7 +358,9 @@ def _bind_sampler(impl, device, logits, temperature, draws):
         return [impl(logits.clone(), temperature, generator) for _ in range(draws["count"])]
 
 
-sample_next = BoundExercise("sample_next", ASSIGNMENT, _bind_sampler, dtypes=(None,))
+sample_next = BoundExercise("sample_next", ASSIGNMENT, _bind_sampler, dtypes=(None,),
+                            points=(1, 2), difficulty=2, minutes=10,
+                            task=r"one draw from $\operatorname{softmax}(z/T)$ with a seeded generator; returns a token id")
 
 
 def _sample_case(logits, temperature, seed, count, on_cpu=False, note=""):
@@ -470,7 +476,9 @@ def _shuffled(g: torch.Generator, rows: int, cols: int) -> torch.Tensor:
 top_k_filter = BoundExercise(
     "top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"),
     infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
-               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.")
+               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.",
+    points=(1, 1), difficulty=2, minutes=15,
+    task=r"the logits with all but those at least as large as the $k$-th largest set to $-\infty$")
 
 
 def _k_case(logits, k, note=""):
@@ -554,7 +562,9 @@ def in_place(ref):
 top_p_filter = BoundExercise(
     "top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"),
     infinities="Here -inf marks a dropped token: a token is kept (with its own logit) when the tokens more probable "
-               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.")
+               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.",
+    points=(1, 2), difficulty=3, minutes=25,
+    task=r"the logits with all but the smallest most-probable set holding $p$ set to $-\infty$")
 
 
 def _safe_p(g: torch.Generator, logits: torch.Tensor, low: float, high: float) -> float:

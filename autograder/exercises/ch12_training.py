@@ -60,7 +60,9 @@ def _bind_batch(impl, device, batch_size, seq_len, vocab_size, draws):
 
 
 make_reversal_batch = BoundExercise("make_reversal_batch", ASSIGNMENT, _bind_batch,
-                                    outputs=("src", "tgt_in", "tgt_out"), dtypes=(None,))
+                                    outputs=("src", "tgt_in", "tgt_out"), dtypes=(None,),
+                                    points=(1, 1), difficulty=1, minutes=10,
+                                    task="`(src, tgt_in, tgt_out)` for reversal, with a seeded generator: `src (B, T)`, `tgt_in` and `tgt_out (B, T + 1)`")
 
 
 def _batch_case(batch_size, seq_len, vocab_size, seed):
@@ -134,6 +136,8 @@ label_smoothed_cross_entropy = Exercise(
     "label_smoothed_cross_entropy", ASSIGNMENT,
     forbidden=(capability.CROSS_ENTROPY,),
     why_forbidden="the point is to write the loss from log_softmax",
+    points=(2, 2), difficulty=3, minutes=25,
+    task="the label-smoothed cross-entropy for `logits (N, V)` and `target (N,)`, ignoring padding, without `F.cross_entropy`",
 )
 
 
@@ -395,6 +399,8 @@ train_reversal_model = BoundExercise(
     forbidden=(F.cross_entropy, nn.CrossEntropyLoss, F.nll_loss, nn.NLLLoss, torch._C._nn.cross_entropy_loss,
                torch._C._nn.nll_loss, torch._C._nn.nll_loss_nd),
     why_forbidden="train with your own label_smoothed_cross_entropy of exercise 2",
+    points=(3, 3), difficulty=4, minutes=50,
+    task="the whole training run, passing 95 % exact match within 120 s of CPU time on one CPU thread",
 )
 
 

@@ -83,7 +83,9 @@ class CacheReplay(nn.Module):
         return first.k, first.v
 
 
-KVCache = HarnessedExercise("KVCache", ASSIGNMENT, harness=CacheReplay, outputs=("cache.k", "cache.v"))
+KVCache = HarnessedExercise("KVCache", ASSIGNMENT, harness=CacheReplay, outputs=("cache.k", "cache.v"),
+                            points=(1, 1), difficulty=1, minutes=10,
+                            task="a plain class: `KVCache()` starts empty (`k` and `v` are `None`); `append(k, v)` adds `(B, h, t, d)` keys and values after the ones already held, along the time axis")
 
 
 def _kv(g, batch, heads, t, d_k, d_v=None):
@@ -252,7 +254,9 @@ class Decoder(nn.Module):
 
 
 cached_attention_step = HarnessedExercise(
-    "cached_attention_step", ASSIGNMENT, harness=Decoder, weights_of="mha", outputs=("outputs", "cache.k", "cache.v"))
+    "cached_attention_step", ASSIGNMENT, harness=Decoder, weights_of="mha", outputs=("outputs", "cache.k", "cache.v"),
+    points=(2, 3), difficulty=3, minutes=25,
+    task="one decoding step for the newest token `x_t (B, 1, D)` with chapter 6's multi-head attention: project, split into heads, append to the cache, attend over the whole cache, merge, `out_proj`; returns `(B, 1, D)`, equal to full causal attention token by token")
 
 
 def _mha_state(g, d_model: int, bias: bool) -> dict:
@@ -428,6 +432,8 @@ tiled_attention = HarnessedExercise(
     "tiled_attention", ASSIGNMENT, harness=Tiled,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION,),
     why_forbidden="the point is to write the tiled computation that fused attention kernels use",
+    points=(3, 4), difficulty=4, minutes=40,
+    task="exact attention `(..., T_q, d_v)` computed one block of keys at a time with the online softmax, never holding the `(T_q, T_k)` scores; `F.scaled_dot_product_attention` is not allowed",
 )
 
 

@@ -21,6 +21,8 @@ ASSIGNMENT = "ch14_vision"
 patchify = Exercise(
     "patchify", ASSIGNMENT, forbidden=(capability.UNFOLD, capability.CONVOLUTION),
     why_forbidden="the point is to see patches as a rearrangement of the image, with einops",
+    points=(2, 2), difficulty=2, minutes=15,
+    task="`(B, C, H, W)` → `(B, N, C*p*p)`: row-major patches, each flattened as `(c, ph, pw)`, with one `einops.rearrange`; unfold is not allowed",
 )
 
 
@@ -129,6 +131,8 @@ PatchEmbedding = Exercise(
     "PatchEmbedding", ASSIGNMENT, module=True,
     forbidden=(capability.CONVOLUTION, capability.UNFOLD),
     why_forbidden="the point is to build the patch embedding from patchify and nn.Linear",
+    points=(2, 3), difficulty=2, minutes=25,
+    task="an `nn.Module` with `proj` (`nn.Linear(C*p*p, d_model)`), `cls_token` `(1, 1, D)` and `pos_embedding` `(1, N+1, D)`; `forward(images)` → `(B, N+1, D)`, class token first, positions added; `nn.Conv2d` is not allowed",
 )
 
 

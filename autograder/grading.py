@@ -34,13 +34,12 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from . import config, preflight, sandbox, serialize, tampering
+from . import config, conventions, preflight, sandbox, serialize, tampering
 from .checks import hidden_plan, result_from_data, visible_plan
 from .exercises import EXERCISES
 from .forbidden import scan_forbidden
 from .verdict import Plan, decide, dtype_name
 
-LAYERS = {"": "visible", "_hidden": "hidden"}
 # Run in the kernel before any student cell, in a namespace of its own: it can import what grading needs,
 # and it can write to the exchange folder and read the cases there.
 PROBE = """def _autograder_probe():
@@ -75,7 +74,7 @@ RUNS: dict[str, Run] = {}
 
 def cell_name(nb: NotebookNode, index: int) -> str:
     """``cell 7`` or, for a cell with a grade id, ``cell 7 (`softmax`)``."""
-    grade_id = nb.cells[index].metadata.get("nbgrader", {}).get("grade_id")
+    grade_id = conventions.grade_id(nb.cells[index])
     return f"cell {index + 1}" + (f" (`{grade_id}`)" if grade_id else "")
 
 
@@ -100,27 +99,17 @@ def withdraw_submission(meta: dict) -> None:
 
 
 def graded_check(cell: NotebookNode) -> tuple[str, str] | None:
-    """(exercise, layer) for a graded test cell named test_<exercise> or test_<exercise>_hidden."""
-    meta = cell.metadata.get("nbgrader", {})
-    grade_id = meta.get("grade_id", "")
-    if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution") or not grade_id.startswith("test_"):
-        return None
-    name = grade_id.removeprefix("test_")
-    if name in EXERCISES:
-        return name, "visible"
-    if name.endswith("_hidden") and name.removesuffix("_hidden") in EXERCISES:
-        return name.removesuffix("_hidden"), "hidden"
-    return None
+    """(exercise, layer) for a graded test cell of one of the course's exercises."""
+    return conventions.test_of(cell, EXERCISES)
 
 
 def _student_code(nb: NotebookNode) -> list[tuple[int, str, str]]:
     """(cell index, grade_id or '', source) of every code cell the student could have written."""
-    cells = []
-    for index, cell in enumerate(nb.cells):
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and not (meta.get("locked") or (meta.get("grade") and not meta.get("solution"))):
-            cells.append((index, meta.get("grade_id", ""), cell.source))
-    return cells
+    return [
+        (index, conventions.grade_id(cell) or "", cell.source)
+        for index, cell in enumerate(nb.cells)
+        if conventions.is_students(cell)
+    ]
 
 
 class GradingExecute(Execute):

@@ -31,6 +31,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import conventions
 from .config import course_root
 
 DISTRIBUTION = "transformer-course-kit"
@@ -98,23 +99,6 @@ def _without_comments(code: str) -> str:
             row, col = token.start
             lines[row - 1] = lines[row - 1][:col].rstrip() + "\n"
     return "".join(lines)
-
-
-def _source(cell: dict) -> str:
-    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-
-
-def _solution_regions(source: str) -> list[str]:
-    regions, current = [], None
-    for line in source.splitlines():
-        if "### BEGIN SOLUTION" in line:
-            current = []
-        elif "### END SOLUTION" in line and current is not None:
-            regions.append("\n".join(current))
-            current = None
-        elif current is not None:
-            current.append(line)
-    return regions
 
 
 def _plain_value(node: ast.AST) -> bool:
@@ -186,10 +170,11 @@ def distinctive_lines(assignment: str, root: Path | None = None) -> dict[str, li
     given = _Lines(_lines(Path(f"{assignment}.ipynb"), json.dumps(student)))
     answers = {}
     for cell in solutions["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell["cell_type"] == "code" and meta.get("solution"):
-            statements = {_squeeze(s) for region in _solution_regions(_source(cell)) for s in _statements(region)}
-            answers[meta["grade_id"]] = sorted(s for s in statements if not given.holds(s))
+        name = conventions.solution_of(cell)
+        if name is not None:
+            regions = conventions.solution_regions(conventions.source(cell))
+            statements = {_squeeze(s) for region in regions for s in _statements(region)}
+            answers[name] = sorted(s for s in statements if not given.holds(s))
     return answers
 
 
@@ -203,7 +188,8 @@ def _lines(path: Path, text: str) -> list[str]:
         try:
             cells = json.loads(text).get("cells", [])
             text = "\n".join(
-                _without_comments(_source(c)) if c.get("cell_type") == "code" else _source(c) for c in cells
+                _without_comments(conventions.source(c)) if c.get("cell_type") == "code" else conventions.source(c)
+                for c in cells
             )
         except (ValueError, AttributeError, TypeError):
             pass

@@ -42,7 +42,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
-from . import conventions
+from . import conventions, protocol
 
 KERNEL_NAME = "autograder-progress"
 QUIET = logging.getLogger("autograder.progress")  # nbclient logs each timeout; the table says it better
@@ -236,7 +236,7 @@ def find_chapters(path: Path) -> tuple[list[Chapter], list[str]]:
 
 def _kernel_env(jobs: int) -> dict:
     env = dict(os.environ)
-    env.pop("AUTOGRADER_EXCHANGE", None)  # puts the checks in grading mode, where they do not judge
+    env.pop(protocol.ENV, None)  # puts the checks in grading mode, where they do not judge
     package_parent = str(Path(__file__).resolve().parent.parent)
     installed = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     if package_parent not in installed:  # importable from a checkout: keep it importable from the notebook's folder

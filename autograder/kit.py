@@ -2,8 +2,8 @@
 
 ``python -m autograder kit`` (or ``make kit``) stages a copy of this package without the
 instructor's modules (``INSTRUCTOR_ONLY``: the reference loader, grading, the sandbox, the
-release and class-grading tools, this file), builds it with setuptools as the distribution
-``transformer-course-kit`` and refuses to write the wheel if it holds a distinctive line of
+release and class-grading tools, nbgrader's configuration, this file), builds it with
+setuptools as the distribution ``transformer-course-kit`` and refuses to write the wheel if it holds a distinctive line of
 any exercise's solution. The kit keeps what a student's notebook uses: ``check``, the stored
 fixtures (the reference's visible outputs and the catalogues' wrong outputs, computed when the
 fixtures were made), the exercise descriptions and the lent components.
@@ -36,7 +36,16 @@ from .config import course_root
 
 DISTRIBUTION = "transformer-course-kit"
 PACKAGE = Path(__file__).resolve().parent
-INSTRUCTOR_ONLY = ("reference.py", "grading.py", "sandbox.py", "preflight.py", "grade_class.py", "release.py", "kit.py")
+INSTRUCTOR_ONLY = (
+    "reference.py",
+    "grading.py",
+    "sandbox.py",
+    "preflight.py",
+    "grade_class.py",
+    "release.py",
+    "nbconfig.py",
+    "kit.py",
+)
 DEPENDENCIES = (
     "torch>=2.3",
     "einops>=0.8",

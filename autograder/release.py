@@ -10,7 +10,7 @@ from pathlib import Path
 from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
 
-from . import conventions
+from . import conventions, nbconfig
 from .config import course_root
 
 
@@ -27,12 +27,9 @@ def generate(names: list[str], release_dir: Path, root: Path | None = None) -> N
     root = root or course_root()
     _put_alembic_on_path()
     with tempfile.TemporaryDirectory() as scratch:
-        config = Config()
-        config.CourseDirectory.root = str(root)
-        config.CourseDirectory.source_directory = "solutions"
+        config = nbconfig.configure(Config(), root)
         config.CourseDirectory.release_directory = str(Path(release_dir).resolve())
         config.CourseDirectory.db_url = f"sqlite:///{scratch}/gradebook.db"
-        config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
         api = NbGraderAPI(config=config)
         for name in names:
             result = api.generate_assignment(name, force=True, create=True)

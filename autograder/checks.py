@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from . import config, fixtures, protocol
 from .compare import describe, plural
@@ -33,20 +34,11 @@ def _properties(exercise: Exercise, generator: torch.Generator, device, dtype) -
     return runs
 
 
-def _holds_tensor(obj) -> bool:
-    if isinstance(obj, torch.Tensor):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return any(_holds_tensor(item) for item in obj)
-    if isinstance(obj, dict):
-        return any(_holds_tensor(value) for value in obj.values())
-    return False
-
-
 def _output_device(case: Case, device: torch.device) -> torch.device:
     """Where a case's outputs belong: on its inputs' device, or on the CPU when no input is a tensor
     (``encode(text, vocab)``, ``sinusoidal_positional_encoding(max_len, d_model)``)."""
-    return device if _holds_tensor((case.args, case.kwargs, case.state)) else torch.device("cpu")
+    holds_tensor = any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves((case.args, case.kwargs, case.state)))
+    return device if holds_tensor else torch.device("cpu")
 
 
 def visible_plan(exercise: Exercise, device: torch.device, dtype: torch.dtype | None) -> Plan:

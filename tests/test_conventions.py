@@ -134,3 +134,33 @@ def test_solution_markers_are_removed_and_regions_found():
     assert solution_regions(two) == ["a = 1", "c = 3"]
     assert solution_regions("a = 1  # ### BEGIN SOLUTION is only a marker on a line of its own") == []
     assert without_markers("x = '### BEGIN SOLUTION'") == "x = '### BEGIN SOLUTION'"
+
+
+def test_progress_counts_each_test_cell_for_its_own_exercise():
+    """Encoder is a prefix of EncoderLayer: each keeps its own points, visible and hidden."""
+    from nbformat.v4 import new_notebook
+
+    from autograder.progress import exercises_of
+
+    def test(name, layer, points):
+        source = f"check({name!r}, {name})" if layer == "visible" else "# The hidden checks run when graded."
+        return cell(source, grade_id=conventions.test_id(name, layer), grade=True, locked=True, points=points)
+
+    notebook = new_notebook(
+        cells=[
+            cell(grade_id="setup", locked=True),
+            cell(grade_id="EncoderLayer", solution=True),
+            test("EncoderLayer", "visible", 2),
+            test("EncoderLayer", "hidden", 3),
+            cell(grade_id="Encoder", solution=True),
+            test("Encoder", "visible", 1),
+            test("Encoder", "hidden", 4),
+            cell("assert True", grade_id="test_extra", grade=True, locked=True, points=5),  # names no exercise
+        ]
+    )
+    found = {e.name: (e.solution, e.visible_tests, e.points, e.hidden_points) for e in exercises_of(notebook)}
+    assert found == {
+        "EncoderLayer": (1, [2], 5.0, 3.0),
+        "Encoder": (4, [5], 5.0, 4.0),
+        "test_extra": (None, [7], 5.0, 0.0),
+    }

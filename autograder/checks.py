@@ -2,21 +2,22 @@
 
 Each builds a plan of cases, runs them through ``runner`` (the student's side) and
 hands the plain results to ``verdict`` (the grader's side). Here both sides share a
-process, which is all a student's own notebook needs.
+process, which is all a student's own notebook needs. At grading (``autograder.protocol``),
+they only run the cases the grader prepared and hand back the results: the grader decides.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils._pytree import tree_leaves
 
-from . import config, fixtures, serialize
+from . import config, fixtures, protocol
 from .compare import describe, plural
 from .errors import CheckFailure
 from .exercises import get
@@ -33,20 +34,11 @@ def _properties(exercise: Exercise, generator: torch.Generator, device, dtype) -
     return runs
 
 
-def _holds_tensor(obj) -> bool:
-    if isinstance(obj, torch.Tensor):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return any(_holds_tensor(item) for item in obj)
-    if isinstance(obj, dict):
-        return any(_holds_tensor(value) for value in obj.values())
-    return False
-
-
 def _output_device(case: Case, device: torch.device) -> torch.device:
     """Where a case's outputs belong: on its inputs' device, or on the CPU when no input is a tensor
     (``encode(text, vocab)``, ``sinusoidal_positional_encoding(max_len, d_model)``)."""
-    return device if _holds_tensor((case.args, case.kwargs, case.state)) else torch.device("cpu")
+    holds_tensor = any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves((case.args, case.kwargs, case.state)))
+    return device if holds_tensor else torch.device("cpu")
 
 
 def visible_plan(exercise: Exercise, device: torch.device, dtype: torch.dtype | None) -> Plan:
@@ -112,62 +104,23 @@ def _validate(name: str, impl) -> Exercise:
     return exercise
 
 
-EXCHANGE = "AUTOGRADER_EXCHANGE"
-
-
-def result_as_data(exercise: Exercise, result: Result) -> dict:
-    """A result as plain data; an output that cannot be stored becomes the error that says so."""
-    data = {
-        "output": result.output,
-        "grads": result.grads,
-        "structure": result.structure,
-        "error": result.error,
-        "forbidden": result.forbidden,
-        "warnings": result.warnings,
-    }
-    try:
-        serialize.pack(data, {})
-    except TypeError:
-        data.update(
-            output=None,
-            grads=None,
-            error=f"`{exercise.name}` returned {describe(result.output)}, which the checks cannot read: "
-            "return tensors, numbers, strings, lists, tuples or dicts.",
-        )
-    return data
-
-
-def result_from_data(data: dict) -> Result:
-    return Result(
-        output=data["output"],
-        grads=data["grads"],
-        structure=data["structure"],
-        error=data["error"],
-        forbidden=list(data["forbidden"]),
-        warnings=list(data["warnings"]),
-    )
-
-
-def _submit(layer: str, name: str, impl) -> None:
+def _submit(exchange: Path, layer: str, name: str, impl) -> None:
     """Grading mode: run the cases the grader prepared and hand back plain results; the grader decides."""
-    exchange = Path(os.environ[EXCHANGE])
     exercise = _validate(name, impl)
-    plans = serialize.load(exchange / "cases" / f"{name}.{layer}.safetensors")
     handed = []
-    for plan in plans:
-        dtype = getattr(torch, plan["dtype"]) if plan["dtype"] else None
-        cases = [Case.from_data(c) for c in plan["cases"]]
-        results = run_cases(exercise, impl, cases, torch.device(plan["device"]), dtype)
-        handed.append({"dtype": plan["dtype"], "results": [result_as_data(exercise, r) for r in results]})
-    serialize.save(handed, exchange / "results" / f"{name}.{layer}.safetensors")
+    for dtype, device, cases in protocol.read_cases(exchange, name, layer):
+        results = run_cases(exercise, impl, cases, device, getattr(torch, dtype) if dtype else None)
+        handed.append((dtype, [protocol.result_as_data(exercise, r) for r in results]))
+    protocol.write_results(exchange, name, layer, handed)
     print(f"{name}: the {layer} checks ran; the grader decides the score.")
 
 
 def _run(
     layer: str, name: str, impl, device, dtypes, make_plan: Callable[[Exercise, torch.device, torch.dtype | None], Plan]
 ) -> None:
-    if os.environ.get(EXCHANGE):
-        return _submit(layer, name, impl)
+    exchange = protocol.active()
+    if exchange is not None:
+        return _submit(exchange, layer, name, impl)
     started = time.perf_counter()
     try:
         exercise = _validate(name, impl)
@@ -225,7 +178,7 @@ def check_hidden(
     Messages never show the hidden inputs' values or the expected values. The student kit has no
     reference, so there it only says where the hidden checks run.
     """
-    if not os.environ.get(EXCHANGE) and importlib.util.find_spec(f"{__package__}.reference") is None:
+    if protocol.active() is None and importlib.util.find_spec(f"{__package__}.reference") is None:
         print(
             f"The hidden checks of {name!r} run only when your notebook is graded; "
             f"check({name!r}, ...) runs the visible ones now."

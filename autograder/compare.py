@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,12 @@ def describe(obj: Any) -> str:
         return f"a dict with {plural(len(obj), 'key')}"
     name = type(obj).__name__
     return f"{article(name)} ({obj!r})" if isinstance(obj, (int, float, str, bool)) else article(name)
+
+
+def missing_and_extra(missing, extra, say_missing: Callable, say_extra: Callable) -> list[str]:
+    """The phrases for the keys (or names) that are missing and those that are extra, in that order:
+    ``say_missing(missing)`` when some are missing, ``say_extra(extra)`` when some are extra."""
+    return ([say_missing(missing)] if missing else []) + ([say_extra(extra)] if extra else [])
 
 
 def dtype_text(dtype: torch.dtype) -> str:
@@ -196,13 +203,13 @@ def compare(got: Any, expected: Any, where: str, show_values: bool = True, hints
     if isinstance(expected, dict):
         if not isinstance(got, dict):
             return f"{where} should be a dict, but it is {describe(got)}."
-        missing, extra = expected.keys() - got.keys(), got.keys() - expected.keys()
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"is missing {plural(len(missing), 'key')} (e.g. {sorted(missing, key=str)[0]!r})")
-            if extra:
-                parts.append(f"has {plural(len(extra), 'unexpected key')} (e.g. {sorted(extra, key=str)[0]!r})")
+        parts = missing_and_extra(
+            expected.keys() - got.keys(),
+            got.keys() - expected.keys(),
+            lambda keys: f"is missing {plural(len(keys), 'key')} (e.g. {sorted(keys, key=str)[0]!r})",
+            lambda keys: f"has {plural(len(keys), 'unexpected key')} (e.g. {sorted(keys, key=str)[0]!r})",
+        )
+        if parts:
             return f"{where} " + " and ".join(parts) + "."
         for key in expected:
             message = compare(got[key], expected[key], f"the value for {key!r} in {where}", show_values, hints)

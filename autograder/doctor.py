@@ -25,21 +25,18 @@ from pathlib import Path
 MIN_PYTHON = (3, 10)
 KERNEL = "python3"
 KERNEL_TIMEOUT = 120  # seconds to start the kernel, then to run the probe (importing torch can be slow)
-PACKAGES = (  # import name, distribution, what the course uses it for
-    ("torch", "torch", "the exercises"),
-    ("einops", "einops", "the exercises"),
-    ("numpy", "numpy", "the exercises"),
-    ("matplotlib", "matplotlib", "the figures"),
-    ("safetensors", "safetensors", "the checks' fixtures"),
-    ("ipywidgets", "ipywidgets", "the book's interactive figures"),
-    ("ipykernel", "ipykernel", "running notebooks"),
-    ("jupyter_client", "jupyter-client", "running notebooks"),
-    ("jupyterlab", "jupyterlab", "opening the notebooks"),
-    ("nbformat", "nbformat", "reading notebooks"),
-    ("nbclient", "nbclient", "python -m autograder progress"),
-    ("nbgrader", "nbgrader", "grading"),
-    ("jupyter_book", "jupyter-book", "building the book"),
-)
+PACKAGES = {  # what the course uses them for: the distributions, each imported by its name with _ for -
+    "the exercises": ("torch", "einops", "numpy"),
+    "the figures": ("matplotlib",),
+    "the checks' fixtures": ("safetensors",),
+    "the book's interactive figures": ("ipywidgets",),
+    "running notebooks": ("ipykernel", "jupyter-client"),
+    "opening the notebooks": ("jupyterlab",),
+    "reading notebooks": ("nbformat",),
+    "python -m autograder progress": ("nbclient",),
+    "grading": ("nbgrader",),
+    "building the book": ("jupyter-book",),
+}
 PROGRAMS = (  # name, what needs it, whether only instructors do (then a missing one is a note, not a problem)
     ("jupyter", "opening the notebooks (jupyter lab)", False),
     ("alembic", "grading with nbgrader, which runs it by name", True),
@@ -173,30 +170,29 @@ def _required_versions() -> dict:
 def check_packages() -> list[Finding]:
     wanted = _required_versions()
     findings = []
-    for module, distribution, purpose in PACKAGES:
-        try:
-            importlib.import_module(module)
-        except Exception as error:  # a broken install raises more than ImportError
-            findings.append(
-                problem(
-                    f"{module} cannot be imported ({type(error).__name__}: {error}); "
-                    f"the course needs it for {purpose}.",
-                    pip_install(),
-                )
-            )
-            continue
-        try:
-            version = importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            version = getattr(sys.modules[module], "__version__", "")
-        requirement = wanted.get(distribution)
-        if requirement is not None and version and not requirement.specifier.contains(version, prereleases=True):
-            findings.append(
-                problem(f"{distribution} {version} is installed, but the course needs {requirement}.", pip_install())
-            )
-        else:
-            findings.append(ok(f"{distribution} {version}".rstrip()))
+    for purpose, distributions in PACKAGES.items():
+        findings += [_check_package(distribution, purpose, wanted) for distribution in distributions]
     return findings
+
+
+def _check_package(distribution: str, purpose: str, wanted: dict) -> Finding:
+    """Whether ``distribution`` imports, in a version requirements.txt accepts."""
+    module = distribution.replace("-", "_")
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # a broken install raises more than ImportError
+        return problem(
+            f"{module} cannot be imported ({type(error).__name__}: {error}); the course needs it for {purpose}.",
+            pip_install(),
+        )
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        version = getattr(sys.modules[module], "__version__", "")
+    requirement = wanted.get(distribution)
+    if requirement is not None and version and not requirement.specifier.contains(version, prereleases=True):
+        return problem(f"{distribution} {version} is installed, but the course needs {requirement}.", pip_install())
+    return ok(f"{distribution} {version}".rstrip())
 
 
 def check_device() -> list[Finding]:

@@ -34,6 +34,7 @@ from pathlib import Path
 from nbgrader.plugins.export import CsvExportPlugin
 
 from .config import course_root
+from .conventions import grade_id
 
 GRADED, FAILED, TIMEOUT, SKIPPED, PENDING = "graded", "failed", "timed out", "skipped", "not run"
 GRADER_FAILED = "grader failed"  # the grader could not run the notebook (its set-up, not the student's code): no score
@@ -83,7 +84,7 @@ def problem_with(notebook: Path, assignment: str, grade_ids: set[str]) -> str | 
         nb = nbformat.read(notebook, as_version=4)
     except Exception as error:  # not JSON, not a notebook, an unreadable file: all the same to the instructor
         return f"{notebook.name} is not a readable notebook ({type(error).__name__})"
-    found = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
+    found = {grade_id(c) for c in nb.cells}
     if grade_ids and not grade_ids & found:
         return f"{notebook.name} has none of {assignment}'s cells (is it another assignment's notebook?)"
     return None
@@ -96,7 +97,7 @@ def _expected_grade_ids(root: Path, assignment: str) -> set[str]:
     if not source.is_file():
         return set()
     nb = nbformat.read(source, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata}
+    return {grade_id(c) for c in nb.cells} - {None}
 
 
 def _tampering_found(autograded: Path) -> str:

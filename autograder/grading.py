@@ -5,7 +5,7 @@ instructor still runs stock ``nbgrader autograde``. For each notebook it:
 
 1. prepares, in the grader's process, the cases of every graded check (visible cases
    from the fixtures, hidden cases from the reference and the secret seed) and writes
-   only their *inputs* to an exchange folder;
+   only their *inputs* to an exchange folder (``autograder.protocol`` says its layout);
 2. runs the notebook in a sandboxed kernel (``autograder.sandbox``) in which
    ``check``/``check_hidden`` run those cases and write back plain results
    (safetensors, no pickle);
@@ -23,9 +23,7 @@ report can list the submission for review.
 
 from __future__ import annotations
 
-import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,26 +32,11 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from . import config, preflight, sandbox, serialize, tampering
-from .checks import hidden_plan, result_from_data, visible_plan
+from . import config, conventions, preflight, protocol, sandbox, tampering
+from .checks import hidden_plan, visible_plan
 from .exercises import EXERCISES
 from .forbidden import scan_forbidden
-from .verdict import Plan, decide, dtype_name
-
-LAYERS = {"": "visible", "_hidden": "hidden"}
-# Run in the kernel before any student cell, in a namespace of its own: it can import what grading needs,
-# and it can write to the exchange folder and read the cases there.
-PROBE = """def _autograder_probe():
-    import json, os, sys
-    import torch, autograder, autograder.checks
-    exchange = os.environ["AUTOGRADER_EXCHANGE"]
-    found = {"python": sys.executable, "torch": torch.__version__, "autograder": os.path.dirname(autograder.__file__),
-             "cuda": torch.cuda.is_available(), "cases": sorted(os.listdir(os.path.join(exchange, "cases")))}
-    with open(os.path.join(exchange, "probe.json"), "w") as answer:
-        json.dump(found, answer)
-_autograder_probe()
-del _autograder_probe
-"""
+from .verdict import Plan, decide
 
 
 class GraderFailure(RuntimeError):
@@ -75,7 +58,7 @@ RUNS: dict[str, Run] = {}
 
 def cell_name(nb: NotebookNode, index: int) -> str:
     """``cell 7`` or, for a cell with a grade id, ``cell 7 (`softmax`)``."""
-    grade_id = nb.cells[index].metadata.get("nbgrader", {}).get("grade_id")
+    grade_id = conventions.grade_id(nb.cells[index])
     return f"cell {index + 1}" + (f" (`{grade_id}`)" if grade_id else "")
 
 
@@ -100,27 +83,17 @@ def withdraw_submission(meta: dict) -> None:
 
 
 def graded_check(cell: NotebookNode) -> tuple[str, str] | None:
-    """(exercise, layer) for a graded test cell named test_<exercise> or test_<exercise>_hidden."""
-    meta = cell.metadata.get("nbgrader", {})
-    grade_id = meta.get("grade_id", "")
-    if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution") or not grade_id.startswith("test_"):
-        return None
-    name = grade_id.removeprefix("test_")
-    if name in EXERCISES:
-        return name, "visible"
-    if name.endswith("_hidden") and name.removesuffix("_hidden") in EXERCISES:
-        return name.removesuffix("_hidden"), "hidden"
-    return None
+    """(exercise, layer) for a graded test cell of one of the course's exercises."""
+    return conventions.test_of(cell, EXERCISES)
 
 
 def _student_code(nb: NotebookNode) -> list[tuple[int, str, str]]:
     """(cell index, grade_id or '', source) of every code cell the student could have written."""
-    cells = []
-    for index, cell in enumerate(nb.cells):
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and not (meta.get("locked") or (meta.get("grade") and not meta.get("solution"))):
-            cells.append((index, meta.get("grade_id", ""), cell.source))
-    return cells
+    return [
+        (index, conventions.grade_id(cell) or "", cell.source)
+        for index, cell in enumerate(nb.cells)
+        if conventions.is_students(cell)
+    ]
 
 
 class GradingExecute(Execute):
@@ -145,14 +118,12 @@ class GradingExecute(Execute):
         """Grade ``nb``, or raise GraderFailure (with no score left in the gradebook) when the grader cannot run it."""
         resources = resources or {}
         submission = Path(resources.get("metadata", {}).get("path") or ".").resolve()
-        exchange = Path(tempfile.mkdtemp(prefix="autograder-exchange-"))
+        exchange = protocol.create()
         run = RUNS[str(submission)] = Run()
         try:
             sandbox.check_available()
             if config.seed_source() == "public":
                 self.log.warning(preflight.PUBLIC_SEED_WARNING)
-            (exchange / "cases").mkdir()
-            (exchange / "results").mkdir()
             checks = {index: found for index, cell in enumerate(nb.cells) if (found := graded_check(cell))}
             plans = self._prepare(checks.values(), exchange)
             collected = self._execute(nb, resources, submission, exchange, checks, run)
@@ -179,17 +150,7 @@ class GradingExecute(Execute):
                 else hidden_plan(exercise, device, dtype, seed)
                 for dtype in exercise.dtypes
             ]
-            serialize.save(
-                [
-                    {
-                        "dtype": dtype_name(p.dtype) if p.dtype else None,
-                        "device": device.type,
-                        "cases": [c.as_data() for c in p.cases()],
-                    }
-                    for p in plans[name, layer]
-                ],
-                exchange / "cases" / f"{name}.{layer}.safetensors",
-            )
+            protocol.write_cases(exchange, name, layer, plans[name, layer], device)
         return plans
 
     def _execute(self, nb, resources, submission: Path, exchange: Path, checks: dict, run: Run) -> dict:
@@ -202,7 +163,7 @@ class GradingExecute(Execute):
         km = sandbox.SandboxedKernelManager(
             kernel_name=self.kernel_name or "python3",
             transport="ipc",
-            connection_file=str(exchange / "kernel.json"),
+            connection_file=str(exchange / protocol.CONNECTION),
             submission=str(submission),
             exchange=str(exchange),
         )
@@ -221,8 +182,7 @@ class GradingExecute(Execute):
                     if index in checks:
                         collected[index] = f"the checks did not run: {run.stopped}."
                     continue
-                for old in (exchange / "results").iterdir():
-                    old.unlink()
+                protocol.clear_results(exchange)
                 try:
                     self.preprocess_cell(cell, resources, index)
                 except CellTimeoutError:
@@ -239,15 +199,16 @@ class GradingExecute(Execute):
                     )
                 if index in checks:
                     name, layer = checks[index]
-                    produced = exchange / "results" / f"{name}.{layer}.safetensors"
                     collected[index] = (
-                        f"the checks did not run: {run.stopped}." if run.stopped else _read_results(produced)
+                        f"the checks did not run: {run.stopped}."
+                        if run.stopped
+                        else protocol.read_results(exchange, name, layer)
                     )
         return collected
 
     def _probe(self, exchange: Path) -> dict:
         """Before any student cell: can the kernel import what grading needs and write to the exchange?"""
-        cell = NotebookNode(cell_type="code", source=PROBE, metadata={}, outputs=[])
+        cell = NotebookNode(cell_type="code", source=protocol.PROBE, metadata={}, outputs=[])
         self.nb.cells.append(cell)  # nbclient keeps what it runs in the notebook: it goes again at once
         try:
             self.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
@@ -257,12 +218,10 @@ class GradingExecute(Execute):
             ) from None
         finally:
             self.nb.cells.pop()
-        answer = exchange / "probe.json"
-        if not answer.is_file():
+        found = protocol.read_probe(exchange)
+        if found is None:
             errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs if o.get("output_type") == "error"]
             raise GraderFailure(preflight.probe_failed(errors[0] if errors else "it gave no answer"))
-        found = json.loads(answer.read_text())
-        answer.unlink()
         if Path(found["autograder"]).resolve() != Path(__file__).resolve().parent:
             raise GraderFailure(preflight.probe_failed(f"it imports autograder from {found['autograder']}"))
         if config.device().type == "cuda" and not found["cuda"]:
@@ -297,23 +256,13 @@ class GradingExecute(Execute):
         if len(handed) != len(plans):
             return "The checks did not run completely."
         for plan, part in zip(plans, handed):
-            results = [result_from_data(r) for r in part["results"]]
+            results = [protocol.result_from_data(r) for r in part["results"]]
             if len(results) != len(plan.cases()):
                 return "The checks did not run completely."
             message = decide(exercise, plan, results, hidden=(layer == "hidden"))
             if message:
                 return message
         return None
-
-
-def _read_results(produced: Path):
-    """A test cell's results as handed back, or why there are none (the student's kernel wrote them)."""
-    if not produced.is_file():
-        return "the checks did not run: the test cell did not reach them."
-    try:
-        return serialize.load(produced)
-    except Exception:  # a file the notebook's code overwrote or cut short
-        return "the checks' results could not be read: something in the notebook changed them."
 
 
 def _failure(message: str) -> NotebookNode:

@@ -2,8 +2,8 @@
 
 ``python -m autograder kit`` (or ``make kit``) stages a copy of this package without the
 instructor's modules (``INSTRUCTOR_ONLY``: the reference loader, grading, the sandbox, the
-release and class-grading tools, this file), builds it with setuptools as the distribution
-``transformer-course-kit`` and refuses to write the wheel if it holds a distinctive line of
+release and class-grading tools, nbgrader's configuration, this file), builds it with
+setuptools as the distribution ``transformer-course-kit`` and refuses to write the wheel if it holds a distinctive line of
 any exercise's solution. The kit keeps what a student's notebook uses: ``check``, the stored
 fixtures (the reference's visible outputs and the catalogues' wrong outputs, computed when the
 fixtures were made), the exercise descriptions and the lent components.
@@ -31,6 +31,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import conventions
 from .config import course_root
 
 DISTRIBUTION = "transformer-course-kit"
@@ -43,6 +44,7 @@ INSTRUCTOR_ONLY = (
     "grade_class.py",
     "release.py",
     "authoring.py",
+    "nbconfig.py",
     "kit.py",
 )
 DEPENDENCIES = (
@@ -107,23 +109,6 @@ def _without_comments(code: str) -> str:
             row, col = token.start
             lines[row - 1] = lines[row - 1][:col].rstrip() + "\n"
     return "".join(lines)
-
-
-def _source(cell: dict) -> str:
-    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-
-
-def _solution_regions(source: str) -> list[str]:
-    regions, current = [], None
-    for line in source.splitlines():
-        if "### BEGIN SOLUTION" in line:
-            current = []
-        elif "### END SOLUTION" in line and current is not None:
-            regions.append("\n".join(current))
-            current = None
-        elif current is not None:
-            current.append(line)
-    return regions
 
 
 def _plain_value(node: ast.AST) -> bool:
@@ -195,10 +180,11 @@ def distinctive_lines(assignment: str, root: Path | None = None) -> dict[str, li
     given = _Lines(_lines(Path(f"{assignment}.ipynb"), json.dumps(student)))
     answers = {}
     for cell in solutions["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell["cell_type"] == "code" and meta.get("solution"):
-            statements = {_squeeze(s) for region in _solution_regions(_source(cell)) for s in _statements(region)}
-            answers[meta["grade_id"]] = sorted(s for s in statements if not given.holds(s))
+        name = conventions.solution_of(cell)
+        if name is not None:
+            regions = conventions.solution_regions(conventions.source(cell))
+            statements = {_squeeze(s) for region in regions for s in _statements(region)}
+            answers[name] = sorted(s for s in statements if not given.holds(s))
     return answers
 
 
@@ -212,7 +198,8 @@ def _lines(path: Path, text: str) -> list[str]:
         try:
             cells = json.loads(text).get("cells", [])
             text = "\n".join(
-                _without_comments(_source(c)) if c.get("cell_type") == "code" else _source(c) for c in cells
+                _without_comments(conventions.source(c)) if c.get("cell_type") == "code" else conventions.source(c)
+                for c in cells
             )
         except (ValueError, AttributeError, TypeError):
             pass

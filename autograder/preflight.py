@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import config, sandbox
+from . import config, conventions, sandbox
 
 PUBLIC_SEED_WARNING = (
     f"No secret seed (AUTOGRADER_SEED or .autograder-secret): the hidden checks use the public seed "
@@ -76,17 +76,16 @@ def _why_not_prepared(root: Path, assignment: str, db_url: str) -> str | None:
     """Why the gradebook's copy of the assignment is not the one in solutions/ (None when it is)."""
     import nbformat
     from nbgrader.api import Gradebook, MissingEntry
-    from nbgrader.utils import is_grade, is_solution
 
     source = nbformat.read(root / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-    tests = [c for c in source.cells if c.cell_type == "code" and is_grade(c) and not is_solution(c)]
+    tests = [c for c in source.cells if conventions.is_test(c)]
     with Gradebook(db_url) as gradebook:
         try:
             gradebook.find_notebook(assignment, assignment)
         except MissingEntry:
             return "the gradebook does not have it yet"
         for cell in tests:
-            name = cell.metadata["nbgrader"]["grade_id"]
+            name = conventions.grade_id(cell)
             try:
                 stored, points = (
                     gradebook.find_source_cell(name, assignment, assignment).source,
@@ -152,7 +151,7 @@ def canary(root: Path, assignment: str) -> str:
         said = next((o.get("evalue", "") for o in cell.outputs if o.get("output_type") == "error"), "")
         raise NotReady(
             f"{assignment}'s reference solution scores {earned:g} / {total:g} through the grader here "
-            f"({cell.metadata['nbgrader']['grade_id']}: {said}), so students' scores would be wrong too: "
+            f"({conventions.grade_id(cell)}: {said}), so students' scores would be wrong too: "
             "run `python -m autograder doctor`, and report it to the course's authors if it finds nothing."
         )
     return (

@@ -1,8 +1,8 @@
 """``python -m autograder progress``: which exercises of a student's notebooks pass their visible checks.
 
 Exercises are found from nbgrader's cell metadata, as the course contract fixes it: a
-solution cell's grade_id is the exercise's name, and its graded test cells have grade_ids
-that start with ``test_<name>``. A graded test cell that holds no code in a student
+solution cell's grade_id is the exercise's name, and its graded test cells are
+``test_<name>`` and ``test_<name>_hidden`` (``autograder.conventions``). A graded test cell that holds no code in a student
 notebook is one whose checks nbgrader removed: they run only when the notebook is graded.
 
 Each notebook runs, as a copy held in memory, in a fresh kernel of the Python that runs
@@ -41,6 +41,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
+
+from . import conventions, protocol
 
 KERNEL_NAME = "autograder-progress"
 QUIET = logging.getLogger("autograder.progress")  # nbclient logs each timeout; the table says it better
@@ -130,38 +132,28 @@ class ExerciseProgress:
 # ----------------------------------------------------------------------------- finding exercises
 
 
-def _nbgrader(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
 def _has_code(source: str) -> bool:
     return any(line.strip() and not line.lstrip().startswith("#") for line in source.splitlines())
 
 
-def _owner(grade_id: str, names: list[str]) -> str | None:
-    """The exercise a test cell belongs to: the longest name n with grade_id test_n or test_n_...,
-    else the longest with grade_id starting test_n (so test_EncoderLayer is not Encoder's)."""
-    exact = [n for n in names if grade_id == f"test_{n}" or grade_id.startswith(f"test_{n}_")]
-    loose = [n for n in names if grade_id.startswith(f"test_{n}")]
-    return max(exact or loose, key=len, default=None)
-
-
 def exercises_of(notebook: NotebookNode) -> list[ExerciseCells]:
-    """The exercises of a notebook, in order, from its nbgrader metadata."""
+    """The exercises of a notebook, in order, from its nbgrader metadata.
+
+    A graded test cell whose grade_id names none of the notebook's exercises counts as an exercise of its own.
+    """
     found: dict[str, ExerciseCells] = {}
     for index, cell in enumerate(notebook.cells):
-        meta = _nbgrader(cell)
-        if cell.cell_type == "code" and meta.get("solution") and meta.get("grade_id"):
-            found.setdefault(meta["grade_id"], ExerciseCells(meta["grade_id"], index))
+        name = conventions.solution_of(cell)
+        if name:
+            found.setdefault(name, ExerciseCells(name, index))
     names = list(found)
     for index, cell in enumerate(notebook.cells):
-        meta = _nbgrader(cell)
-        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+        if not conventions.is_test(cell):
             continue
-        grade_id = meta.get("grade_id", f"cell {index + 1}")
-        owner = _owner(grade_id, names) or grade_id
+        grade_id = conventions.grade_id(cell) or f"cell {index + 1}"
+        owner = (conventions.parse_test_id(grade_id, names) or (grade_id,))[0]
         exercise = found.setdefault(owner, ExerciseCells(owner, None))
-        points = float(meta.get("points", 0))
+        points = float(conventions.metadata(cell).get("points", 0))
         exercise.points += points
         if _has_code(cell.source):
             exercise.visible_tests.append(index)
@@ -244,7 +236,7 @@ def find_chapters(path: Path) -> tuple[list[Chapter], list[str]]:
 
 def _kernel_env(jobs: int) -> dict:
     env = dict(os.environ)
-    env.pop("AUTOGRADER_EXCHANGE", None)  # puts the checks in grading mode, where they do not judge
+    env.pop(protocol.ENV, None)  # puts the checks in grading mode, where they do not judge
     package_parent = str(Path(__file__).resolve().parent.parent)
     installed = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     if package_parent not in installed:  # importable from a checkout: keep it importable from the notebook's folder
@@ -255,11 +247,11 @@ def _kernel_env(jobs: int) -> dict:
 
 def _describe(cell: NotebookNode) -> str:
     """A cell as a student can find it in Jupyter, which shows no cell numbers."""
-    meta = _nbgrader(cell)
-    if meta.get("solution") and meta.get("grade_id"):
-        return f"the cell that defines `{meta['grade_id']}`"
-    if meta.get("grade_id"):
-        return f"the cell `{meta['grade_id']}`"
+    grade_id = conventions.grade_id(cell)
+    if grade_id and conventions.is_solution(cell):
+        return f"the cell that defines `{grade_id}`"
+    if grade_id:
+        return f"the cell `{grade_id}`"
     first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
     return f"the cell starting `{textwrap.shorten(first, 40, placeholder='...')}`"
 
@@ -414,7 +406,7 @@ def _untouched(cell) -> bool:
     """The solution cell is as it was released (nbgrader's own test for "no answer")."""
     from nbgrader.utils import compute_checksum
 
-    checksum = _nbgrader(cell).get("checksum")
+    checksum = conventions.metadata(cell).get("checksum")
     return checksum is not None and checksum == compute_checksum(cell)
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+from . import conventions
 from .config import course_root
 
 
@@ -21,13 +22,11 @@ def notebook_path(assignment: str, root: Path | None = None) -> Path:
 
 def reference_sources(notebook: dict) -> list[str]:
     """The code cells that make up the reference: setup cells and solution cells."""
-    sources = []
-    for cell in notebook["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell["cell_type"] == "code" and (meta.get("solution") or (meta.get("locked") and not meta.get("grade"))):
-            source = cell["source"]
-            sources.append(source if isinstance(source, str) else "".join(source))
-    return sources
+    return [
+        conventions.source(cell)
+        for cell in notebook["cells"]
+        if conventions.is_setup(cell) or conventions.solution_of(cell) is not None
+    ]
 
 
 @functools.cache

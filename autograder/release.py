@@ -10,6 +10,7 @@ from pathlib import Path
 from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
 
+from . import conventions, nbconfig
 from .config import course_root
 
 
@@ -26,13 +27,9 @@ def generate(names: list[str], release_dir: Path, root: Path | None = None) -> N
     root = root or course_root()
     _put_alembic_on_path()
     with tempfile.TemporaryDirectory() as scratch:
-        config = Config()
-        config.CourseDirectory.root = str(root)
-        config.CourseDirectory.source_directory = "solutions"
+        config = nbconfig.configure(Config(), root)
         config.CourseDirectory.release_directory = str(Path(release_dir).resolve())
         config.CourseDirectory.db_url = f"sqlite:///{scratch}/gradebook.db"
-        config.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.md"]
-        config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
         api = NbGraderAPI(config=config)
         for name in names:
             result = api.generate_assignment(name, force=True, create=True)
@@ -54,18 +51,13 @@ def filled_notebook(student_version, solutions, names: set[str]):
     """
     import nbformat
 
-    answers = {}
-    for cell in solutions.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and meta.get("grade_id") in names:
-            answers[meta["grade_id"]] = "\n".join(
-                line
-                for line in cell.source.splitlines()
-                if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
-            )
+    answers = {
+        name: conventions.without_markers(cell.source)
+        for cell in solutions.cells
+        if (name := conventions.solution_of(cell)) in names
+    }
     notebook = nbformat.from_dict(nbformat.reads(nbformat.writes(student_version), as_version=4))
     for cell in notebook.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in answers:
-            cell.source = answers[gid]
+        if conventions.grade_id(cell) in answers:
+            cell.source = answers[conventions.grade_id(cell)]
     return notebook

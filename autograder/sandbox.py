@@ -37,6 +37,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode
 
+from . import protocol
 from .config import course_root
 
 LIMITS = {  # prlimit options: processes, open files, largest file written, CPU seconds
@@ -184,8 +185,8 @@ def command(kernel_cmd: list[str], submission: Path, exchange: Path) -> list[str
         str(exchange),
         str(exchange),
         "--ro-bind",
-        str(exchange / "cases"),
-        str(exchange / "cases"),
+        str(exchange / protocol.CASES),
+        str(exchange / protocol.CASES),
         "--chdir",
         str(submission),
     ]
@@ -273,7 +274,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         env = {key: value for key, value in (kw.get("env") or os.environ).items() if key not in WITHHELD}
-        env["AUTOGRADER_EXCHANGE"] = self.exchange
+        env[protocol.ENV] = self.exchange
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.setdefault("OMP_NUM_THREADS", "1")  # graders run one kernel per core: more threads only contend
         kw["env"] = env

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compare import missing_and_extra
 from .errors import CheckFailure
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -332,12 +333,10 @@ def load_weights(model: nn.Module, state: dict, name: str) -> None:
                 raise CheckFailure(problem)
     missing = [key for key in state if key not in own]
     extra = [key for key in own if key not in state]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {_listed(missing, state)}")
-        if extra:
-            parts.append(f"unexpected {_listed(extra, own)}")
+    parts = missing_and_extra(
+        missing, extra, lambda keys: f"missing {_listed(keys, state)}", lambda keys: f"unexpected {_listed(keys, own)}"
+    )
+    if parts:
         biases = [key for key in extra if key.endswith("bias") and key.removesuffix("bias") + "weight" in state]
         advice = _renamed(missing, extra) or (
             "The checks expect these layers made with bias=False."

@@ -32,6 +32,8 @@ import ast
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from . import protocol
+
 ALLOWED_FROM_AUTOGRADER = {"check", "check_hidden", "CheckFailure", "components", "*"}
 HOOKS = frozenset(
     {  # attributes and names that are the machinery itself, on whatever object
@@ -79,7 +81,7 @@ MODULE_ATTRIBUTES = {  # module -> attributes that reach other modules' insides
 SHELL = "IPython.shell"  # what get_ipython() returns, as a path
 SHELL_HOOKS = {"set_custom_exc", "showtraceback", "_showtraceback", "showsyntaxerror", "custom_exceptions"}
 NAMESPACE_MODULES = {"builtins", "__builtin__"}
-EXCHANGE_WORDS = ("AUTOGRADER_EXCHANGE", "autograder-exchange")
+EXCHANGE_WORDS = (protocol.ENV, protocol.PREFIX.rstrip("-"))
 GETATTR_FAMILY = {"getattr", "setattr", "delattr", "hasattr"}
 IMPORTERS = {"__import__", "importlib.import_module", "importlib.__import__"}
 CODE_RUNNERS = {"exec", "eval", "compile"}  # their first argument is code

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from .compare import Hints, compare, describe, same
 from .spec import Case, Exercise, Result
@@ -51,19 +52,10 @@ def dtype_name(dtype: torch.dtype | None) -> str:
     return str(dtype).removeprefix("torch.") if dtype is not None else "as given"
 
 
-def _has_floating_input(obj: Any) -> bool:
-    if isinstance(obj, torch.Tensor):
-        return obj.is_floating_point()
-    if isinstance(obj, (tuple, list)):
-        return any(_has_floating_input(item) for item in obj)
-    if isinstance(obj, dict):
-        return any(_has_floating_input(value) for value in obj.values())
-    return False
-
-
 def hints_for(exercise: Exercise, case: Case | None) -> Hints:
     """The exercise's own words on dtypes and infinities; "keep the dtype of the inputs" only when it has some."""
-    floating = case is not None and _has_floating_input((case.args, case.kwargs, case.state))
+    inputs = tree_leaves((case.args, case.kwargs, case.state)) if case is not None else []
+    floating = any(isinstance(leaf, torch.Tensor) and leaf.is_floating_point() for leaf in inputs)
     return Hints(dtype=exercise.dtype_hint, infinity=exercise.infinities, floating_inputs=floating)
 
 

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autograder import CheckFailure, check, reference  # noqa: E402
-from autograder.exercises import EXERCISES  # noqa: E402
+from autograder.exercises import EXERCISES, of_assignment  # noqa: E402
+from autograder.release import filled_notebook  # noqa: E402
 
 
 def summary(times: list[float]) -> str:
@@ -128,16 +129,8 @@ def time_grading(gradings: int, assignment: str = "ch04_scaled_dot_product") -> 
             capture_output=True,
         )
         solutions = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-        answers = {
-            c.metadata["nbgrader"]["grade_id"]: c.source
-            for c in solutions.cells
-            if c.metadata.get("nbgrader", {}).get("solution")
-        }
-        student = nbformat.read(course / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
-        for cell in student.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if gid in answers:
-                cell.source = answers[gid]
+        released = nbformat.read(course / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+        student = filled_notebook(released, solutions, {e.name for e in of_assignment(assignment)})
         folder = course / "submitted" / "bench" / assignment
         folder.mkdir(parents=True)
         nbformat.write(student, folder / f"{assignment}.ipynb")

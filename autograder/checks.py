@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from . import config, fixtures, serialize
 from .compare import describe, plural
@@ -34,13 +35,7 @@ def _properties(exercise: Exercise, generator: torch.Generator, device, dtype) -
 
 
 def _holds_tensor(obj) -> bool:
-    if isinstance(obj, torch.Tensor):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return any(_holds_tensor(item) for item in obj)
-    if isinstance(obj, dict):
-        return any(_holds_tensor(value) for value in obj.values())
-    return False
+    return any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves(obj))
 
 
 def _output_device(case: Case, device: torch.device) -> torch.device:
@@ -104,7 +99,7 @@ def _validate(name: str, impl) -> Exercise:
         raise CheckFailure(f"check() needs the exercise name as a string, got {describe(name)}.")
     exercise = get(name)
     if impl is None or not callable(impl):
-        kind = "class" if exercise.module else "function"
+        kind = exercise.calling.kind
         raise CheckFailure(
             f"check('{name}', ...) expected your {kind} `{name}`, but got {describe(impl)}. "
             f"Run the cell that defines `{name}` first."

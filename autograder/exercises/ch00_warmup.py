@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from ..compare import describe
-from ..spec import Case, Exercise, close, randn, shapes
+from ..cases import close, randn, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch00_warmup"
 

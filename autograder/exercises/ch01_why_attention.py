@@ -12,7 +12,8 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, randn, shapes
+from ..cases import close, gradients_reach, randn, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch01_why_attention"
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..spec import Case, Exercise, gradients_reach, randn, shapes
+from ..cases import gradients_reach, randn, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch02_embeddings"
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")

@@ -10,8 +10,10 @@ import math
 import torch
 from torch import nn
 
+from ..calling import MODULE
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, randn, shapes
+from ..cases import close, gradients_reach, randn, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch03_positional_encoding"
 
@@ -89,7 +91,7 @@ def integer_division(ref):
 
 
 # ------------------------------------------------------------------ LearnedPositionalEmbedding
-LearnedPositionalEmbedding = Exercise("LearnedPositionalEmbedding", ASSIGNMENT, module=True)
+LearnedPositionalEmbedding = Exercise("LearnedPositionalEmbedding", ASSIGNMENT, call=MODULE)
 
 
 def _learned_case(g, max_len, d_model, batch, length, note="", non_contiguous=False):

@@ -13,7 +13,9 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..calling import MODULE
+from ..cases import causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 SDPA_WHY = "the point is to build attention from its parts"
@@ -279,7 +281,7 @@ def builtin(ref):
 
 # ------------------------------------------------------------------------ SelfAttention
 SelfAttention = Exercise(
-    "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION,
                components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
 )

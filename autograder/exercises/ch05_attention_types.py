@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from .. import forbidden as capability
+from ..calling import MODULE
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..cases import close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"
 ATTENTION_WHY = "the point is to wire queries, keys and values yourself"
@@ -278,7 +280,7 @@ def total_width(ref):
 
 # ----------------------------------------------------------------------------- CrossAttention
 CrossAttention = Exercise(
-    "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=ATTENTION_WHY,
 )
 

@@ -14,8 +14,10 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
+from ..calling import MODULE
 from ..compare import describe
-from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..cases import causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch06_multi_head_attention"
 MHA_WHY = "the point is to build multi-head attention from projections, heads and chapter 4's attention"
@@ -137,7 +139,7 @@ def transposed_output(ref):
 
 # ------------------------------------------------------------------------ MultiHeadAttention
 MultiHeadAttention = Exercise(
-    "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION, components.MultiHeadAttention),
     why_forbidden=MHA_WHY,
 )

@@ -13,8 +13,10 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
-                    linear_weight, randn, shapes)
+from ..calling import MODULE, Module
+from ..cases import (EVAL_MESSAGE, close, dropout_off_in_eval, dropout_stays_on, gradients_reach, linear_weight,
+                     randn, shapes)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch08_residual_norm_ffn"
 
@@ -165,7 +167,7 @@ def builtin(ref):
 # float64 first: the tanh approximation of GELU differs from the exact GELU by less than float32's
 # tolerance for naming a mistake, so float64 is where it can be recognised.
 PositionwiseFeedForward = Exercise(
-    "PositionwiseFeedForward", ASSIGNMENT, module=True, dtypes=(torch.float64, torch.float32),
+    "PositionwiseFeedForward", ASSIGNMENT, call=MODULE, dtypes=(torch.float64, torch.float32),
     forbidden=(components.PositionwiseFeedForward,),
     why_forbidden="the course's ready-made feed-forward network is lent to later chapters; here you build it",
 )
@@ -350,15 +352,10 @@ def lent_component(ref):
 
 
 # ------------------------------------------------------------------------ SublayerConnection
-class _SublayerExercise(Exercise):
+class _WithSublayer(nn.Module):
     """The sublayer is a function, which a stored case cannot hold: a case gives a matrix W instead,
     and the check calls the student's module with the sublayer ``h -> tanh(h @ W)``."""
 
-    def instantiate(self, impl, case, device, dtype):
-        return _WithSublayer(super().instantiate(impl, case, device, dtype))
-
-
-class _WithSublayer(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
@@ -367,7 +364,7 @@ class _WithSublayer(nn.Module):
         return self.model(x, lambda h: torch.tanh(h @ W))
 
 
-SublayerConnection = _SublayerExercise("SublayerConnection", ASSIGNMENT, module=True)
+SublayerConnection = Exercise("SublayerConnection", ASSIGNMENT, call=Module(wrap=_WithSublayer))
 
 
 def _sublayer_case(g, x, norm_first, dropout=None, W=None, note=""):

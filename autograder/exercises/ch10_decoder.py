@@ -16,12 +16,13 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
+from ..calling import MODULE, Module
 from ..components.transformer import sinusoidal_table
-from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
-                    linear_weight, randn, shapes)
-from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, dropped_sublayers,
-                           encoder_layer_state, ffn_state, norm_state, padding_mask, patched_forward,
-                           random_mask)
+from ..cases import (also_calls, attention_state, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
+                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_reach,
+                     ignoring, lent_component, linear_weight, norm_first_ignored, norm_state, padding_mask,
+                     patched_forward, query_subtracted, randn, random_mask, shapes, with_attributes, with_parts)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch10_decoder"
 
@@ -34,7 +35,7 @@ def decoder_layer_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str
 
 # ---------------------------------------------------------------------------------- DecoderLayer
 DecoderLayer = Exercise(
-    "DecoderLayer", ASSIGNMENT, module=True,
+    "DecoderLayer", ASSIGNMENT, call=MODULE,
     forbidden=(capability.DECODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.DecoderLayer),
     why_forbidden="the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm",
@@ -169,19 +170,8 @@ def _(g):
 
 
 def _patched_parts(ref, make: dict):
-    """A wrong DecoderLayer: the reference, with the forward of some of its parts replaced.
-
-    ``make[part](original, call)``: ``call`` holds this call's arguments (x, memory, tgt_mask, memory_mask)
-    and ``originals`` (every part's own forward)."""
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            call = {"x": x, "memory": memory, "tgt_mask": tgt_mask, "memory_mask": memory_mask,
-                    "originals": {part: getattr(self, part).forward for part in make}}
-            with contextlib.ExitStack() as stack:
-                for part, replace in make.items():
-                    stack.enter_context(patched_forward(getattr(self, part), lambda original, r=replace: r(original, call)))
-                return super().forward(x, memory, tgt_mask, memory_mask)
-    return Wrong
+    """A wrong DecoderLayer: the reference, with the forward of some of its parts replaced (``cases.with_parts``)."""
+    return with_parts(ref.DecoderLayer, make)
 
 
 @DecoderLayer.mistake("the cross-attention takes its keys and values from x, the decoder's own tokens, instead of "
@@ -193,29 +183,18 @@ def cross_attends_to_itself(ref):
 @DecoderLayer.mistake("`tgt_mask` is ignored: without it every target position sees the future (masked "
                       "self-attention is what makes the decoder causal).")
 def ignores_tgt_mask(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            return super().forward(x, memory, None, memory_mask)
-    return Wrong
+    return ignoring(ref.DecoderLayer, "tgt_mask")
 
 
 @DecoderLayer.mistake("`memory_mask` is ignored: pass it to the cross-attention, so that no target position "
                       "attends to source padding.")
 def ignores_memory_mask(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            return super().forward(x, memory, tgt_mask, None)
-    return Wrong
+    return ignoring(ref.DecoderLayer, "memory_mask")
 
 
 @DecoderLayer.mistake("the residual around the cross-attention is missing: add its input back, h + CrossAttn(h, memory).")
 def no_cross_residual(ref):
-    def make(original, call):
-        def attention_minus_query(q, k, v, mask=None):
-            out, weights = original(q, k, v, mask)
-            return out - q, weights
-        return attention_minus_query
-    return _patched_parts(ref, {"cross_attn": make})
+    return _patched_parts(ref, {"cross_attn": lambda original, call: query_subtracted(original)})
 
 
 @DecoderLayer.mistake("the cross-attention comes before the masked self-attention. The order is: masked "
@@ -231,65 +210,32 @@ def cross_attention_first(ref):
     return _patched_parts(ref, {"self_attn": as_cross, "cross_attn": as_self})
 
 
-@DecoderLayer.mistake("`norm_first` is ignored: with norm_first=True each sublayer reads norm(x) and the residual "
-                      "adds the raw x (pre-norm).")
-def always_post_norm(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            saved, self.norm_first = self.norm_first, False
-            try:
-                return super().forward(x, memory, tgt_mask, memory_mask)
-            finally:
-                self.norm_first = saved
-    return Wrong
+norm_first_ignored(DecoderLayer)
 
 
 @DecoderLayer.mistake("norm2 and norm3 are swapped: norm1 goes with the self-attention, norm2 with the "
                       "cross-attention, norm3 with the feed-forward network.")
 def norms_swapped(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            a, b = self.norm2, self.norm3
-            saved = (a.weight.data, a.bias.data)
-            a.weight.data, a.bias.data = b.weight.data, b.bias.data
-            b.weight.data, b.bias.data = saved
-            try:
-                return super().forward(x, memory, tgt_mask, memory_mask)
-            finally:
-                b.weight.data, b.bias.data = a.weight.data, a.bias.data
-                a.weight.data, a.bias.data = saved
-    return Wrong
+    return with_attributes(ref.DecoderLayer, lambda self: {"norm2": self.norm3, "norm3": self.norm2})
 
 
-@DecoderLayer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.DecoderLayer)
+dropout_in_eval(DecoderLayer)
 
 
 @DecoderLayer.mistake("uses nn.TransformerDecoderLayer", expect="uses torch.nn.TransformerDecoderLayer")
 def builtin(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            nn.TransformerDecoderLayer(x.shape[-1], 1, 4, batch_first=True)
-            return super().forward(x, memory, tgt_mask, memory_mask)
-    return Wrong
+    return also_calls(ref.DecoderLayer, lambda self, x, *args, **kwargs: nn.TransformerDecoderLayer(
+        x.shape[-1], 1, 4, batch_first=True))
 
 
-@DecoderLayer.mistake("uses the course's ready-made decoder layer", expect="uses autograder.components.layers.DecoderLayer")
-def lent_component(ref):
-    class Wrong(components.DecoderLayer):
-        pass
-    return Wrong
+lent_component(DecoderLayer, components.DecoderLayer, "decoder layer")
 
 
 # ----------------------------------------------------------------------------------- Transformer
-class _TransformerExercise(Exercise):
+def _calls(model: nn.Module) -> nn.Module:
     """A case can call ``forward``, ``encode`` or ``decode``: its last keyword ``method`` says which."""
-
-    def instantiate(self, impl, case, device, dtype):
-        model = super().instantiate(impl, case, device, dtype)
-        _exact_positions(model)
-        return _Calls(model)
+    _exact_positions(model)
+    return _Calls(model)
 
 
 def _exact_positions(model: nn.Module) -> None:
@@ -322,8 +268,8 @@ class _Calls(nn.Module):
         return self.model(src, tgt)
 
 
-Transformer = _TransformerExercise(
-    "Transformer", ASSIGNMENT, module=True,
+Transformer = Exercise(
+    "Transformer", ASSIGNMENT, call=Module(wrap=_calls),
     forbidden=(capability.TRANSFORMER, components.Transformer),
     why_forbidden="the point is to assemble the model yourself from its parts",
 )
@@ -593,9 +539,7 @@ def returns_probabilities(ref):
     return Wrong
 
 
-@Transformer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.Transformer)
+dropout_in_eval(Transformer)
 
 
 @Transformer.mistake("a sequence longer than max_len does not raise ValueError", expect="should raise ValueError. Instead")
@@ -619,8 +563,4 @@ def builtin(ref):
     return Wrong
 
 
-@Transformer.mistake("uses the course's ready-made Transformer", expect="uses autograder.components.transformer.Transformer")
-def lent_component(ref):
-    class Wrong(components.Transformer):
-        pass
-    return Wrong
+lent_component(Transformer, components.Transformer, "Transformer")

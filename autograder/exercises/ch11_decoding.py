@@ -4,7 +4,7 @@ top-p filtering, beam search with a length penalty.
 A decoding function takes a *step function* (a language model: prefix -> next-token logits)
 and a sampling function takes a ``torch.Generator``. Neither is plain data, and a case must be
 plain data (it is stored as a fixture), so a case stores what they are made from (a table of
-logits, a seed) and ``BoundExercise`` turns that into the real argument at call time, for the
+logits, a seed) and the ``Bound`` calling strategy turns that into the real argument at call time, for the
 student's code, the reference and every catalogued mistake alike.
 
 The catalogue of wrong versions is written on top of the reference (passed in as ``ref``).
@@ -15,47 +15,14 @@ from typing import Callable, Optional
 
 import torch
 
+from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
-from ..spec import Case, Exercise, randn
+from ..cases import randn
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch11_decoding"
 NEG_INF = float("-inf")
-
-
-# ------------------------------------------------------------------- the calling layer
-class _Bound:
-    """What the engine calls for one case: ``bind(impl, device, *args, **kwargs)``.
-
-    It poses as a module with no parameters, because the engine builds a module exercise
-    through ``Exercise.instantiate`` for every caller (see ``BoundExercise``).
-    """
-
-    def __init__(self, bind: Callable, impl: Callable, device: torch.device):
-        self.bind, self.impl, self.device = bind, impl, device
-
-    def named_parameters(self):
-        return iter(())
-
-    def __call__(self, *args, **kwargs):
-        return self.bind(self.impl, self.device, *args, **kwargs)
-
-
-class BoundExercise(Exercise):
-    """A function exercise whose cases hold data that ``bind`` turns into its real arguments.
-
-    ``bind(impl, device, *case_args, **case_kwargs)`` calls ``impl`` and returns what the
-    checks compare. The engine runs a module exercise through ``instantiate``, for the
-    student's code, the reference and the mistakes alike, so this exercise declares itself
-    a module and builds no module at all.
-    """
-
-    def __init__(self, name: str, assignment: str, bind: Callable, **kwargs):
-        super().__init__(name, assignment, module=True, **kwargs)
-        self.bind = bind
-
-    def instantiate(self, impl, case, device, dtype):
-        return _Bound(self.bind, impl, device)
 
 
 # ---------------------------------------------------------------------- step functions
@@ -156,7 +123,7 @@ def _relabelled(g: torch.Generator, rows: dict, vocab: int, noise: float) -> tup
 
 
 # ----------------------------------------------------------------------- greedy_decode
-greedy_decode = BoundExercise("greedy_decode", ASSIGNMENT, _bind_greedy)
+greedy_decode = Exercise("greedy_decode", ASSIGNMENT, call=Bound(_bind_greedy))
 
 
 def _greedy_case(table, bos_id, eos_id, max_len, what):
@@ -228,7 +195,7 @@ def ignores_max_len_one(ref):
 
 
 # ------------------------------------------------------------------------- beam_search
-beam_search = BoundExercise("beam_search", ASSIGNMENT, _bind_beam, outputs=("tokens", "score"))
+beam_search = Exercise("beam_search", ASSIGNMENT, call=Bound(_bind_beam), outputs=("tokens", "score"))
 
 
 def _beam_case(table, bos_id, eos_id, beam_size, max_len, length_penalty, what):
@@ -354,7 +321,7 @@ def _bind_sampler(impl, device, logits, temperature, draws):
         return [impl(logits.clone(), temperature, generator) for _ in range(draws["count"])]
 
 
-sample_next = BoundExercise("sample_next", ASSIGNMENT, _bind_sampler, dtypes=(None,))
+sample_next = Exercise("sample_next", ASSIGNMENT, call=Bound(_bind_sampler), dtypes=(None,))
 
 
 def _sample_case(logits, temperature, seed, count, on_cpu=False, note=""):
@@ -467,8 +434,8 @@ def _shuffled(g: torch.Generator, rows: int, cols: int) -> torch.Tensor:
     return randn(g, cols, rows).T
 
 
-top_k_filter = BoundExercise(
-    "top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"),
+top_k_filter = Exercise(
+    "top_k_filter", ASSIGNMENT, call=Bound(_filter_binder("top_k_filter")),
     infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
                "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.")
 
@@ -551,8 +518,8 @@ def in_place(ref):
     return wrong
 
 
-top_p_filter = BoundExercise(
-    "top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"),
+top_p_filter = Exercise(
+    "top_p_filter", ASSIGNMENT, call=Bound(_filter_binder("top_p_filter")),
     infinities="Here -inf marks a dropped token: a token is kept (with its own logit) when the tokens more probable "
                "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.")
 

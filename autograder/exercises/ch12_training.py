@@ -1,7 +1,7 @@
 """Chapter 12: training the chapter-10 Transformer on sequence reversal.
 
 ``make_reversal_batch`` takes a ``torch.Generator`` and ``train_reversal_model`` trains a model,
-so both go through ``BoundExercise`` (chapter 11): a case stores a seed, and the binding turns
+so both are called through the ``Bound`` strategy: a case stores a seed, and the binding turns
 it into the real argument. The training check never compares a model with a reference: it
 trains the student's model once, greedy-decodes a test set of reversal problems with it,
 and hands back plain data (the time taken, the decoded tokens, the teacher-forced
@@ -32,11 +32,12 @@ from torch import nn
 
 from .. import forbidden as capability
 from .. import config
+from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
 from ..forbidden import display_name, watch
-from ..spec import Case, Exercise, gradients_reach, randn
-from .ch11_decoding import BoundExercise
+from ..cases import gradients_reach, randn
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch12_training"
 
@@ -59,7 +60,7 @@ def _bind_batch(impl, device, batch_size, seq_len, vocab_size, draws):
         return impl(batch_size, seq_len, vocab_size, generator)
 
 
-make_reversal_batch = BoundExercise("make_reversal_batch", ASSIGNMENT, _bind_batch,
+make_reversal_batch = Exercise("make_reversal_batch", ASSIGNMENT, call=Bound(_bind_batch),
                                     outputs=("src", "tgt_in", "tgt_out"), dtypes=(None,))
 
 
@@ -389,8 +390,8 @@ def _bind_training(impl, device, seed, test_sets):
             "exact": exact}
 
 
-train_reversal_model = BoundExercise(
-    "train_reversal_model", ASSIGNMENT, _bind_training, dtypes=(None,),
+train_reversal_model = Exercise(
+    "train_reversal_model", ASSIGNMENT, call=Bound(_bind_training), dtypes=(None,),
     # Watched by name, not by operator: an operator-level watch would slow the timed training itself.
     forbidden=(F.cross_entropy, nn.CrossEntropyLoss, F.nll_loss, nn.NLLLoss, torch._C._nn.cross_entropy_loss,
                torch._C._nn.nll_loss, torch._C._nn.nll_loss_nd),

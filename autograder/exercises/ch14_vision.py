@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import forbidden as capability
-from ..spec import Case, Exercise, gradients_reach, linear_weight, randn, shapes
+from ..calling import MODULE
+from ..cases import gradients_reach, linear_weight, randn, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch14_vision"
 # ---------------------------------------------------------------------------------- patchify
@@ -126,7 +128,7 @@ def builtin(ref):
 
 # ---------------------------------------------------------------------------- PatchEmbedding
 PatchEmbedding = Exercise(
-    "PatchEmbedding", ASSIGNMENT, module=True,
+    "PatchEmbedding", ASSIGNMENT, call=MODULE,
     forbidden=(capability.CONVOLUTION, capability.UNFOLD),
     why_forbidden="the point is to build the patch embedding from patchify and nn.Linear",
 )

@@ -1,0 +1,421 @@
+"""Shared case builders and mistake helpers for the exercise modules.
+
+Case builders draw inputs from the case's generator (``randn``, ``transposed``, ``random_mask``,
+the weights of attention, feed-forward and norm layers); property helpers return a property's
+``(cases, judge)``; mistake helpers build a known wrong version from the reference in a line or two
+(``with_attributes``, ``dropout_stays_on``) or register a mistake several chapters share
+(``lent_component``, ``dropout_in_eval``). Every chapter module imports from here, never from another
+chapter, so each chapter reads on its own.
+
+A builder that a fixture depends on must keep drawing the same numbers in the same order:
+the visible fixtures are compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .spec import Case, Exercise, Mistake
+from .tolerance import tolerance
+
+
+# --------------------------------------------------------------------------------- inputs
+def shapes(**tensors) -> str:
+    """'q (2, 3, 4), k (2, 5, 4)': how a case's inputs are described to the student."""
+    parts = []
+    for name, value in tensors.items():
+        if isinstance(value, torch.Tensor):
+            parts.append(f"{name} {tuple(value.shape)}")
+        elif value is None:
+            parts.append(f"{name}=None")
+        else:
+            parts.append(f"{name}={value!r}")
+    return ", ".join(parts)
+
+
+def randn(generator: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Standard normal float64 numbers on the CPU; cases are cast to the run's device and dtype later."""
+    return torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
+
+
+def transposed(generator: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    """A non-contiguous tensor of the given shape (a transposed view), to catch .view() on inputs."""
+    return randn(generator, *shape[:-2], shape[-1], shape[-2], scale=scale).transpose(-1, -2)
+
+
+def random_mask(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    """A boolean mask (True = may attend) where every query row keeps at least one key."""
+    mask = torch.rand(*shape, generator=generator) < 0.6
+    keep = torch.randint(0, shape[-1], shape[:-1], generator=generator)
+    return mask.scatter(-1, keep.unsqueeze(-1), True)
+
+
+def causal(length: int) -> torch.Tensor:
+    """The (length, length) causal mask: True on and below the diagonal."""
+    return torch.ones(length, length, dtype=torch.bool).tril()
+
+
+def linear_weight(generator: torch.Generator, out_features: int, in_features: int) -> torch.Tensor:
+    """A weight like nn.Linear's default initialisation, from the case's generator."""
+    bound = 1 / math.sqrt(in_features)
+    return (torch.rand(out_features, in_features, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+
+
+# ------------------------------------------------------------------------------ judges
+def close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None) -> bool:
+    """``a`` and ``b`` agree within the tolerance of ``dtype`` (compared on the CPU in float64)."""
+    rtol, atol = tolerance(dtype or torch.float32)
+    return bool(torch.allclose(a.detach().cpu().double(), b.detach().cpu().double(), rtol=rtol, atol=atol))
+
+
+def gradients_reach(names: dict) -> Callable:
+    """A judge for a ``grad`` case: every named input ("args.0" -> "q") gets a finite gradient."""
+
+    def judge(results, dtype):
+        grads = results[0].grads or {}
+        for key, name in names.items():
+            grad = grads.get(key)
+            if grad is None or not torch.isfinite(grad).all():
+                return (
+                    f"No finite gradient reaches `{name}`: keep every step in torch "
+                    "(no .detach(), numpy, .item() or torch.tensor(...)), so that the model can learn."
+                )
+        return None
+
+    return judge
+
+
+# ------------------------------------------------------------- layers of chapters 8 to 10
+def padding_mask(lengths: list[int], length: int) -> torch.Tensor:
+    """(B, 1, 1, T): True for the real tokens of each sequence, which come first."""
+    return (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
+
+
+def attention_state(g: torch.Generator, d_model: int, prefix: str) -> dict:
+    state = {}
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        state[f"{prefix}.{name}.weight"] = linear_weight(g, d_model, d_model)
+        state[f"{prefix}.{name}.bias"] = 0.1 * randn(g, d_model)
+    return state
+
+
+def ffn_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str) -> dict:
+    return {
+        f"{prefix}.linear1.weight": linear_weight(g, d_ff, d_model),
+        f"{prefix}.linear1.bias": 0.1 * randn(g, d_ff),
+        f"{prefix}.linear2.weight": linear_weight(g, d_model, d_ff),
+        f"{prefix}.linear2.bias": 0.1 * randn(g, d_model),
+    }
+
+
+def norm_state(g: torch.Generator, d_model: int, prefix: str) -> dict:
+    """LayerNorm weights away from (1, 0), so that swapped or missing norms show."""
+    return {f"{prefix}.weight": 1 + 0.3 * randn(g, d_model), f"{prefix}.bias": 0.3 * randn(g, d_model)}
+
+
+def encoder_layer_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str = "") -> dict:
+    return {
+        **attention_state(g, d_model, f"{prefix}self_attn"),
+        **ffn_state(g, d_model, d_ff, f"{prefix}ff"),
+        **norm_state(g, d_model, f"{prefix}norm1"),
+        **norm_state(g, d_model, f"{prefix}norm2"),
+    }
+
+
+def builtin_layer_state(state: dict, prefix: str, attention: dict) -> dict:
+    """A layer's weights under PyTorch's names (nn.TransformerEncoderLayer / nn.TransformerDecoderLayer).
+
+    ``attention`` maps our attention attributes to PyTorch's: {"self_attn": "self_attn", "cross_attn": "multihead_attn"}.
+    """
+    out = {}
+    for ours, theirs in attention.items():
+        out[f"{theirs}.in_proj_weight"] = torch.cat([state[f"{prefix}{ours}.{p}_proj.weight"] for p in "qkv"])
+        out[f"{theirs}.in_proj_bias"] = torch.cat([state[f"{prefix}{ours}.{p}_proj.bias"] for p in "qkv"])
+        out[f"{theirs}.out_proj.weight"] = state[f"{prefix}{ours}.out_proj.weight"]
+        out[f"{theirs}.out_proj.bias"] = state[f"{prefix}{ours}.out_proj.bias"]
+    for key, value in state.items():
+        rest = key.removeprefix(prefix)
+        if key.startswith(prefix) and rest.startswith(("ff.", "norm")):
+            out[rest.removeprefix("ff.")] = value
+    return out
+
+
+def builtin_mask(mask: torch.Tensor, batch: int, n_heads: int, q_len: int, k_len: int) -> torch.Tensor:
+    """Our mask (True = may attend) as PyTorch's 3-D attn_mask (B * h, T_q, T_k), True = masked out.
+
+    (A key_padding_mask would do for padding, but checking it makes PyTorch import sympy: seconds.)"""
+    return ~mask.expand(batch, n_heads, q_len, k_len).reshape(batch * n_heads, q_len, k_len)
+
+
+def mask_description(mask) -> str:
+    return f", mask {tuple(mask.shape)}" if mask is not None else ", no mask"
+
+
+@contextlib.contextmanager
+def patched_forward(module: nn.Module, make):
+    """Run ``module`` with its forward replaced by ``make(original_forward)`` for the duration."""
+    original = module.forward
+    module.forward = make(original)
+    try:
+        yield
+    finally:
+        del module.forward
+
+
+def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
+    """A property's cases and judge: with dropout=1.0 (``init[index]``) in training mode every sublayer's
+    output is dropped, so post-norm gives the norms applied to x in turn, and pre-norm gives x itself."""
+    dropped = [
+        replace(
+            c,
+            label=f"{c.label}, with dropout=1.0, in training mode",
+            init=c.init[:index] + (1.0,) + c.init[index + 1 :],
+        )
+        for c in cases
+    ]
+
+    def expected(case):
+        x = case.args[0]
+        if case.init[index + 1]:  # norm_first
+            return x
+        for norm in norms:
+            centred = x - x.mean(-1, keepdim=True)
+            x = (
+                centred / (centred.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * case.state[f"{norm}.weight"]
+                + case.state[f"{norm}.bias"]
+            )
+        return x
+
+    def judge(results, dtype):
+        for case, result in zip(dropped, results):
+            if not close(result.output, expected(case), dtype):
+                order = "pre-norm" if case.init[index + 1] else "post-norm"
+                should = "x itself" if case.init[index + 1] else " of ".join(reversed(norms)) + " of x"
+                return (
+                    f"With dropout=1.0 in training mode every sublayer's output is dropped, so `{name}` in "
+                    f"{order} should return {should}; yours does not. Apply one nn.Dropout to each sublayer's "
+                    "output, before it is added to the residual."
+                )
+        return None
+
+    return dropped, judge
+
+
+# -------------------------------------------------------------------- wrong versions
+EVAL_MESSAGE = "In eval mode (after model.eval()) dropout must do nothing"
+
+
+def dropout_off_in_eval(case: Case, index: int, name: str):
+    """A property's cases and judge: ``case`` (dropout 0) and the same with dropout=0.5 (``init[index]``) in
+    eval mode must give the same output (chapters 8 to 10)."""
+    init = case.init[:index] + (0.5,) + case.init[index + 1 :]
+    in_eval = replace(case, label=f"{case.label}, with dropout=0.5, in eval mode", init=init, training=False)
+
+    def judge(results, dtype):
+        if not close(results[1].output, results[0].output, dtype):
+            return (
+                f"{EVAL_MESSAGE}, but `{name}` with dropout=0.5 gives another output than with dropout=0. "
+                "Use nn.Dropout modules, which follow the module's mode (F.dropout(h, p) without "
+                "training=self.training stays on in eval mode)."
+            )
+        return None
+
+    return [case, in_eval], judge
+
+
+def dropout_stays_on(base):
+    """A wrong version of ``base`` whose dropout ignores eval mode (as F.dropout(h, p) does)."""
+
+    class Wrong(base):
+        def train(self, mode: bool = True):
+            super().train(mode)
+            for module in self.modules():
+                if isinstance(module, nn.Dropout):
+                    module.training = True
+            return self
+
+    return Wrong
+
+
+@contextlib.contextmanager
+def attributes(obj: Any, values: dict):
+    """Set the attributes ``values`` of ``obj`` for the duration, and restore them afterwards."""
+    saved = {name: getattr(obj, name) for name in values}
+    for name, value in values.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
+
+
+def with_attributes(base: type, change: Callable[[nn.Module], dict]) -> type:
+    """A wrong version of the module class ``base`` whose forward runs with the attributes ``change(self)``
+    (``lambda self: {"norm_first": False}``, ``lambda self: {"norm1": self.norm2, "norm2": self.norm1}``)."""
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            with attributes(self, change(self)):
+                return super().forward(*args, **kwargs)
+
+    return Wrong
+
+
+def with_parameters(base: type, change: Callable[[dict, nn.Module], dict]) -> type:
+    """A wrong version of ``base`` whose forward runs with some parameters' values replaced.
+
+    ``change(params, model)`` gets the parameters by name (detached) and returns the replaced ones
+    (``{"W_k.weight": params["W_q.weight"]}``: the keys made with W_q)."""
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            params = dict(self.named_parameters())
+            replaced = change({name: p.detach() for name, p in params.items()}, self)
+            with replaced_data({params[name]: value for name, value in replaced.items()}):
+                return super().forward(*args, **kwargs)
+
+    return Wrong
+
+
+@contextlib.contextmanager
+def replaced_data(values: dict):
+    """Give each tensor (a key) the data ``values[tensor]`` for the duration, and restore it afterwards."""
+    saved = {tensor: tensor.data for tensor in values}
+    for tensor, value in values.items():
+        tensor.data = value
+    try:
+        yield
+    finally:
+        for tensor, value in saved.items():
+            tensor.data = value
+
+
+def with_output(base: type, change: Callable[..., Any]) -> type:
+    """A wrong version of the module class ``base`` whose output is ``change(self, output, *args, **kwargs)``."""
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            return change(self, super().forward(*args, **kwargs), *args, **kwargs)
+
+    return Wrong
+
+
+def changed_output(function: Callable, change: Callable[..., Any]) -> Callable:
+    """A wrong version of ``function`` that returns ``change(output, *args, **kwargs)``."""
+
+    def wrong(*args, **kwargs):
+        return change(function(*args, **kwargs), *args, **kwargs)
+
+    return wrong
+
+
+def ignoring(base: type, *names: str) -> type:
+    """A wrong version of the module class ``base`` whose forward ignores the arguments ``names``:
+    they keep their defaults (``ignoring(ref.EncoderLayer, "mask")``: the mask is never used)."""
+    signature = inspect.signature(base.forward)
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            call = signature.bind(self, *args, **kwargs)
+            for name in names:
+                call.arguments.pop(name, None)
+            return super().forward(*call.args[1:], **call.kwargs)
+
+    return Wrong
+
+
+def with_parts(base: type, make: dict) -> type:
+    """A wrong version of the module class ``base`` whose forward runs with the forward of some parts replaced.
+
+    ``make[part](original, call)`` returns the forward of the submodule ``part`` for one call: ``original`` is
+    its own forward; ``call`` holds the call's arguments by name and ``originals``, every replaced part's own
+    forward (``{"ff": lambda original, call: lambda h: original(call["x"])}``: the feed-forward reads x)."""
+    signature = inspect.signature(base.forward)
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            arguments = signature.bind(self, *args, **kwargs)
+            arguments.apply_defaults()
+            call = {**arguments.arguments, "originals": {part: getattr(self, part).forward for part in make}}
+            with contextlib.ExitStack() as stack:
+                for part, replace_ in make.items():
+                    forward = lambda original, r=replace_: r(original, call)  # noqa: E731
+                    stack.enter_context(patched_forward(getattr(self, part), forward))
+                return super().forward(*args, **kwargs)
+
+    return Wrong
+
+
+def query_subtracted(attention: Callable) -> Callable:
+    """An attention forward that returns its output minus the query: added back to the residual, it leaves
+    attention(x) alone (the residual around that attention is missing)."""
+
+    def forward(q, k, v, mask=None):
+        out, weights = attention(q, k, v, mask)
+        return out - q, weights
+
+    return forward
+
+
+def also_calls(base: type, call: Callable[..., Any]) -> type:
+    """A right version of ``base`` that also calls ``call(self, *args, **kwargs)`` (a forbidden built-in) first."""
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            call(self, *args, **kwargs)
+            return super().forward(*args, **kwargs)
+
+    return Wrong
+
+
+# ------------------------------------------------------------------ mistakes shared by chapters
+def add_mistake(exercise: Exercise, key: str, message: str, build: Callable, expect: str | None = None) -> None:
+    """Add a mistake to the catalogue (as ``@exercise.mistake`` does), under the name ``key``."""
+    exercise.mistakes.append(Mistake(key, message, build, expect))
+
+
+def dropout_in_eval(exercise: Exercise) -> None:
+    """The mistake "dropout stays on in eval mode" (as F.dropout(h, p) does), for a module exercise."""
+    add_mistake(
+        exercise,
+        "dropout_in_eval",
+        "dropout stays on in eval mode",
+        lambda ref: dropout_stays_on(getattr(ref, exercise.name)),
+        expect=EVAL_MESSAGE,
+    )
+
+
+NORM_FIRST_IGNORED = (
+    "`norm_first` is ignored: with norm_first=True each sublayer reads norm(x) and the residual adds the raw x "
+    "(pre-norm)."
+)
+
+
+def norm_first_ignored(exercise: Exercise) -> None:
+    """The mistake of a layer that always runs in post-norm, whatever its ``norm_first`` (chapters 9 and 10)."""
+    add_mistake(
+        exercise,
+        "always_post_norm",
+        NORM_FIRST_IGNORED,
+        lambda ref: with_attributes(getattr(ref, exercise.name), lambda self: {"norm_first": False}),
+    )
+
+
+def lent_component(exercise: Exercise, component: type, what: str) -> None:
+    """The mistake of handing in the course's ready-made ``component`` (``what``: "encoder layer") as one's own."""
+    add_mistake(
+        exercise,
+        "lent_component",
+        f"uses the course's ready-made {what}",
+        lambda ref: type("Wrong", (component,), {}),
+        expect=f"uses {component.__module__}.{component.__qualname__}",
+    )

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compare import describe
 from .spec import Case, Exercise, Mistake
 from .tolerance import tolerance
 
@@ -210,6 +211,50 @@ def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
 
 
 # -------------------------------------------------------------------- wrong versions
+def gradients_flow(case: Case, names: dict):
+    """A property's cases and judge: ``case``, run with gradients, gives every named input a finite gradient."""
+    return [replace(case, grad=True)], gradients_reach(names)
+
+
+def raises(case: Case, error: str, otherwise: str, instead: str):
+    """A property's cases and judge: ``case`` must raise ``error`` ("ValueError").
+
+    ``otherwise`` is the sentence when it raises nothing; ``instead`` starts the one when it raises another
+    error ("{instead} should raise ValueError. Instead: ...")."""
+    case = replace(case, expect_error=True)
+
+    def judge(results, dtype):
+        raised = results[0].error
+        if raised is None:
+            return otherwise
+        if f"raised {error}" not in raised:
+            return f"{instead} should raise {error}. Instead: {raised}"
+        return None
+
+    return [case], judge
+
+
+def linear_layers_problem(structure: dict, owner: str, expected: dict) -> str | None:
+    """What is wrong with the nn.Linear layers of an ``inspect`` case's module, or None.
+
+    ``expected`` maps each layer's name to its repr ("in_features=6, out_features=4, bias=False");
+    ``owner`` is the call that made the module, as the messages name it ("SelfAttention(6, 4)")."""
+    modules = structure.get("modules", {})
+    for name, text in expected.items():
+        layer = modules.get(name)
+        if layer is None or layer["type"] != "Linear":
+            return f"{owner}.{name} should be an nn.Linear, but it is {layer['type'] if layer else 'missing'}."
+        if layer["repr"] != text:
+            return f"{owner}.{name} should be Linear({text}), but it is Linear({layer['repr']})."
+    return None
+
+
+def has_linear_layers(case: Case, owner: str, expected: dict):
+    """A property's cases and judge: the module of the ``inspect`` case has the layers ``expected``
+    (see ``linear_layers_problem``)."""
+    return [case], lambda results, dtype: linear_layers_problem(results[0].structure, owner, expected)
+
+
 EVAL_MESSAGE = "In eval mode (after model.eval()) dropout must do nothing"
 
 
@@ -297,6 +342,17 @@ def replaced_data(values: dict):
     finally:
         for tensor, value in saved.items():
             tensor.data = value
+
+
+def with_forward(base: type, forward: Callable[..., Any]) -> type:
+    """A wrong version of the module class ``base`` whose forward is ``forward(self, right, *args, **kwargs)``,
+    where ``right`` is the right forward (``lambda self, right, x: right(torch.zeros_like(x))``: x is ignored)."""
+
+    class Wrong(base):
+        def forward(self, *args, **kwargs):
+            return forward(self, super().forward, *args, **kwargs)
+
+    return Wrong
 
 
 def with_output(base: type, change: Callable[..., Any]) -> type:
@@ -419,3 +475,73 @@ def lent_component(exercise: Exercise, component: type, what: str) -> None:
         lambda ref: type("Wrong", (component,), {}),
         expect=f"uses {component.__module__}.{component.__qualname__}",
     )
+
+
+# ------------------------------------------------------------------ exercises shared by chapters
+def interleaving(d_model: int, n_heads: int, device) -> torch.Tensor:
+    """Feature order of a '(d_head h)' split: position j*d_head + c holds feature c*h + j."""
+    return torch.arange(d_model, device=device).view(d_model // n_heads, n_heads).T.reshape(-1)
+
+
+def splits_into_heads(exercise: Exercise, non_contiguous: bool = False) -> None:
+    """The cases, property and mistakes of ``name(x, n_heads)``: (B, T, d_model) -> (B, h, T, d_head), where head j
+    takes features j*d_head:(j+1)*d_head (``to_heads`` in chapter 0, ``split_heads`` in chapter 6).
+
+    ``non_contiguous``: the hidden cases also give a non-contiguous x."""
+    name = exercise.name
+
+    @exercise.cases
+    def _(g, hidden):
+        sizes = [(2, 3, 8, 2), (1, 4, 6, 3), (2, 5, 12, 4)]
+        if hidden:
+            sizes = [(3, 7, 16, 4), (2, 1, 6, 6), (1, 5, 9, 1), (4, 3, 20, 5)]
+        cases = [Case(shapes(x=x, n_heads=h), (x, h)) for x, h in ((randn(g, b, t, d), h) for b, t, d, h in sizes)]
+        if hidden and non_contiguous:
+            x = transposed(g, 2, 6, 12)
+            cases.append(Case(f"a non-contiguous {shapes(x=x, n_heads=3)}", (x, 3)))
+        return cases
+
+    @exercise.prop("head j holds features j*d_head to (j+1)*d_head of every token")
+    def _(g):
+        x = randn(g, 2, 3, 12)
+
+        def judge(results, dtype):
+            got = results[0].output
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 3, 3, 4):
+                return f"{name}(x, 3) with x of shape (2, 3, 12) should be a (2, 3, 3, 4) tensor, got {describe(got)}."
+            if not close(got[1, 2, 0], x[1, 0, 8:12], dtype):
+                return (
+                    f"{name}(x, 3)[1, 2, 0] (batch 1, head 2, token 0) should be x[1, 0, 8:12], the third block "
+                    "of 4 features of that token, but it is not."
+                )
+            return None
+
+        return [Case(shapes(x=x, n_heads=3), (x, 3))], judge
+
+    def reference(ref):
+        return getattr(ref, name)
+
+    @exercise.mistake(
+        "the features are split as '(d_head h)' instead of '(h d_head)': head j must take the "
+        "contiguous block j*d_head:(j+1)*d_head, not every h-th feature."
+    )
+    def interleaved(ref):
+        return lambda x, n_heads: reference(ref)(x[..., interleaving(x.shape[-1], n_heads, x.device)], n_heads)
+
+    @exercise.mistake(
+        "the head axis and the sequence axis are not swapped: the result should be "
+        "(B, h, T, d_head), not (B, T, h, d_head)."
+    )
+    def not_transposed(ref):
+        return lambda x, n_heads: reference(ref)(x, n_heads).transpose(1, 2)
+
+    @exercise.mistake(
+        "x was reshaped to (B, h, T, d_head) directly, which mixes tokens and heads. Split the "
+        "last axis into (h, d_head) first, then move h before T."
+    )
+    def plain_reshape(ref):
+        return lambda x, n_heads: x.reshape(x.shape[0], n_heads, x.shape[1], x.shape[2] // n_heads)
+
+    @exercise.mistake("n_heads is used as the size of each head instead of the number of heads.")
+    def heads_and_size_swapped(ref):
+        return lambda x, n_heads: reference(ref)(x, x.shape[-1] // n_heads)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..cases import gradients_reach, randn, shapes
+from ..cases import gradients_flow, randn, shapes
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch02_embeddings"
@@ -352,8 +352,7 @@ def _(g, hidden):
 @embedding_lookup.prop("gradients flow back to weight")
 def _(g):
     case = _lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3))
-    case.grad = True
-    return [case], gradients_reach({"args.1": "weight"})
+    return gradients_flow(case, {"args.1": "weight"})
 
 
 @embedding_lookup.mistake("columns of `weight` are picked instead of rows: the vector of id i is row i, weight[i].")
@@ -439,8 +438,7 @@ def _(g):
 @cosine_similarity_matrix.prop("gradients flow back to E")
 def _(g):
     case = _cos_case(randn(g, 3, 4))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "E"})
+    return gradients_flow(case, {"args.0": "E"})
 
 
 @cosine_similarity_matrix.mistake("these are dot products: divide each row by its length first, so that only the "

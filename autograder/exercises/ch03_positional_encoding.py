@@ -12,7 +12,7 @@ from torch import nn
 
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import close, gradients_reach, randn, shapes
+from ..cases import close, gradients_flow, raises, randn, shapes, with_forward
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch03_positional_encoding"
@@ -113,100 +113,71 @@ def _(g, hidden):
 @LearnedPositionalEmbedding.prop("gradients reach the input and the table `weight`")
 def _(g):
     case = _learned_case(g, 6, 3, 2, 4)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.weight": "weight"})
+    return gradients_flow(case, {"args.0": "x", "params.weight": "weight"})
 
 
 @LearnedPositionalEmbedding.prop("an input longer than max_len raises ValueError")
 def _(g):
     case = _learned_case(g, 4, 3, 2, 6, " (T = 6 > max_len = 4)")
-    case.expect_error = True
+    return raises(case, "ValueError", "LearnedPositionalEmbedding(max_len=4, ...) should raise ValueError for an input "
+                  "of 6 positions (T > max_len), but it returned a result.",
+                  "For an input longer than max_len, LearnedPositionalEmbedding")
 
-    def judge(results, dtype):
-        error = results[0].error
-        if error is None:
-            return ("LearnedPositionalEmbedding(max_len=4, ...) should raise ValueError for an input of 6 positions "
-                    "(T > max_len), but it returned a result.")
-        if "raised ValueError" not in error:
-            return f"For an input longer than max_len, LearnedPositionalEmbedding should raise ValueError. Instead: {error}"
-        return None
-    return [case], judge
 
 @LearnedPositionalEmbedding.mistake("an input longer than max_len does not raise ValueError",
                                     expect="should raise ValueError for an input of 6 positions")
 def no_length_check(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return x if x.shape[-2] > self.weight.shape[0] else super().forward(x)
-    return Wrong
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: x if x.shape[-2] > self.weight.shape[0]
+                        else right(x))
 
 
 @LearnedPositionalEmbedding.mistake("the input is ignored: the module should return x plus the position vectors, not "
                                     "the position vectors alone.")
 def positions_only(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return super().forward(torch.zeros_like(x))
-    return Wrong
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: right(torch.zeros_like(x)))
 
 
 @LearnedPositionalEmbedding.mistake("x is multiplied by the position vectors: they are added, x + weight[:T].")
 def multiplies(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return x * super().forward(torch.zeros_like(x))
-    return Wrong
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: x * right(torch.zeros_like(x)))
 
 
 @LearnedPositionalEmbedding.mistake("the last T rows of the table are used: position t gets row t, so use the first T rows.")
 def last_rows(ref):
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: x + self.weight[self.weight.shape[0]
+                                                                                             - x.shape[-2]:])
+
+
+def _table_kept(ref, keep):
+    """A wrong LearnedPositionalEmbedding whose table is stored by ``keep(module, table)`` instead of as it should."""
     class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return x + self.weight[self.weight.shape[0] - x.shape[-2]:]
+        def __init__(self, max_len, d_model):
+            super().__init__(max_len, d_model)
+            table = self.weight
+            del self.weight
+            keep(self, table)
     return Wrong
 
 
 @LearnedPositionalEmbedding.mistake("the table is a buffer", expect="is a buffer (register_buffer), not an nn.Parameter")
 def table_a_buffer(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            table = self.weight.detach().clone()
-            del self.weight
-            self.register_buffer("weight", table)
-    return Wrong
+    return _table_kept(ref, lambda module, table: module.register_buffer("weight", table.detach().clone()))
 
 
 @LearnedPositionalEmbedding.mistake("the table is a plain tensor", expect="is a plain tensor, not an nn.Parameter")
 def table_a_plain_tensor(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            table = self.weight.detach().clone()
-            del self.weight
-            self.weight = table
-    return Wrong
+    return _table_kept(ref, lambda module, table: setattr(module, "weight", table.detach().clone()))
 
 
 @LearnedPositionalEmbedding.mistake("the table is scaled after it is made a parameter",
                                     expect="is a tensor computed from an nn.Parameter")
 def table_scaled_parameter(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            table = self.weight * 0.02
-            del self.weight
-            self.weight = table
-    return Wrong
+    return _table_kept(ref, lambda module, table: setattr(module, "weight", table * 0.02))
 
 
 @LearnedPositionalEmbedding.mistake("the table is (d_model, max_len)", expect="parameter weight should have shape")
 def table_transposed(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            self.weight = nn.Parameter(self.weight.detach().T.clone())
-    return Wrong
+    return _table_kept(ref, lambda module, table: setattr(module, "weight", nn.Parameter(table.detach().T.clone())))
 
 
 # --------------------------------------------------------------------------- relative_positions
@@ -325,8 +296,7 @@ def _(g):
 @apply_rotary.prop("gradients flow back to x")
 def _(g):
     case = _rotary_case(randn(g, 2, 3, 4))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x"})
+    return gradients_flow(case, {"args.0": "x"})
 
 
 @apply_rotary.mistake("the pairs are the two halves (x[i], x[i + d/2]) instead of neighbours (x[2i], x[2i+1]).")

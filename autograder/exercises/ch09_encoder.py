@@ -17,7 +17,7 @@ from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..cases import (also_calls, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
-                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, gradients_reach, ignoring,
+                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, gradients_flow, ignoring,
                      lent_component, mask_description, norm_first_ignored, norm_state, padding_mask, patched_forward,
                      query_subtracted, randn, random_mask, shapes, with_attributes, with_parts)
 from ..spec import Case, Exercise
@@ -131,10 +131,9 @@ def _(g):
 @EncoderLayer.prop("gradients reach x and every part of the layer")
 def _(g):
     case = _layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
-                                    "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
-                                    "params.norm2.bias": "norm2.bias"})
+    return gradients_flow(case, {"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
+                                 "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
+                                 "params.norm2.bias": "norm2.bias"})
 
 
 def _patched_layer(ref, part: str, make):
@@ -297,9 +296,8 @@ def _(g):
 @Encoder.prop("gradients reach x and every layer")
 def _(g):
     case = _encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
-                                    "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
+    return gradients_flow(case, {"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
+                                 "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
 
 
 @Encoder.mistake("with norm_first=True the final LayerNorm (`norm`) is not applied after the last layer. Pre-norm "

@@ -19,9 +19,9 @@ from .. import forbidden as capability
 from ..calling import MODULE, Module
 from ..components.transformer import sinusoidal_table
 from ..cases import (also_calls, attention_state, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
-                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_reach,
-                     ignoring, lent_component, linear_weight, norm_first_ignored, norm_state, padding_mask,
-                     patched_forward, query_subtracted, randn, random_mask, shapes, with_attributes, with_parts)
+                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_flow, ignoring,
+                     lent_component, linear_weight, norm_first_ignored, norm_state, padding_mask, patched_forward,
+                     query_subtracted, raises, randn, random_mask, replaced_data, shapes, with_attributes, with_parts)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch10_decoder"
@@ -163,10 +163,9 @@ def _(g):
 @DecoderLayer.prop("gradients reach x, memory and every part of the layer")
 def _(g):
     case = _layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
-                                    "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
-                                    "params.norm3.weight": "norm3"})
+    return gradients_flow(case, {"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
+                                 "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
+                                 "params.norm3.weight": "norm3"})
 
 
 def _patched_parts(ref, make: dict):
@@ -406,41 +405,19 @@ def _(g):
     src = _tokens(g, [7], 7, SRC_VOCAB)
     case = Case(f"Transformer(src_vocab={SRC_VOCAB}, tgt_vocab={TGT_VOCAB}, d_model=16, n_heads=2, n_layers=1, d_ff=32, "
                 f"max_len=6).encode(src) with src (1, 7) (longer than max_len)", (src,), {"method": "encode"},
-                init=(SRC_VOCAB, TGT_VOCAB, 16, 2, 1, 32, 6, 0.0, 0), state=_model_state(g, 16, 1, 32),
-                expect_error=True)
-
-    def judge(results, dtype):
-        error = results[0].error
-        if error is None:
-            return ("Transformer(..., max_len=6).encode(src) should raise ValueError for a source of 7 tokens "
-                    "(longer than max_len), but it returned a result.")
-        if "raised ValueError" not in error:
-            return f"For a sequence longer than max_len, Transformer should raise ValueError. Instead: {error}"
-        return None
-    return [case], judge
+                init=(SRC_VOCAB, TGT_VOCAB, 16, 2, 1, 32, 6, 0.0, 0), state=_model_state(g, 16, 1, 32))
+    return raises(case, "ValueError", "Transformer(..., max_len=6).encode(src) should raise ValueError for a source of 7 "
+                  "tokens (longer than max_len), but it returned a result.",
+                  "For a sequence longer than max_len, Transformer")
 
 
 @Transformer.prop("gradients reach the embeddings, the encoder, the decoder and the output projection")
 def _(g):
     case = _model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1)
-    case.grad = True
-    return [case], gradients_reach({"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
-                                    "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
-                                    "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
-                                    "params.model.out_proj.weight": "out_proj"})
-
-
-@contextlib.contextmanager
-def _replaced(tensors: dict):
-    """Temporarily give some parameters or buffers other values (``{tensor: new_value}``)."""
-    saved = {tensor: tensor.data for tensor in tensors}
-    for tensor, value in tensors.items():
-        tensor.data = value
-    try:
-        yield
-    finally:
-        for tensor, value in saved.items():
-            tensor.data = value
+    return gradients_flow(case, {"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
+                                 "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
+                                 "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
+                                 "params.model.out_proj.weight": "out_proj"})
 
 
 def _positions(model: nn.Module) -> torch.Tensor:
@@ -451,11 +428,11 @@ def _with_values(ref, change):
     """A wrong Transformer: the reference with some tensors replaced by ``change(model) -> {tensor: value}``."""
     class Wrong(ref.Transformer):
         def encode(self, src):
-            with _replaced(change(self)):
+            with replaced_data(change(self)):
                 return super().encode(src)
 
         def decode(self, tgt, memory, src):
-            with _replaced(change(self)):
+            with replaced_data(change(self)):
                 return super().decode(tgt, memory, src)
     return Wrong
 

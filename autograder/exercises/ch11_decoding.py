@@ -18,7 +18,7 @@ import torch
 from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
-from ..cases import randn
+from ..cases import changed_output, randn, transposed
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch11_decoding"
@@ -429,9 +429,15 @@ def _filter_binder(name: str) -> Callable:
     return bind
 
 
-def _shuffled(g: torch.Generator, rows: int, cols: int) -> torch.Tensor:
-    """A non-contiguous (rows, cols) tensor: a transposed view."""
-    return randn(g, cols, rows).T
+def _zero_filled(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that sets the dropped logits to 0 instead of -inf."""
+    return changed_output(filter_, lambda kept, logits, cutoff: torch.where(torch.isneginf(kept), torch.zeros_like(logits),
+                                                                           logits))
+
+
+def _on_the_first_axis(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that works along the first axis instead of the vocabulary."""
+    return lambda logits, cutoff: filter_(logits.transpose(0, -1), cutoff).transpose(0, -1)
 
 
 top_k_filter = Exercise(
@@ -462,7 +468,7 @@ def _(g, hidden):
         _k_case(randn(g, 5, 7), 7, " (k = V)"),
         _k_case(randn(g, 2, 9), 20, " (k > V)"),
         _k_case(few_finite, 3, ", only 2 finite entries per row"),
-        _k_case(_shuffled(g, 5, 8), 3, " (non-contiguous)"),
+        _k_case(transposed(g, 5, 8), 3, " (non-contiguous)"),
         _k_case(torch.randint(-3, 4, (4, 10), generator=g).double(), 3, ", whole numbers with ties"),
     ]
 
@@ -491,14 +497,12 @@ def strict_threshold(ref):
 
 @top_k_filter.mistake("the dropped logits are set to 0 instead of -inf; a logit of 0 still has a sizeable probability.")
 def fills_zero(ref):
-    def wrong(logits, k):
-        return torch.where(torch.isneginf(ref.top_k_filter(logits, k)), torch.zeros_like(logits), logits)
-    return wrong
+    return _zero_filled(ref.top_k_filter)
 
 
 @top_k_filter.mistake("the k largest are chosen along the first axis instead of along the last axis (the vocabulary).")
 def wrong_axis(ref):
-    return lambda logits, k: ref.top_k_filter(logits.transpose(0, -1), k).transpose(0, -1)
+    return _on_the_first_axis(ref.top_k_filter)
 
 
 @top_k_filter.mistake("k + 1 logits are kept instead of k.")
@@ -557,7 +561,7 @@ def _(g, hidden):
         logits = randn(g, *shape, scale=1.5)
         cases.append(_p_case(logits, _safe_p(g, logits, low, high), note))
     with_inf = randn(g, 3, 7).index_fill(-1, torch.tensor([0, 4]), NEG_INF)
-    shuffled = _shuffled(g, 4, 9)
+    shuffled = transposed(g, 4, 9)
     ties = torch.randint(-2, 3, (3, 8), generator=g).double()
     peaked = randn(g, 2, 12, scale=5)
     cases += [
@@ -614,14 +618,12 @@ def one_minus_p(ref):
 
 @top_p_filter.mistake("the dropped logits are set to 0 instead of -inf; a logit of 0 still has a sizeable probability.")
 def fills_zero(ref):
-    def wrong(logits, p):
-        return torch.where(torch.isneginf(ref.top_p_filter(logits, p)), torch.zeros_like(logits), logits)
-    return wrong
+    return _zero_filled(ref.top_p_filter)
 
 
 @top_p_filter.mistake("the tokens are sorted along the first axis instead of along the last axis (the vocabulary).")
 def wrong_axis(ref):
-    return lambda logits, p: ref.top_p_filter(logits.transpose(0, -1), p).transpose(0, -1)
+    return _on_the_first_axis(ref.top_p_filter)
 
 
 @top_p_filter.mistake("the result is still in sorted order: put each kept logit back at its own token id "

@@ -36,7 +36,7 @@ from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
 from ..forbidden import display_name, watch
-from ..cases import gradients_reach, randn
+from ..cases import changed_output, gradients_reach, randn
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch12_training"
@@ -79,40 +79,36 @@ def _(g, hidden):
             _batch_case(3, 1, 6, seed()), _batch_case(64, 6, 14, seed())]
 
 
+def _with_target(ref, target_of):
+    """A wrong make_reversal_batch whose target (after bos in tgt_in, before eos in tgt_out) is ``target_of(src)``."""
+    def change(batch, *_):
+        src, tgt_in, tgt_out = batch
+        target = target_of(src)
+        return src, torch.cat([tgt_in[:, :1], target], 1), torch.cat([target, tgt_out[:, -1:]], 1)
+    return changed_output(ref.make_reversal_batch, change)
+
+
 @make_reversal_batch.mistake("the target is not reversed: tgt_in and tgt_out must hold the source backwards, src.flip(1).")
 def not_reversed(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        return src, torch.cat([tgt_in[:, :1], src], 1), torch.cat([src, tgt_out[:, -1:]], 1)
-    return wrong
+    return _with_target(ref, lambda src: src)
 
 
 @make_reversal_batch.mistake("each sequence is reversed along the batch axis (flip(0)) instead of along its own "
                              "tokens (flip(1)).")
 def flips_the_batch(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        target = src.flip(0)
-        return src, torch.cat([tgt_in[:, :1], target], 1), torch.cat([target, tgt_out[:, -1:]], 1)
-    return wrong
+    return _with_target(ref, lambda src: src.flip(0))
 
 
 @make_reversal_batch.mistake("tgt_in and tgt_out are swapped: the decoder reads [bos] + target and must predict "
                              "target + [eos].")
 def swapped_in_and_out(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        return src, tgt_out, tgt_in
-    return wrong
+    return changed_output(ref.make_reversal_batch, lambda batch, *_: (batch[0], batch[2], batch[1]))
 
 
 @make_reversal_batch.mistake("tgt_in is not shifted: it should be [bos] + target, so that at each position the "
                              "decoder reads the previous token and predicts the next.")
 def not_shifted(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        return src, tgt_out, tgt_out
-    return wrong
+    return changed_output(ref.make_reversal_batch, lambda batch, *_: (batch[0], batch[2], batch[2]))
 
 
 @make_reversal_batch.mistake("the tokens are drawn from 0..vocab_size-1, which includes the special ids 0..3 "

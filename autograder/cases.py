@@ -216,6 +216,31 @@ def gradients_flow(case: Case, names: dict):
     return [replace(case, grad=True)], gradients_reach(names)
 
 
+def matches_builtin(cases: list, builtin_output: Callable[[Case], torch.Tensor], differs: Callable[[Case, float], str]):
+    """A property's cases and judge: each case's output equals ``builtin_output(case)`` (PyTorch's own module given
+    the case's weights, in float64 on the CPU); ``differs(case, largest_difference)`` is the sentence when not."""
+
+    def judge(results, dtype):
+        for case, result in zip(cases, results):
+            expected = builtin_output(case)
+            if not close(result.output, expected, dtype):
+                return differs(case, (result.output.detach().cpu().double() - expected).abs().max().item())
+        return None
+
+    return cases, judge
+
+
+def outputs_agree(cases: list, message: str, part: Callable = lambda output: output, part_of_first: Callable = None):
+    """A property's cases and judge: ``part`` of the second case's output equals ``part_of_first`` (default: ``part``)
+    of the first's (changing later tokens, appending padding: the outputs that must not change); ``message`` when not."""
+    first = part_of_first or part
+
+    def judge(results, dtype):
+        return None if close(part(results[1].output), first(results[0].output), dtype) else message
+
+    return cases, judge
+
+
 def raises(case: Case, error: str, otherwise: str, instead: str):
     """A property's cases and judge: ``case`` must raise ``error`` ("ValueError").
 
@@ -232,6 +257,17 @@ def raises(case: Case, error: str, otherwise: str, instead: str):
         return None
 
     return [case], judge
+
+
+def parts_problem(structure: dict, owner: str, expected: dict) -> str | None:
+    """Which submodule of an ``inspect`` case's module is missing or of another type than ``expected``
+    ({name: type name}), or None; ``owner`` is the call that made the module ("EncoderLayer(8, 2, 16)")."""
+    modules = structure.get("modules", {})
+    for name, kind in expected.items():
+        found = modules.get(name)
+        if found is None or found["type"] != kind:
+            return f"{owner}.{name} should be a {kind}, but it is {found['type'] if found else 'missing'}."
+    return None
 
 
 def linear_layers_problem(structure: dict, owner: str, expected: dict) -> str | None:

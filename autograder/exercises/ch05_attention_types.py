@@ -13,7 +13,8 @@ from torch import nn
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import close, gradients_flow, has_linear_layers, linear_weight, randn, random_mask, shapes, with_parameters
+from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, randn, random_mask, shapes, transposed,
+                     with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"

@@ -17,7 +17,7 @@ from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
 from ..cases import (causal, close, gradients_flow, interleaving, linear_layers_problem, linear_weight, randn,
-                     random_mask, shapes, splits_into_heads, with_parameters)
+                     random_mask, shapes, splits_into_heads, transposed, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch06_multi_head_attention"
@@ -39,7 +39,7 @@ def _(g, hidden):
         (3, 4, 7, 4), (2, 6, 1, 1), (1, 1, 5, 9), (4, 5, 3, 4)]
     cases = [Case(shapes(x=x), (x,)) for x in (randn(g, *size) for size in sizes)]
     if hidden:
-        x = randn(g, 2, 3, 6, 5).transpose(-1, -2)  # a non-contiguous (2, 3, 5, 6)
+        x = transposed(g, 2, 3, 5, 6)
         cases.append(Case(f"a non-contiguous {shapes(x=x)}", (x,)))
     return cases
 

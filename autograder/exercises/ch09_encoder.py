@@ -8,7 +8,6 @@ catalogue of wrong versions is written on top of the reference (passed in as ``r
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -16,10 +15,11 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (also_calls, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
-                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, gradients_flow, ignoring,
-                     lent_component, mask_description, norm_first_ignored, norm_state, padding_mask, patched_forward,
-                     query_subtracted, randn, random_mask, shapes, with_attributes, with_parts)
+from ..cases import (also_calls, builtin_layer_state, builtin_mask, causal, dropout_in_eval, dropout_off_in_eval,
+                     dropped_sublayers, encoder_layer_state, gradients_flow, ignoring, lent_component,
+                     mask_description, matches_builtin, norm_first_ignored, norm_state, outputs_agree, padding_mask,
+                     parts_problem, patched_forward, query_subtracted, randn, random_mask, shapes, with_attributes,
+                     with_parts)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch09_encoder"
@@ -68,11 +68,8 @@ def _(g):
 
     def judge(results, dtype):
         modules = results[0].structure.get("modules", {})
-        for name, kind in expected.items():
-            found = modules.get(name)
-            if found is None or found["type"] != kind:
-                return (f"EncoderLayer(8, 2, 16).{name} should be a {kind}, but it is "
-                        f"{found['type'] if found else 'missing'}.")
+        if problem := parts_problem(results[0].structure, "EncoderLayer(8, 2, 16)", expected):
+            return problem
         for name in ("norm1", "norm2"):
             if not modules[name]["repr"].startswith("(8,)"):
                 return f"EncoderLayer(8, 2, 16).{name} should be nn.LayerNorm(8), but it is LayerNorm({modules[name]['repr']})."
@@ -85,19 +82,13 @@ def _(g):
     mask = padding_mask([6, 2, 4], 6)
     cases = [_layer_case(g, 3, 6, 8, 2, 16, norm_first=norm_first, mask=mask) for norm_first in (False, True)]
 
-    def judge(results, dtype):
-        for case, result in zip(cases, results):
-            norm_first = case.init[4]
-            builtin = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first).double()
-            builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn"}))
-            expected = builtin(case.args[0].double(), src_mask=builtin_mask(mask, 3, 2, 6, 6))
-            if not close(result.output, expected, dtype):
-                error = (result.output.detach().cpu().double() - expected).abs().max().item()
-                return (f"With norm_first={norm_first} and a padding mask, your EncoderLayer differs from "
-                        f"nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest difference "
-                        f"{error:.3g}).")
-        return None
-    return cases, judge
+    def builtin_output(case):
+        builtin = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=case.init[4]).double()
+        builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn"}))
+        return builtin(case.args[0].double(), src_mask=builtin_mask(mask, 3, 2, 6, 6))
+    return matches_builtin(cases, builtin_output, lambda case, error: (
+        f"With norm_first={case.init[4]} and a padding mask, your EncoderLayer differs from "
+        f"nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest difference {error:.3g})."))
 
 
 @EncoderLayer.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
@@ -108,13 +99,9 @@ def _(g):
     padded = Case(real.label.replace(shapes(x=x), shapes(x=padded_x)).replace(", no mask", "") +
                   ", the same 4 tokens followed by 3 padding tokens and their padding mask",
                   (padded_x,), {"mask": padding_mask([4, 4], 7)}, init=real.init, state=real.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :4], results[0].output, dtype):
-            return ("Appending 3 padding tokens (masked out by the padding mask) changed the outputs at the 4 real "
-                    "positions. Pass the mask to the self-attention, so that no real token attends to padding.")
-        return None
-    return [real, padded], judge
+    return outputs_agree([real, padded], "Appending 3 padding tokens (masked out by the padding mask) changed the outputs "
+                         "at the 4 real positions. Pass the mask to the self-attention, so that no real token attends "
+                         "to padding.", lambda out: out[:, :4], lambda out: out)
 
 
 @EncoderLayer.prop("dropout: off in eval mode; with dropout=1.0 in training mode each sublayer's output is dropped")
@@ -249,26 +236,22 @@ def _(g):
     mask = padding_mask([5, 2], 5)
     cases = [_encoder_case(g, 2, 2, 5, 8, 2, 16, norm_first=norm_first, mask=mask) for norm_first in (False, True)]
 
-    def judge(results, dtype):
-        for case, result in zip(cases, results):
-            norm_first = case.init[5]
-            layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first)
-            builtin = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8) if norm_first else None,
-                                            enable_nested_tensor=False).double()
-            state = {}
-            for i in range(2):
-                layer_state = builtin_layer_state(case.state, f"layers.{i}.", {"self_attn": "self_attn"})
-                state.update({f"layers.{i}.{key}": value for key, value in layer_state.items()})
-            if norm_first:
-                state.update({"norm.weight": case.state["norm.weight"], "norm.bias": case.state["norm.bias"]})
-            builtin.load_state_dict(state)
-            expected = builtin(case.args[0].double(), mask=builtin_mask(mask, 2, 2, 5, 5))
-            if not close(result.output, expected, dtype):
-                error = (result.output.detach().cpu().double() - expected).abs().max().item()
-                return (f"With norm_first={norm_first} and a padding mask, your Encoder differs from nn.TransformerEncoder "
-                        f"given the same weights (largest difference {error:.3g}).")
-        return None
-    return cases, judge
+    def builtin_output(case):
+        norm_first = case.init[5]
+        layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first)
+        builtin = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8) if norm_first else None,
+                                        enable_nested_tensor=False).double()
+        state = {}
+        for i in range(2):
+            layer_state = builtin_layer_state(case.state, f"layers.{i}.", {"self_attn": "self_attn"})
+            state.update({f"layers.{i}.{key}": value for key, value in layer_state.items()})
+        if norm_first:
+            state.update({"norm.weight": case.state["norm.weight"], "norm.bias": case.state["norm.bias"]})
+        builtin.load_state_dict(state)
+        return builtin(case.args[0].double(), mask=builtin_mask(mask, 2, 2, 5, 5))
+    return matches_builtin(cases, builtin_output, lambda case, error: (
+        f"With norm_first={case.init[5]} and a padding mask, your Encoder differs from nn.TransformerEncoder "
+        f"given the same weights (largest difference {error:.3g})."))
 
 
 @Encoder.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
@@ -279,13 +262,8 @@ def _(g):
     padded = Case(f"{real.label.split(' on ')[0]} on {shapes(x=padded_x)}: the same 3 tokens followed by 2 padding "
                   "tokens and their padding mask", (padded_x,), {"mask": padding_mask([3], 5)},
                   init=real.init, state=real.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :3], results[0].output, dtype):
-            return ("Appending 2 padding tokens (masked out) changed the outputs at the real positions: pass the "
-                    "mask to every layer.")
-        return None
-    return [real, padded], judge
+    return outputs_agree([real, padded], "Appending 2 padding tokens (masked out) changed the outputs at the real "
+                         "positions: pass the mask to every layer.", lambda out: out[:, :3], lambda out: out)
 
 
 @Encoder.prop("dropout is off in eval mode: with dropout=0.5 the output equals the output without dropout")

@@ -20,8 +20,9 @@ from ..calling import MODULE, Module
 from ..components.transformer import sinusoidal_table
 from ..cases import (also_calls, attention_state, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
                      dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_flow, ignoring,
-                     lent_component, linear_weight, norm_first_ignored, norm_state, padding_mask, patched_forward,
-                     query_subtracted, raises, randn, random_mask, replaced_data, shapes, with_attributes, with_parts)
+                     lent_component, linear_weight, matches_builtin, norm_first_ignored, norm_state, outputs_agree,
+                     padding_mask, parts_problem, patched_forward, query_subtracted, raises, randn, random_mask,
+                     replaced_data, shapes, with_attributes, with_parts)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch10_decoder"
@@ -81,15 +82,8 @@ def _(g):
     expected = {"self_attn": "MultiHeadAttention", "cross_attn": "MultiHeadAttention", "ff": "PositionwiseFeedForward",
                 "norm1": "LayerNorm", "norm2": "LayerNorm", "norm3": "LayerNorm"}
 
-    def judge(results, dtype):
-        modules = results[0].structure.get("modules", {})
-        for name, kind in expected.items():
-            found = modules.get(name)
-            if found is None or found["type"] != kind:
-                return (f"DecoderLayer(8, 2, 16).{name} should be a {kind}, but it is "
-                        f"{found['type'] if found else 'missing'}.")
-        return None
-    return [Case("DecoderLayer(d_model=8, n_heads=2, d_ff=16)", init=(8, 2, 16), inspect=True)], judge
+    return [Case("DecoderLayer(d_model=8, n_heads=2, d_ff=16)", init=(8, 2, 16), inspect=True)], \
+        lambda results, dtype: parts_problem(results[0].structure, "DecoderLayer(8, 2, 16)", expected)
 
 
 @DecoderLayer.prop("equals nn.TransformerDecoderLayer(batch_first=True) given the same weights, in both norm orders, "
@@ -99,21 +93,15 @@ def _(g):
     cases = [_layer_case(g, 2, 4, 5, 8, 2, 16, norm_first=norm_first, tgt_mask=tgt_mask, memory_mask=memory_mask)
              for norm_first in (False, True)]
 
-    def judge(results, dtype):
-        for case, result in zip(cases, results):
-            norm_first = case.init[4]
-            builtin = nn.TransformerDecoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first).double()
-            builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn",
-                                                                        "cross_attn": "multihead_attn"}))
-            x, memory = (arg.double() for arg in case.args)
-            expected = builtin(x, memory, tgt_mask=~tgt_mask, memory_mask=builtin_mask(memory_mask, 2, 2, 4, 5))
-            if not close(result.output, expected, dtype):
-                error = (result.output.detach().cpu().double() - expected).abs().max().item()
-                return (f"With norm_first={norm_first}, a causal target mask and a source padding mask, your DecoderLayer "
-                        f"differs from nn.TransformerDecoderLayer(batch_first=True) given the same weights (largest "
-                        f"difference {error:.3g}).")
-        return None
-    return cases, judge
+    def builtin_output(case):
+        builtin = nn.TransformerDecoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=case.init[4]).double()
+        builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn",
+                                                                    "cross_attn": "multihead_attn"}))
+        x, memory = (arg.double() for arg in case.args)
+        return builtin(x, memory, tgt_mask=~tgt_mask, memory_mask=builtin_mask(memory_mask, 2, 2, 4, 5))
+    return matches_builtin(cases, builtin_output, lambda case, error: (
+        f"With norm_first={case.init[4]}, a causal target mask and a source padding mask, your DecoderLayer differs "
+        f"from nn.TransformerDecoderLayer(batch_first=True) given the same weights (largest difference {error:.3g})."))
 
 
 @DecoderLayer.prop("causality: with a causal target mask, changing later target positions leaves earlier outputs unchanged")
@@ -123,13 +111,9 @@ def _(g):
     changed_x[:, 3:] = randn(g, 2, 2, 8)
     changed = Case(case.label + ", positions 3 and 4 of x changed", (changed_x, case.args[1]), case.kwargs,
                    init=case.init, state=case.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :3], results[0].output[:, :3], dtype):
-            return ("Changing the target at positions 3 and 4 changed the outputs at positions 0 to 2: the decoder "
-                    "can see the future. Pass tgt_mask to the (masked) self-attention.")
-        return None
-    return [case, changed], judge
+    return outputs_agree([case, changed], "Changing the target at positions 3 and 4 changed the outputs at positions 0 "
+                         "to 2: the decoder can see the future. Pass tgt_mask to the (masked) self-attention.",
+                         lambda out: out[:, :3])
 
 
 @DecoderLayer.prop("padding invariance: appending padded source positions leaves the output unchanged")
@@ -364,13 +348,9 @@ def _(g):
     changed_tgt[:, 3:] = changed_tgt[:, 3:] % (TGT_VOCAB - 1) + 1  # other real tokens
     changed = Case(case.label + ", target tokens 3 and 4 changed", (src,), {**case.kwargs, "tgt": changed_tgt},
                    init=case.init, state=case.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :3], results[0].output[:, :3], dtype):
-            return ("Changing target tokens 3 and 4 changed the logits at positions 0 to 2: the decoder sees the "
-                    "future. Give the decoder's self-attention a causal mask (True on and below the diagonal).")
-        return None
-    return [case, changed], judge
+    return outputs_agree([case, changed], "Changing target tokens 3 and 4 changed the logits at positions 0 to 2: the "
+                         "decoder sees the future. Give the decoder's self-attention a causal mask (True on and below "
+                         "the diagonal).", lambda out: out[:, :3])
 
 
 @Transformer.prop("padding invariance: appending padding to the source or the target leaves the real logits unchanged")

@@ -440,6 +440,16 @@ def _on_the_first_axis(filter_: Callable) -> Callable:
     return lambda logits, cutoff: filter_(logits.transpose(0, -1), cutoff).transpose(0, -1)
 
 
+def _sorted(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that returns the kept logits sorted, not at their token ids."""
+    return changed_output(filter_, lambda kept, logits, cutoff: kept.sort(dim=-1, descending=True).values)
+
+
+def _in_place(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that writes its result into the logits it was given."""
+    return lambda logits, cutoff: logits.copy_(filter_(logits, cutoff))
+
+
 top_k_filter = Exercise(
     "top_k_filter", ASSIGNMENT, call=Bound(_filter_binder("top_k_filter")),
     infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
@@ -512,14 +522,12 @@ def one_too_many(ref):
 
 @top_k_filter.mistake("the result is sorted: each kept logit must stay at its own token id (its position along the last axis).")
 def sorted_output(ref):
-    return lambda logits, k: ref.top_k_filter(logits, k).sort(dim=-1, descending=True).values
+    return _sorted(ref.top_k_filter)
 
 
 @top_k_filter.mistake("changes its input in place", expect="changed the logits it was given (in place)")
 def in_place(ref):
-    def wrong(logits, k):
-        return logits.copy_(ref.top_k_filter(logits, k))
-    return wrong
+    return _in_place(ref.top_k_filter)
 
 
 top_p_filter = Exercise(
@@ -629,11 +637,9 @@ def wrong_axis(ref):
 @top_p_filter.mistake("the result is still in sorted order: put each kept logit back at its own token id "
                       "(scatter with the sorting indices).")
 def sorted_output(ref):
-    return lambda logits, p: ref.top_p_filter(logits, p).sort(dim=-1, descending=True).values
+    return _sorted(ref.top_p_filter)
 
 
 @top_p_filter.mistake("changes its input in place", expect="changed the logits it was given (in place)")
 def in_place(ref):
-    def wrong(logits, p):
-        return logits.copy_(ref.top_p_filter(logits, p))
-    return wrong
+    return _in_place(ref.top_p_filter)

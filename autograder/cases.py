@@ -380,14 +380,18 @@ def replaced_data(values: dict):
             tensor.data = value
 
 
-def with_forward(base: type, forward: Callable[..., Any]) -> type:
-    """A wrong version of the module class ``base`` whose forward is ``forward(self, right, *args, **kwargs)``,
-    where ``right`` is the right forward (``lambda self, right, x: right(torch.zeros_like(x))``: x is ignored)."""
+def with_forward(base: type, forward: Callable[..., Any], method: str = "forward") -> type:
+    """A wrong version of the module class ``base`` whose ``method`` (its forward unless named) is
+    ``forward(self, right, *args, **kwargs)``, where ``right`` is the right one
+    (``lambda self, right, x: right(torch.zeros_like(x))``: x is ignored)."""
 
     class Wrong(base):
-        def forward(self, *args, **kwargs):
-            return forward(self, super().forward, *args, **kwargs)
+        pass
 
+    def wrong(self, *args, **kwargs):
+        return forward(self, getattr(super(Wrong, self), method), *args, **kwargs)
+
+    setattr(Wrong, method, wrong)
     return Wrong
 
 

@@ -190,3 +190,19 @@ def test_raises_judges_a_missing_error_and_another_error():
         == "For x, f should raise ValueError. Instead: `f` raised TypeError"
     )
     assert judge([Result("`f` raised ValueError when called")], None) is None
+
+
+def test_code_that_changes_a_mask_in_place_does_not_change_the_next_checks_cases():
+    from autograder import checks, reference
+
+    ch04 = reference.load("ch04_scaled_dot_product")
+
+    def fills_the_mask(q, k, v, mask=None):
+        out = ch04.scaled_dot_product_attention(q, k, v, mask)
+        if mask is not None:
+            mask.fill_(True)
+        return out
+
+    with pytest.raises(CheckFailure, match="changed its argument `mask` in place"):
+        checks.check("scaled_dot_product_attention", fills_the_mask, device="cpu")
+    checks.check("scaled_dot_product_attention", ch04.scaled_dot_product_attention, device="cpu")

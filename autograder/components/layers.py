@@ -132,13 +132,13 @@ def _run_builtin(layer: nn.Module, training: bool, params: dict, *args, **kwargs
     return functional_call(layer, params, args, kwargs, strict=True)
 
 
-class _Layer(nn.Module):
-    """What the encoder and decoder layers share: their parts, made by the contract's names in the order the
-    contract lists them (the attentions ``ATTENTIONS``, ``ff``, then one LayerNorm per sublayer), and the
-    PyTorch layer (``BUILTIN``) that runs them."""
+class EncoderLayer(nn.Module):
+    """Chapter 9's encoder layer: self-attention, then the feed-forward network, each with Add & Norm.
 
-    BUILTIN: type
-    ATTENTIONS: tuple[str, ...]
+    ``forward(x (B, T, d_model), mask=None) -> (B, T, d_model)``; ``mask`` is boolean, True = may
+    attend, broadcasting against (B, n_heads, T, T). Equal to
+    ``nn.TransformerEncoderLayer(batch_first=True)`` given the same weights, in both norm orders.
+    """
 
     def __init__(
         self,
@@ -152,24 +152,11 @@ class _Layer(nn.Module):
         super().__init__()
         self.n_heads, self.norm_first = n_heads, norm_first
         with exempt():
-            for name in self.ATTENTIONS:
-                setattr(self, name, MultiHeadAttention(d_model, n_heads))
+            self.self_attn = MultiHeadAttention(d_model, n_heads)
             self.ff = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
-            for i in range(len(self.ATTENTIONS) + 1):
-                setattr(self, f"norm{i + 1}", nn.LayerNorm(d_model))
-            self._builtin_args = (self.BUILTIN, d_model, n_heads, d_ff, dropout, activation, norm_first)
-
-
-class EncoderLayer(_Layer):
-    """Chapter 9's encoder layer: self-attention, then the feed-forward network, each with Add & Norm.
-
-    ``forward(x (B, T, d_model), mask=None) -> (B, T, d_model)``; ``mask`` is boolean, True = may
-    attend, broadcasting against (B, n_heads, T, T). Equal to
-    ``nn.TransformerEncoderLayer(batch_first=True)`` given the same weights, in both norm orders.
-    """
-
-    BUILTIN = nn.TransformerEncoderLayer
-    ATTENTIONS = ("self_attn",)
+            self.norm1 = nn.LayerNorm(d_model)
+            self.norm2 = nn.LayerNorm(d_model)
+            self._builtin_args = (nn.TransformerEncoderLayer, d_model, n_heads, d_ff, dropout, activation, norm_first)
 
     def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -217,7 +204,7 @@ class Encoder(nn.Module):
         return self.run(x, _builtin_attention_mask(mask, batch, self.n_heads, length, length, x.device))
 
 
-class DecoderLayer(_Layer):
+class DecoderLayer(nn.Module):
     """Chapter 10's decoder layer: masked self-attention, cross-attention on ``memory``, the
     feed-forward network, each with Add & Norm.
 
@@ -227,8 +214,25 @@ class DecoderLayer(_Layer):
     given the same weights, in both norm orders.
     """
 
-    BUILTIN = nn.TransformerDecoderLayer
-    ATTENTIONS = ("self_attn", "cross_attn")
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        self.n_heads, self.norm_first = n_heads, norm_first
+        with exempt():
+            self.self_attn = MultiHeadAttention(d_model, n_heads)
+            self.cross_attn = MultiHeadAttention(d_model, n_heads)
+            self.ff = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
+            self.norm1 = nn.LayerNorm(d_model)
+            self.norm2 = nn.LayerNorm(d_model)
+            self.norm3 = nn.LayerNorm(d_model)
+            self._builtin_args = (nn.TransformerDecoderLayer, d_model, n_heads, d_ff, dropout, activation, norm_first)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_mask=None, memory_mask=None) -> torch.Tensor:
         batch, tgt_len, _ = x.shape

@@ -93,8 +93,7 @@ def _(g):
 
 @rnn_encode.prop("gradients flow back to x, W_xh, W_hh and b_h")
 def _(g):
-    case = _rnn_case(g, 3, 2, 3)
-    return gradients_flow(case, {"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"})
+    return gradients_flow(_rnn_case(g, 3, 2, 3), {"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"})
 
 
 def _stepwise(ref, x, W_xh, W_hh, b_h, h_0, carry=lambda h: h):
@@ -243,8 +242,7 @@ def _(g):
 
 @attention_pool.prop("gradients flow back to the query, the keys and the values")
 def _(g):
-    case = _pool_case(g, 4, 3, 2)
-    return gradients_flow(case, {"args.0": "query", "args.1": "keys", "args.2": "values"})
+    return gradients_flow(_pool_case(g, 4, 3, 2), {"args.0": "query", "args.1": "keys", "args.2": "values"})
 
 
 @attention_pool.mistake("the scores are divided by sqrt(d): in this chapter's pool the scores are plain dot products, keys @ query.")

@@ -351,8 +351,7 @@ def _(g, hidden):
 
 @embedding_lookup.prop("gradients flow back to weight")
 def _(g):
-    case = _lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3))
-    return gradients_flow(case, {"args.1": "weight"})
+    return gradients_flow(_lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3)), {"args.1": "weight"})
 
 
 @embedding_lookup.mistake("columns of `weight` are picked instead of rows: the vector of id i is row i, weight[i].")
@@ -437,8 +436,7 @@ def _(g):
 
 @cosine_similarity_matrix.prop("gradients flow back to E")
 def _(g):
-    case = _cos_case(randn(g, 3, 4))
-    return gradients_flow(case, {"args.0": "E"})
+    return gradients_flow(_cos_case(randn(g, 3, 4)), {"args.0": "E"})
 
 
 @cosine_similarity_matrix.mistake("these are dot products: divide each row by its length first, so that only the "

@@ -112,8 +112,7 @@ def _(g, hidden):
 
 @LearnedPositionalEmbedding.prop("gradients reach the input and the table `weight`")
 def _(g):
-    case = _learned_case(g, 6, 3, 2, 4)
-    return gradients_flow(case, {"args.0": "x", "params.weight": "weight"})
+    return gradients_flow(_learned_case(g, 6, 3, 2, 4), {"args.0": "x", "params.weight": "weight"})
 
 
 @LearnedPositionalEmbedding.prop("an input longer than max_len raises ValueError")
@@ -295,8 +294,7 @@ def _(g):
 
 @apply_rotary.prop("gradients flow back to x")
 def _(g):
-    case = _rotary_case(randn(g, 2, 3, 4))
-    return gradients_flow(case, {"args.0": "x"})
+    return gradients_flow(_rotary_case(randn(g, 2, 3, 4)), {"args.0": "x"})
 
 
 @apply_rotary.mistake("the pairs are the two halves (x[i], x[i + d/2]) instead of neighbours (x[2i], x[2i+1]).")

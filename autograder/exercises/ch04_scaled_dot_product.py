@@ -14,8 +14,8 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, linear_weight, randn,
-                     random_mask, shapes, transposed, with_parameters)
+from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, ignoring, linear_weight,
+                     randn, random_mask, shapes, transposed, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch04_scaled_dot_product"
@@ -326,9 +326,9 @@ def _(g):
 
 @SelfAttention.prop("gradients reach the input and W_q, W_k, W_v")
 def _(g):
-    case = _self_attention_case(g, 2, 3, 4, 2)
-    return gradients_flow(case, {"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
-                                 "params.W_v.weight": "W_v"})
+    return gradients_flow(_self_attention_case(g, 2, 3, 4, 2),
+                          {"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                           "params.W_v.weight": "W_v"})
 
 
 def _with_weights(ref, change):
@@ -364,10 +364,7 @@ def transposed_weights(ref):
 
 @SelfAttention.mistake("the mask is ignored.")
 def ignores_mask(ref):
-    class Wrong(ref.SelfAttention):
-        def forward(self, x, mask=None):
-            return super().forward(x)
-    return Wrong
+    return ignoring(ref.SelfAttention, "mask")
 
 
 @SelfAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")

@@ -13,8 +13,8 @@ from torch import nn
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, randn, random_mask, shapes, transposed,
-                     with_parameters)
+from ..cases import (close, gradients_flow, has_linear_layers, ignoring, linear_weight, randn, random_mask, shapes,
+                     transposed, with_forward, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"
@@ -76,9 +76,9 @@ def _(g):
 
 @additive_attention.prop("gradients reach q, k, v, W_q, W_k and w_v")
 def _(g):
-    case = _additive_case(g, 1, 2, 3, 4, 3, 2, 5)
-    return gradients_flow(case, {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q",
-                                 "args.4": "W_k", "args.5": "w_v"})
+    return gradients_flow(_additive_case(g, 1, 2, 3, 4, 3, 2, 5),
+                          {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q", "args.4": "W_k",
+                           "args.5": "w_v"})
 
 
 @additive_attention.mistake("the tanh is missing. Without it the score is (q W_q) . w_v + (k W_k) . w_v, and the "
@@ -185,8 +185,7 @@ def _(g):
 
 @hard_attention.prop("gradients reach v")
 def _(g):
-    case = _hard_case(g, (1, 3, 4), 5, 2)
-    return gradients_flow(case, {"args.2": "v"})
+    return gradients_flow(_hard_case(g, (1, 3, 4), 5, 2), {"args.2": "v"})
 
 
 @hard_attention.mistake("on a tie the last best key is chosen; argmax must keep the first one (torch.argmax does).")
@@ -339,9 +338,9 @@ def _(g):
 
 @CrossAttention.prop("gradients reach x, memory and W_q, W_k, W_v")
 def _(g):
-    case = _cross_case(g, 2, 3, 4, 4, 3)
-    return gradients_flow(case, {"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q",
-                                 "params.W_k.weight": "W_k", "params.W_v.weight": "W_v"})
+    return gradients_flow(_cross_case(g, 2, 3, 4, 4, 3),
+                          {"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                           "params.W_v.weight": "W_v"})
 
 
 def _with_weights(ref, change):
@@ -351,10 +350,7 @@ def _with_weights(ref, change):
 
 @CrossAttention.mistake("the roles are swapped: the queries must come from x, the keys and values from memory.")
 def roles_swapped(ref):
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            return super().forward(memory, x, mask)
-    return Wrong
+    return with_forward(ref.CrossAttention, lambda self, right, x, memory, mask=None: right(memory, x, mask))
 
 
 class _ReadsFrom(nn.Module):
@@ -424,10 +420,7 @@ def transposed_weights(ref):
 
 @CrossAttention.mistake("the mask is ignored.")
 def ignores_mask(ref):
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            return super().forward(x, memory)
-    return Wrong
+    return ignoring(ref.CrossAttention, "mask")
 
 
 @CrossAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")

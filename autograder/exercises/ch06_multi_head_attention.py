@@ -16,8 +16,8 @@ from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import (causal, close, gradients_flow, interleaving, linear_layers_problem, linear_weight, randn,
-                     random_mask, shapes, splits_into_heads, transposed, with_parameters)
+from ..cases import (causal, close, gradients_flow, ignoring, interleaving, linear_layers_problem, linear_weight,
+                     randn, random_mask, shapes, splits_into_heads, transposed, with_forward, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch06_multi_head_attention"
@@ -256,10 +256,8 @@ def queries_from_k_proj(ref):
 
 @MultiHeadAttention.mistake("the values are computed from `key` instead of `value`.")
 def values_from_key(ref):
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            return super().forward(query, key, key, mask)
-    return Wrong
+    return with_forward(ref.MultiHeadAttention,
+                        lambda self, right, query, key, value, mask=None: right(query, key, key, mask))
 
 
 @MultiHeadAttention.mistake("the weights are averaged over the heads; return one (T_q, T_k) matrix per head, "
@@ -283,10 +281,7 @@ def inverted_mask(ref):
 
 @MultiHeadAttention.mistake("the mask is ignored.")
 def ignores_mask(ref):
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            return super().forward(query, key, value)
-    return Wrong
+    return ignoring(ref.MultiHeadAttention, "mask")
 
 
 @MultiHeadAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")

@@ -15,7 +15,7 @@ from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE, Module
 from ..cases import (close, dropout_in_eval, dropout_off_in_eval, gradients_flow, has_linear_layers, lent_component,
-                     linear_weight, raises, randn, shapes, transposed, with_attributes, with_output)
+                     linear_weight, raises, randn, shapes, transposed, with_attributes, with_forward, with_output)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch08_residual_norm_ffn"
@@ -103,8 +103,7 @@ def _(g):
 
 @layer_norm.prop("gradients flow back to x, weight and bias")
 def _(g):
-    case = _ln_case(g, randn(g, 2, 5))
-    return gradients_flow(case, {"args.0": "x", "args.1": "weight", "args.2": "bias"})
+    return gradients_flow(_ln_case(g, randn(g, 2, 5)), {"args.0": "x", "args.1": "weight", "args.2": "bias"})
 
 
 @layer_norm.mistake("the variance is the unbiased one (divided by d - 1). LayerNorm uses the biased variance, "
@@ -246,9 +245,9 @@ def _(g):
 
 @PositionwiseFeedForward.prop("gradients reach x and both layers")
 def _(g):
-    case = _ffn_case(g, randn(g, 2, 3, 4), 8)
-    return gradients_flow(case, {"args.0": "x", "params.linear1.weight": "linear1.weight",
-                                 "params.linear2.weight": "linear2.weight", "params.linear1.bias": "linear1.bias"})
+    return gradients_flow(_ffn_case(g, randn(g, 2, 3, 4), 8),
+                          {"args.0": "x", "params.linear1.weight": "linear1.weight",
+                           "params.linear2.weight": "linear2.weight", "params.linear1.bias": "linear1.bias"})
 
 
 def _with_activation(ref, activation):
@@ -389,9 +388,9 @@ def _(g):
 
 @SublayerConnection.prop("gradients reach x, the sublayer and norm")
 def _(g):
-    case = _sublayer_case(g, randn(g, 2, 3, 4), False)
-    return gradients_flow(case, {"args.0": "x", "args.1": "the sublayer's weight W",
-                                 "params.model.norm.weight": "norm.weight", "params.model.norm.bias": "norm.bias"})
+    return gradients_flow(_sublayer_case(g, randn(g, 2, 3, 4), False),
+                          {"args.0": "x", "args.1": "the sublayer's weight W",
+                           "params.model.norm.weight": "norm.weight", "params.model.norm.bias": "norm.bias"})
 
 
 def _with_norm_first(ref, choose):
@@ -401,10 +400,7 @@ def _with_norm_first(ref, choose):
 @SublayerConnection.mistake("the residual is missing: the sublayer's output is not added to x (the Add of Add & Norm "
                             "is x + sublayer(...)).")
 def no_residual(ref):
-    class Wrong(ref.SublayerConnection):
-        def forward(self, x, sublayer):
-            return super().forward(x, lambda h: sublayer(h) - h)
-    return Wrong
+    return with_forward(ref.SublayerConnection, lambda self, right, x, sublayer: right(x, lambda h: sublayer(h) - h))
 
 
 @SublayerConnection.mistake("`norm_first` is ignored: with norm_first=True normalise the sublayer's input, "

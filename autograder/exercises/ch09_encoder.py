@@ -117,10 +117,10 @@ def _(g):
 
 @EncoderLayer.prop("gradients reach x and every part of the layer")
 def _(g):
-    case = _layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3))
-    return gradients_flow(case, {"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
-                                 "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
-                                 "params.norm2.bias": "norm2.bias"})
+    return gradients_flow(_layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3)),
+                          {"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
+                           "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
+                           "params.norm2.bias": "norm2.bias"})
 
 
 def _patched_layer(ref, part: str, make):
@@ -273,9 +273,9 @@ def _(g):
 
 @Encoder.prop("gradients reach x and every layer")
 def _(g):
-    case = _encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True)
-    return gradients_flow(case, {"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
-                                 "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
+    return gradients_flow(_encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True),
+                          {"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
+                           "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
 
 
 @Encoder.mistake("with norm_first=True the final LayerNorm (`norm`) is not applied after the last layer. Pre-norm "

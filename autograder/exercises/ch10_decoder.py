@@ -22,7 +22,7 @@ from ..cases import (also_calls, attention_state, builtin_layer_state, builtin_m
                      dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_flow, ignoring,
                      lent_component, linear_weight, matches_builtin, norm_first_ignored, norm_state, outputs_agree,
                      padding_mask, parts_problem, patched_forward, query_subtracted, raises, randn, random_mask,
-                     replaced_data, shapes, with_attributes, with_parts)
+                     replaced_data, shapes, with_attributes, with_forward, with_parts)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch10_decoder"
@@ -124,13 +124,8 @@ def _(g):
     padded = Case(f"{case.label.split(' on ')[0]} on {shapes(x=x, memory=padded_memory)}: the same 4 source positions "
                   "followed by 2 padding positions and their memory_mask", (x, padded_memory),
                   {"tgt_mask": causal(3), "memory_mask": padding_mask([4, 4], 6)}, init=case.init, state=case.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output, results[0].output, dtype):
-            return ("Appending 2 padded source positions (masked out by memory_mask) changed the output. Pass "
-                    "memory_mask to the cross-attention.")
-        return None
-    return [case, padded], judge
+    return outputs_agree([case, padded], "Appending 2 padded source positions (masked out by memory_mask) changed the "
+                         "output. Pass memory_mask to the cross-attention.")
 
 
 @DecoderLayer.prop("dropout: off in eval mode; with dropout=1.0 in training mode each sublayer's output is dropped")
@@ -146,10 +141,10 @@ def _(g):
 
 @DecoderLayer.prop("gradients reach x, memory and every part of the layer")
 def _(g):
-    case = _layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3))
-    return gradients_flow(case, {"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
-                                 "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
-                                 "params.norm3.weight": "norm3"})
+    return gradients_flow(_layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3)),
+                          {"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
+                           "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
+                           "params.norm3.weight": "norm3"})
 
 
 def _patched_parts(ref, make: dict):
@@ -393,11 +388,11 @@ def _(g):
 
 @Transformer.prop("gradients reach the embeddings, the encoder, the decoder and the output projection")
 def _(g):
-    case = _model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1)
-    return gradients_flow(case, {"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
-                                 "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
-                                 "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
-                                 "params.model.out_proj.weight": "out_proj"})
+    return gradients_flow(_model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1),
+                          {"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
+                           "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
+                           "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
+                           "params.model.out_proj.weight": "out_proj"})
 
 
 def _positions(model: nn.Module) -> torch.Tensor:
@@ -473,27 +468,21 @@ def unmasked_encoder(ref):
 @Transformer.mistake("`decode` ignores the memory it is given and encodes src again. It must use `memory`: "
                      "generation encodes once and decodes many times.")
 def decode_reencodes(ref):
-    class Wrong(ref.Transformer):
-        def decode(self, tgt, memory, src):
-            return super().decode(tgt, self.encode(src), src)
-    return Wrong
+    return with_forward(ref.Transformer,
+                        lambda self, right, tgt, memory, src: right(tgt, self.encode(src), src), method="decode")
 
 
 @Transformer.mistake("an activation (ReLU) is applied to the logits. The output projection gives the logits "
                      "directly; a softmax, if needed, comes later.")
 def relu_on_logits(ref):
-    class Wrong(ref.Transformer):
-        def decode(self, tgt, memory, src):
-            return F.relu(super().decode(tgt, memory, src))
-    return Wrong
+    return with_forward(ref.Transformer,
+                        lambda self, right, tgt, memory, src: F.relu(right(tgt, memory, src)), method="decode")
 
 
 @Transformer.mistake("the model returns probabilities (a softmax over the vocabulary) instead of logits.")
 def returns_probabilities(ref):
-    class Wrong(ref.Transformer):
-        def decode(self, tgt, memory, src):
-            return super().decode(tgt, memory, src).softmax(-1)
-    return Wrong
+    return with_forward(ref.Transformer,
+                        lambda self, right, tgt, memory, src: right(tgt, memory, src).softmax(-1), method="decode")
 
 
 dropout_in_eval(Transformer)

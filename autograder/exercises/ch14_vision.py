@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import changed_output, gradients_flow, gradients_reach, linear_weight, randn, shapes
+from ..cases import changed_output, gradients_flow, gradients_reach, linear_weight, randn, shapes, with_forward
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch14_vision"
@@ -193,17 +193,14 @@ def _(g):
 
 @PatchEmbedding.prop("gradients reach the images, proj, cls_token and pos_embedding")
 def _(g):
-    case = _embedding_case(g, 2, 1, 4, 4, 2, 4)
-    return gradients_flow(case, {"args.0": "images", "params.proj.weight": "proj.weight",
-                                 "params.cls_token": "cls_token", "params.pos_embedding": "pos_embedding"})
+    return gradients_flow(_embedding_case(g, 2, 1, 4, 4, 2, 4),
+                          {"args.0": "images", "params.proj.weight": "proj.weight", "params.cls_token": "cls_token",
+                           "params.pos_embedding": "pos_embedding"})
 
 
 def _with_output(ref, change):
     """A wrong PatchEmbedding: the reference's output, changed by ``change(module, output)``."""
-    class Wrong(ref.PatchEmbedding):
-        def forward(self, images):
-            return change(self, super().forward(images))
-    return Wrong
+    return with_forward(ref.PatchEmbedding, lambda self, right, images: change(self, right(images)))
 
 
 def _with_weight(ref, change):

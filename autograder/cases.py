@@ -211,6 +211,13 @@ def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
 
 
 # -------------------------------------------------------------------- wrong versions
+def shape_problem(output: Any, shape: tuple, call: str) -> str | None:
+    """ "{call} should have shape {shape}, got ..." when ``output`` is not a tensor of that shape, else None."""
+    if isinstance(output, torch.Tensor) and tuple(output.shape) == shape:
+        return None
+    return f"{call} should have shape {shape}, got {describe(output)}."
+
+
 def gradients_flow(case: Case, names: dict):
     """A property's cases and judge: ``case``, run with gradients, gives every named input a finite gradient."""
     return [replace(case, grad=True)], gradients_reach(names)
@@ -487,6 +494,28 @@ def dropout_in_eval(exercise: Exercise) -> None:
         "dropout stays on in eval mode",
         lambda ref: dropout_stays_on(getattr(ref, exercise.name)),
         expect=EVAL_MESSAGE,
+    )
+
+
+def mask_ignored(exercise: Exercise) -> None:
+    """The mistake of an attention module that never uses its ``mask`` (chapters 4 to 6)."""
+    add_mistake(
+        exercise, "ignores_mask", "the mask is ignored.", lambda ref: ignoring(getattr(ref, exercise.name), "mask")
+    )
+
+
+def uses_multihead_attention(exercise: Exercise, d_model_of: Callable[[nn.Module], int]) -> None:
+    """The mistake of an attention module that calls nn.MultiheadAttention (chapters 4 to 6); ``d_model_of(module)``
+    gives the size to make it with."""
+    add_mistake(
+        exercise,
+        "builtin",
+        "uses nn.MultiheadAttention",
+        lambda ref: also_calls(
+            getattr(ref, exercise.name),
+            lambda self, *args, **kwargs: nn.MultiheadAttention(d_model_of(self), 1, batch_first=True),
+        ),
+        expect="uses torch.nn.MultiheadAttention",
     )
 
 

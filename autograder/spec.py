@@ -13,6 +13,10 @@ An exercise module (``autograder/exercises/<assignment>.py``) creates one
 - ``@ex.mistake("...")``: the catalogue of known wrong versions. Each is built
   from the reference (so the catalogue never spells out a solution) and its
   message names the mistake in the student's terms.
+
+How the engine calls the exercise is its calling strategy, ``Exercise(..., call=...)``
+(``autograder.calling``); the builders of inputs and the helpers that write a
+mistake in a line or two are shared by every chapter in ``autograder.cases``.
 """
 
 from __future__ import annotations

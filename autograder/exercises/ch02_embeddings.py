@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..cases import gradients_flow, randn, shapes
+from ..cases import gradients_flow, randn, shape_problem, shapes
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch02_embeddings"
@@ -287,8 +287,8 @@ def _(g):
 
     def judge(results, dtype):
         out = results[0].output
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 5, 8):
-            return f"one_hot(ids, 8) with ids of shape (2, 5) should have shape (2, 5, 8), got {describe(out)}."
+        if problem := shape_problem(out, (2, 5, 8), "one_hot(ids, 8) with ids of shape (2, 5)"):
+            return problem
         out = out.detach().cpu()
         if not ((out == 0) | (out == 1)).all() or not (out.sum(-1) == 1).all():
             return "Each one-hot vector should hold exactly one 1 and zeros everywhere else."
@@ -421,8 +421,8 @@ def _(g):
 
     def judge(results, dtype):
         S = results[0].output
-        if not isinstance(S, torch.Tensor) or tuple(S.shape) != (6, 6):
-            return f"cosine_similarity_matrix(E) with E of shape (6, 4) should have shape (6, 6), got {describe(S)}."
+        if problem := shape_problem(S, (6, 6), "cosine_similarity_matrix(E) with E of shape (6, 4)"):
+            return problem
         S = S.detach().cpu().double()
         if not torch.allclose(S, S.T, atol=1e-5):
             return "The similarity matrix should be symmetric: cos(a, b) = cos(b, a). Normalise both sides of the product."

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from ..calling import MODULE
-from ..compare import describe
-from ..cases import close, gradients_flow, raises, randn, shapes, with_forward
+from ..cases import close, gradients_flow, raises, randn, shape_problem, shapes, with_forward
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch03_positional_encoding"
@@ -45,8 +44,8 @@ def _(g, hidden):
 def _(g):
     def judge(results, dtype):
         pe = results[0].output
-        if not isinstance(pe, torch.Tensor) or tuple(pe.shape) != (12, 10):
-            return f"sinusoidal_positional_encoding(12, 10) should have shape (12, 10), got {describe(pe)}."
+        if problem := shape_problem(pe, (12, 10), "sinusoidal_positional_encoding(12, 10)"):
+            return problem
         pe = pe.detach().cpu().double()
         if not torch.allclose(pe[0], torch.tensor([0.0, 1.0] * 5, dtype=pe.dtype), atol=1e-6):
             return ("Row 0 (position 0) should be (0, 1, 0, 1, ...): sin(0) = 0 in the even columns, cos(0) = 1 in "
@@ -199,8 +198,8 @@ def _(g, hidden):
 def _(g):
     def judge(results, dtype):
         ids = results[0].output
-        if not isinstance(ids, torch.Tensor) or tuple(ids.shape) != (7, 9):
-            return f"relative_positions(7, 9, 3) should have shape (7, 9), got {describe(ids)}."
+        if problem := shape_problem(ids, (7, 9), "relative_positions(7, 9, 3)"):
+            return problem
         ids = ids.cpu()
         if not torch.equal(ids[1:, 1:], ids[:-1, :-1]):
             return "Entry (i, j) should depend only on the offset j - i, so every diagonal should hold one value."
@@ -264,8 +263,8 @@ def _(g):
 
     def judge(results, dtype):
         out = results[0].output
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 7, 8):
-            return f"apply_rotary(x) with x of shape (2, 7, 8) should have shape (2, 7, 8), got {describe(out)}."
+        if problem := shape_problem(out, (2, 7, 8), "apply_rotary(x) with x of shape (2, 7, 8)"):
+            return problem
         scores = out[0].double() @ out[1].double().T  # scores[m, n] = rotated q at m . rotated k at n
         if not close(scores[1:, 1:], scores[:-1, :-1], dtype):
             return ("After rotation, q at position m and k at position n should have a dot product that depends only "
@@ -281,8 +280,8 @@ def _(g):
 
     def judge(results, dtype):
         out = results[0].output
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (5, 6):
-            return f"apply_rotary(x) with x of shape (5, 6) should have shape (5, 6), got {describe(out)}."
+        if problem := shape_problem(out, (5, 6), "apply_rotary(x) with x of shape (5, 6)"):
+            return problem
         if not close(out[0], x[0], dtype):
             return "Position 0 is rotated by angle 0, so the first row should come back unchanged. Count positions from 0."
         pair_lengths = lambda t: t.double().unflatten(-1, (3, 2)).norm(dim=-1)

@@ -9,13 +9,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, ignoring, linear_weight,
-                     randn, random_mask, shapes, transposed, with_parameters)
+from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, linear_weight, mask_ignored,
+                     randn, random_mask, shapes, transposed, uses_multihead_attention, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch04_scaled_dot_product"
@@ -362,15 +361,5 @@ def transposed_weights(ref):
     return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
 
 
-@SelfAttention.mistake("the mask is ignored.")
-def ignores_mask(ref):
-    return ignoring(ref.SelfAttention, "mask")
-
-
-@SelfAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
-def builtin(ref):
-    class Wrong(ref.SelfAttention):
-        def forward(self, x, mask=None):
-            nn.MultiheadAttention(self.W_q.out_features, 1, batch_first=True)
-            return super().forward(x, mask)
-    return Wrong
+mask_ignored(SelfAttention)
+uses_multihead_attention(SelfAttention, lambda module: module.W_q.out_features)

@@ -13,8 +13,8 @@ from torch import nn
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import (close, gradients_flow, has_linear_layers, ignoring, linear_weight, randn, random_mask, shapes,
-                     transposed, with_forward, with_parameters)
+from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, mask_ignored, randn, random_mask,
+                     shapes, transposed, uses_multihead_attention, with_forward, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"
@@ -418,15 +418,5 @@ def transposed_weights(ref):
     return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
 
 
-@CrossAttention.mistake("the mask is ignored.")
-def ignores_mask(ref):
-    return ignoring(ref.CrossAttention, "mask")
-
-
-@CrossAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
-def builtin(ref):
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            nn.MultiheadAttention(self.W_q.out_features, 1, batch_first=True)
-            return super().forward(x, memory, mask)
-    return Wrong
+mask_ignored(CrossAttention)
+uses_multihead_attention(CrossAttention, lambda module: module.W_q.out_features)

@@ -16,8 +16,9 @@ from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import (causal, close, gradients_flow, ignoring, interleaving, linear_layers_problem, linear_weight,
-                     randn, random_mask, shapes, splits_into_heads, transposed, with_forward, with_parameters)
+from ..cases import (causal, close, gradients_flow, interleaving, linear_layers_problem, linear_weight, mask_ignored,
+                     randn, random_mask, shapes, splits_into_heads, transposed, uses_multihead_attention,
+                     with_forward, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch06_multi_head_attention"
@@ -279,15 +280,5 @@ def inverted_mask(ref):
     return Wrong
 
 
-@MultiHeadAttention.mistake("the mask is ignored.")
-def ignores_mask(ref):
-    return ignoring(ref.MultiHeadAttention, "mask")
-
-
-@MultiHeadAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
-def builtin(ref):
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            nn.MultiheadAttention(self.q_proj.in_features, 1, batch_first=True)
-            return super().forward(query, key, value, mask)
-    return Wrong
+mask_ignored(MultiHeadAttention)
+uses_multihead_attention(MultiHeadAttention, lambda module: module.q_proj.in_features)

@@ -177,11 +177,8 @@ def load_weights(model: nn.Module, state: dict, name: str) -> None:
     missing = [key for key in state if key not in own]
     extra = [key for key in own if key not in state]
     if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {_listed(missing, state)}")
-        if extra:
-            parts.append(f"unexpected {_listed(extra, own)}")
+        listed = (("missing", missing, state), ("unexpected", extra, own))
+        parts = [f"{what} {_listed(keys, shape_of)}" for what, keys, shape_of in listed if keys]
         biases = [key for key in extra if key.endswith("bias") and key.removesuffix("bias") + "weight" in state]
         advice = _renamed(missing, extra) or (
             "The checks expect these layers made with bias=False."

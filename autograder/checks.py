@@ -96,7 +96,7 @@ def _validate(name: str, impl) -> Exercise:
         raise CheckFailure(f"check() needs the exercise name as a string, got {describe(name)}.")
     exercise = get(name)
     if impl is None or not callable(impl):
-        kind = "class" if exercise.module else "function"
+        kind = exercise.calling.kind
         raise CheckFailure(
             f"check('{name}', ...) expected your {kind} `{name}`, but got {describe(impl)}. "
             f"Run the cell that defines `{name}` first."

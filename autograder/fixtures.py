@@ -6,6 +6,7 @@ so a student's visible checks never need the reference code.
 
 from __future__ import annotations
 
+import copy
 import functools
 import zlib
 from pathlib import Path
@@ -72,7 +73,14 @@ def reference_gradients(exercise: Exercise, impl, case: Case, device: torch.devi
 
 
 @functools.cache
+def _records(exercise: Exercise) -> list[dict]:
+    return serialize.load(path_for(exercise))
+
+
 def load(exercise: Exercise) -> list[tuple[Case, object, dict, dict | None]]:
-    path = path_for(exercise)
-    records = serialize.load(path)
-    return [(Case.from_data(r["case"]), r["expected"], r["mistakes"], r.get("grads")) for r in records]
+    """The visible cases with their expected outputs. Each call gets its own copy of the cases' inputs, so that
+    code which changes its inputs in place cannot change the cases of a later check in the same kernel."""
+    return [
+        (Case.from_data(copy.deepcopy(r["case"])), r["expected"], r["mistakes"], r.get("grads"))
+        for r in _records(exercise)
+    ]

@@ -14,12 +14,12 @@ import sysconfig
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten_with_path, tree_map_only
 
 from .compare import sentence
 from .errors import CheckFailure
@@ -28,26 +28,26 @@ from .spec import Case, Exercise, Result
 
 
 def _floating_leaves(obj: Any, prefix: str) -> list[tuple[str, torch.Tensor]]:
-    if isinstance(obj, torch.Tensor):
-        return [(prefix, obj)] if obj.is_floating_point() else []
-    if isinstance(obj, (tuple, list)):
-        return [leaf for i, item in enumerate(obj) for leaf in _floating_leaves(item, f"{prefix}.{i}")]
-    if isinstance(obj, dict):
-        return [leaf for key, value in obj.items() for leaf in _floating_leaves(value, f"{prefix}.{key}")]
-    return []
+    """("args.0", tensor), ("kwargs.mask", tensor)...: the floating tensors in ``obj``, named by their path."""
+    leaves, _ = tree_flatten_with_path(obj)
+    return [
+        (".".join([prefix, *(str(_key(entry)) for entry in path)]), leaf)
+        for path, leaf in leaves
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()
+    ]
+
+
+def _key(entry: Any) -> Any:
+    """The index or key of one step of a pytree path."""
+    for attribute in ("idx", "key", "name"):
+        if hasattr(entry, attribute):
+            return getattr(entry, attribute)
+    return entry
 
 
 def _with_grad(obj: Any) -> Any:
     """The same inputs, with every floating tensor a leaf that requires grad (strides kept)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().requires_grad_(True) if obj.is_floating_point() else obj
-    if isinstance(obj, tuple):
-        return tuple(_with_grad(item) for item in obj)
-    if isinstance(obj, list):
-        return [_with_grad(item) for item in obj]
-    if isinstance(obj, dict):
-        return {key: _with_grad(value) for key, value in obj.items()}
-    return obj
+    return tree_map_only(torch.Tensor, lambda t: t.detach().requires_grad_(True) if t.is_floating_point() else t, obj)
 
 
 def gradient_weights(output: torch.Tensor, index: int) -> torch.Tensor:
@@ -144,15 +144,7 @@ def _error_sentence(name: str, impl: Any, error: BaseException, label: str) -> s
 
 def _snapshot(obj: Any) -> Any:
     """A copy of the tensors, lists and dicts of a call's inputs, to see afterwards whether the call changed them."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, list):
-        return [_snapshot(item) for item in obj]
-    if isinstance(obj, tuple):
-        return tuple(_snapshot(item) for item in obj)
-    if isinstance(obj, dict):
-        return {key: _snapshot(value) for key, value in obj.items()}
-    return obj
+    return tree_map_only(torch.Tensor, lambda t: t.detach().clone(), obj)
 
 
 def _unchanged(before: Any, after: Any) -> bool:
@@ -181,8 +173,8 @@ def _unchanged(before: Any, after: Any) -> bool:
 
 
 def _positional_names(target: Callable) -> list[str]:
-    """The names of ``target``'s positional parameters (a class: its forward's, without self)."""
-    function = target.forward if inspect.isclass(target) else target
+    """The names of ``target``'s positional parameters (a class: its forward's, without self; a module: its forward's)."""
+    function = target.forward if inspect.isclass(target) or isinstance(target, nn.Module) else target
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
@@ -239,17 +231,12 @@ def run_case(exercise: Exercise, impl: Callable, case: Case, device: torch.devic
             args, kwargs = (_with_grad(case.args), _with_grad(case.kwargs)) if case.grad else (case.args, case.kwargs)
             inputs = _floating_leaves(args, "args") + _floating_leaves(kwargs, "kwargs")
             before = [_snapshot(value) for value in (*args, *kwargs.values())]
-            if exercise.module:
-                if case.inspect:
-                    result.structure = describe_module(impl(*case.init))
-                    return result
-                model = exercise.instantiate(impl, case, device, dtype)
-                inputs += [(f"params.{n}", p) for n, p in model.named_parameters()]
-                target = model.forward if isinstance(model, nn.Module) else model
-                result.output = model(*args, **kwargs)
-            else:
-                target = impl
-                result.output = exercise.call(impl, replace(case, args=args, kwargs=kwargs), device, dtype)
+            if case.inspect:
+                result.structure = describe_module(impl(*case.init))
+                return result
+            target = exercise.target(impl, case, device, dtype)
+            inputs += [(f"params.{name}", p) for name, p in exercise.calling.parameters(target)]
+            result.output = target(*args, **kwargs)
             result.error = _changed_input(exercise, target, args, kwargs, before, case.label)
             if case.grad and not result.error:
                 result.grads = _gradients(result.output, inputs)
@@ -265,15 +252,7 @@ def run_case(exercise: Exercise, impl: Callable, case: Case, device: torch.devic
 
 
 def _detached(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, tuple):
-        return tuple(_detached(item) for item in obj)
-    if isinstance(obj, list):
-        return [_detached(item) for item in obj]
-    if isinstance(obj, dict):
-        return {key: _detached(value) for key, value in obj.items()}
-    return obj
+    return tree_map_only(torch.Tensor, torch.Tensor.detach, obj)
 
 
 def run_cases(

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from autograder import CheckFailure, check, check_hidden, reference
+from autograder.calling import load_weights
 from autograder.compare import Hints, article, compare, describe, distinct, plural, sentence
 from autograder.errors import CheckFailure as Failure
-from autograder.spec import load_weights
 
 CPU = torch.device("cpu")
 ch02 = reference.load("ch02_embeddings")

@@ -1,22 +1,20 @@
 """Every exercise of the course, by name. One module per assignment."""
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from ..spec import Exercise
+from ..spec import REGISTERED, Exercise
 
 ASSIGNMENTS = sorted(info.name for info in pkgutil.iter_modules(__path__))
 
 
 def _collect() -> dict[str, Exercise]:
-    found = {}
+    """Every exercise, by assignment and then in the order its module declares them (each registers itself)."""
     for assignment in ASSIGNMENTS:
-        module = importlib.import_module(f"{__name__}.{assignment}")
-        for value in vars(module).values():
-            if isinstance(value, Exercise):
-                found[value.name] = value
-    return found
+        importlib.import_module(f"{__name__}.{assignment}")
+    return {ex.name: ex for assignment in ASSIGNMENTS for ex in REGISTERED.values() if ex.assignment == assignment}
 
 
 EXERCISES = _collect()

@@ -4,15 +4,14 @@ from __future__ import annotations
 import torch
 
 from ..compare import describe
-from ..spec import Case, Exercise, close, randn, shapes
+from ..cases import close, randn, shapes, splits_into_heads
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch00_warmup"
 
 # ------------------------------------------------------------------------- pairwise_dot
 # SYLLABUS.md asks for einops.einsum in the instructions but grades no forbidden call.
-pairwise_dot = Exercise("pairwise_dot", ASSIGNMENT,
-                        points=(1, 1), difficulty=1, minutes=10,
-                        task="`a (n, d)`, `b (m, d)` → all dot products, shape `(n, m)`, with `result[i, j] = a[i] · b[j]`; use `einops.einsum`")
+pairwise_dot = Exercise("pairwise_dot", ASSIGNMENT, points=(1, 1), difficulty=1, minutes=10, task="`a (n, d)`, `b (m, d)` → all dot products, shape `(n, m)`, with `result[i, j] = a[i] · b[j]`; use `einops.einsum`")
 
 
 @pairwise_dot.cases
@@ -72,57 +71,5 @@ def summed(ref):
 
 
 # ----------------------------------------------------------------------------- to_heads
-to_heads = Exercise("to_heads", ASSIGNMENT,
-                    points=(1, 1), difficulty=2, minutes=15,
-                    task="`x (B, T, D)` → `(B, h, T, D/h)` with `h = n_heads`, where head $j$ holds features `j*D/h` to `(j+1)*D/h - 1`; use `einops.rearrange`")
-
-
-@to_heads.cases
-def _(g, hidden):
-    sizes = [(2, 3, 8, 2), (1, 4, 6, 3), (2, 5, 12, 4)] if not hidden else [(3, 7, 16, 4), (2, 1, 6, 6), (1, 5, 9, 1), (4, 3, 20, 5)]
-    cases = []
-    for batch, length, d_model, heads in sizes:
-        x = randn(g, batch, length, d_model)
-        cases.append(Case(shapes(x=x, n_heads=heads), (x, heads)))
-    return cases
-
-
-@to_heads.prop("head j holds features j*d_head to (j+1)*d_head of every token")
-def _(g):
-    x = randn(g, 2, 3, 12)
-
-    def judge(results, dtype):
-        got = results[0].output
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 3, 3, 4):
-            return f"to_heads(x, 3) with x of shape (2, 3, 12) should be a (2, 3, 3, 4) tensor, got {describe(got)}."
-        if not close(got[1, 2, 0], x[1, 0, 8:12], dtype):
-            return ("to_heads(x, 3)[1, 2, 0] (batch 1, head 2, token 0) should be x[1, 0, 8:12], the third block "
-                    "of 4 features of that token, but it is not.")
-        return None
-    return [Case(shapes(x=x, n_heads=3), (x, 3))], judge
-
-
-@to_heads.mistake("the features are split as '(d_head h)' instead of '(h d_head)': head j must take "
-                  "the contiguous block j*d_head:(j+1)*d_head, not every h-th feature.")
-def interleaved(ref):
-    def wrong(x, n_heads):
-        d_model = x.shape[-1]
-        order = torch.arange(d_model, device=x.device).view(d_model // n_heads, n_heads).T.reshape(-1)
-        return ref.to_heads(x[..., order], n_heads)
-    return wrong
-
-
-@to_heads.mistake("the head axis and the sequence axis are not swapped: the result should be (B, h, T, d_head), not (B, T, h, d_head).")
-def not_transposed(ref):
-    return lambda x, n_heads: ref.to_heads(x, n_heads).transpose(1, 2)
-
-
-@to_heads.mistake("x was reshaped to (B, h, T, d_head) directly, which mixes tokens and heads. "
-                  "Split the last axis into (h, d_head) first, then move h before T.")
-def plain_reshape(ref):
-    return lambda x, n_heads: x.reshape(x.shape[0], n_heads, x.shape[1], x.shape[2] // n_heads)
-
-
-@to_heads.mistake("n_heads is used as the size of each head instead of the number of heads.")
-def heads_and_size_swapped(ref):
-    return lambda x, n_heads: ref.to_heads(x, x.shape[-1] // n_heads)
+to_heads = Exercise("to_heads", ASSIGNMENT, points=(1, 1), difficulty=2, minutes=15, task="`x (B, T, D)` → `(B, h, T, D/h)` with `h = n_heads`, where head $j$ holds features `j*D/h` to `(j+1)*D/h - 1`; use `einops.rearrange`")
+splits_into_heads(to_heads)

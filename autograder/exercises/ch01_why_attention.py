@@ -12,14 +12,10 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, randn, shapes
+from ..cases import close, gradients_flow, randn, shapes, transposed
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch01_why_attention"
-
-
-def _transposed(g: torch.Generator, rows: int, cols: int, scale: float = 1.0) -> torch.Tensor:
-    """A non-contiguous (rows, cols) tensor (a transposed view), to catch .view() on inputs."""
-    return randn(g, cols, rows, scale=scale).T
 
 
 # --------------------------------------------------------------------------- rnn_encode
@@ -33,7 +29,7 @@ rnn_encode = Exercise(
 
 
 def _rnn_case(g, length, d_in, d_h, note="", non_contiguous=False):
-    x = _transposed(g, length, d_in) if non_contiguous else randn(g, length, d_in)
+    x = transposed(g, length, d_in) if non_contiguous else randn(g, length, d_in)
     W_xh = randn(g, d_in, d_h, scale=1 / math.sqrt(d_in))
     W_hh = randn(g, d_h, d_h, scale=0.8 / math.sqrt(d_h))
     b_h = randn(g, d_h, scale=0.3)
@@ -99,9 +95,7 @@ def _(g):
 
 @rnn_encode.prop("gradients flow back to x, W_xh, W_hh and b_h")
 def _(g):
-    case = _rnn_case(g, 3, 2, 3)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"})
+    return gradients_flow(_rnn_case(g, 3, 2, 3), {"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"})
 
 
 def _stepwise(ref, x, W_xh, W_hh, b_h, h_0, carry=lambda h: h):
@@ -193,7 +187,7 @@ attention_pool = Exercise("attention_pool", ASSIGNMENT,
 
 def _pool_case(g, n, d, d_v, note="", scale=1.0, non_contiguous=False):
     query = randn(g, d, scale=scale)
-    keys = _transposed(g, n, d, scale=scale) if non_contiguous else randn(g, n, d, scale=scale)
+    keys = transposed(g, n, d, scale=scale) if non_contiguous else randn(g, n, d, scale=scale)
     values = randn(g, n, d_v)
     return Case(shapes(query=query, keys=keys, values=values) + note, (query, keys, values))
 
@@ -252,9 +246,7 @@ def _(g):
 
 @attention_pool.prop("gradients flow back to the query, the keys and the values")
 def _(g):
-    case = _pool_case(g, 4, 3, 2)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "query", "args.1": "keys", "args.2": "values"})
+    return gradients_flow(_pool_case(g, 4, 3, 2), {"args.0": "query", "args.1": "keys", "args.2": "values"})
 
 
 @attention_pool.mistake("the scores are divided by sqrt(d): in this chapter's pool the scores are plain dot products, keys @ query.")

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..spec import Case, Exercise, gradients_reach, randn, shapes
+from ..cases import gradients_flow, randn, shape_problem, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch02_embeddings"
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -292,8 +293,8 @@ def _(g):
 
     def judge(results, dtype):
         out = results[0].output
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 5, 8):
-            return f"one_hot(ids, 8) with ids of shape (2, 5) should have shape (2, 5, 8), got {describe(out)}."
+        if problem := shape_problem(out, (2, 5, 8), "one_hot(ids, 8) with ids of shape (2, 5)"):
+            return problem
         out = out.detach().cpu()
         if not ((out == 0) | (out == 1)).all() or not (out.sum(-1) == 1).all():
             return "Each one-hot vector should hold exactly one 1 and zeros everywhere else."
@@ -358,9 +359,7 @@ def _(g, hidden):
 
 @embedding_lookup.prop("gradients flow back to weight")
 def _(g):
-    case = _lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3))
-    case.grad = True
-    return [case], gradients_reach({"args.1": "weight"})
+    return gradients_flow(_lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3)), {"args.1": "weight"})
 
 
 @embedding_lookup.mistake("columns of `weight` are picked instead of rows: the vector of id i is row i, weight[i].")
@@ -432,8 +431,8 @@ def _(g):
 
     def judge(results, dtype):
         S = results[0].output
-        if not isinstance(S, torch.Tensor) or tuple(S.shape) != (6, 6):
-            return f"cosine_similarity_matrix(E) with E of shape (6, 4) should have shape (6, 6), got {describe(S)}."
+        if problem := shape_problem(S, (6, 6), "cosine_similarity_matrix(E) with E of shape (6, 4)"):
+            return problem
         S = S.detach().cpu().double()
         if not torch.allclose(S, S.T, atol=1e-5):
             return "The similarity matrix should be symmetric: cos(a, b) = cos(b, a). Normalise both sides of the product."
@@ -447,9 +446,7 @@ def _(g):
 
 @cosine_similarity_matrix.prop("gradients flow back to E")
 def _(g):
-    case = _cos_case(randn(g, 3, 4))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "E"})
+    return gradients_flow(_cos_case(randn(g, 3, 4)), {"args.0": "E"})
 
 
 @cosine_similarity_matrix.mistake("these are dot products: divide each row by its length first, so that only the "

@@ -10,8 +10,9 @@ import math
 import torch
 from torch import nn
 
-from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, randn, shapes
+from ..calling import MODULE
+from ..cases import close, gradients_flow, raises, randn, shape_problem, shapes, with_forward
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch03_positional_encoding"
 
@@ -24,9 +25,7 @@ def _pairs_swapped(x: torch.Tensor) -> torch.Tensor:
 sinusoidal_positional_encoding = Exercise(
     "sinusoidal_positional_encoding", ASSIGNMENT, dtypes=(None,),
     dtype_hint="The table is float32: if you compute in float64 for accuracy, convert at the end with "
-               ".to(torch.float32) (or .float()).",
-    points=(1, 2), difficulty=2, minutes=20,
-    task="the `(max_len, d_model)` float32 table: sin in column $2i$, cos in column $2i+1$")
+               ".to(torch.float32) (or .float()).", points=(1, 2), difficulty=2, minutes=20, task="the `(max_len, d_model)` float32 table: sin in column $2i$, cos in column $2i+1$")
 
 
 def _pe_case(max_len, d_model, note=""):
@@ -45,8 +44,8 @@ def _(g, hidden):
 def _(g):
     def judge(results, dtype):
         pe = results[0].output
-        if not isinstance(pe, torch.Tensor) or tuple(pe.shape) != (12, 10):
-            return f"sinusoidal_positional_encoding(12, 10) should have shape (12, 10), got {describe(pe)}."
+        if problem := shape_problem(pe, (12, 10), "sinusoidal_positional_encoding(12, 10)"):
+            return problem
         pe = pe.detach().cpu().double()
         if not torch.allclose(pe[0], torch.tensor([0.0, 1.0] * 5, dtype=pe.dtype), atol=1e-6):
             return ("Row 0 (position 0) should be (0, 1, 0, 1, ...): sin(0) = 0 in the even columns, cos(0) = 1 in "
@@ -91,9 +90,7 @@ def integer_division(ref):
 
 
 # ------------------------------------------------------------------ LearnedPositionalEmbedding
-LearnedPositionalEmbedding = Exercise("LearnedPositionalEmbedding", ASSIGNMENT, module=True,
-                                      points=(1, 2), difficulty=2, minutes=15,
-                                      task="a module with a learned table `weight (max_len, d_model)`; `forward(x)` returns `x + weight[:T]`, and raises `ValueError` when $T$ > `max_len`")
+LearnedPositionalEmbedding = Exercise("LearnedPositionalEmbedding", ASSIGNMENT, call=MODULE, points=(1, 2), difficulty=2, minutes=15, task="a module with a learned table `weight (max_len, d_model)`; `forward(x)` returns `x + weight[:T]`, and raises `ValueError` when $T$ > `max_len`")
 
 
 def _learned_case(g, max_len, d_model, batch, length, note="", non_contiguous=False):
@@ -114,107 +111,75 @@ def _(g, hidden):
 
 @LearnedPositionalEmbedding.prop("gradients reach the input and the table `weight`")
 def _(g):
-    case = _learned_case(g, 6, 3, 2, 4)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.weight": "weight"})
+    return gradients_flow(_learned_case(g, 6, 3, 2, 4), {"args.0": "x", "params.weight": "weight"})
 
 
 @LearnedPositionalEmbedding.prop("an input longer than max_len raises ValueError")
 def _(g):
     case = _learned_case(g, 4, 3, 2, 6, " (T = 6 > max_len = 4)")
-    case.expect_error = True
+    return raises(case, "ValueError", "LearnedPositionalEmbedding(max_len=4, ...) should raise ValueError for an input "
+                  "of 6 positions (T > max_len), but it returned a result.",
+                  "For an input longer than max_len, LearnedPositionalEmbedding")
 
-    def judge(results, dtype):
-        error = results[0].error
-        if error is None:
-            return ("LearnedPositionalEmbedding(max_len=4, ...) should raise ValueError for an input of 6 positions "
-                    "(T > max_len), but it returned a result.")
-        if "raised ValueError" not in error:
-            return f"For an input longer than max_len, LearnedPositionalEmbedding should raise ValueError. Instead: {error}"
-        return None
-    return [case], judge
 
 @LearnedPositionalEmbedding.mistake("an input longer than max_len does not raise ValueError",
                                     expect="should raise ValueError for an input of 6 positions")
 def no_length_check(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return x if x.shape[-2] > self.weight.shape[0] else super().forward(x)
-    return Wrong
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: x if x.shape[-2] > self.weight.shape[0]
+                        else right(x))
 
 
 @LearnedPositionalEmbedding.mistake("the input is ignored: the module should return x plus the position vectors, not "
                                     "the position vectors alone.")
 def positions_only(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return super().forward(torch.zeros_like(x))
-    return Wrong
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: right(torch.zeros_like(x)))
 
 
 @LearnedPositionalEmbedding.mistake("x is multiplied by the position vectors: they are added, x + weight[:T].")
 def multiplies(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return x * super().forward(torch.zeros_like(x))
-    return Wrong
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: x * right(torch.zeros_like(x)))
 
 
 @LearnedPositionalEmbedding.mistake("the last T rows of the table are used: position t gets row t, so use the first T rows.")
 def last_rows(ref):
+    return with_forward(ref.LearnedPositionalEmbedding, lambda self, right, x: x + self.weight[self.weight.shape[0]
+                                                                                             - x.shape[-2]:])
+
+
+def _table_kept(ref, keep):
+    """A wrong LearnedPositionalEmbedding whose table is stored by ``keep(module, table)`` instead of as it should."""
     class Wrong(ref.LearnedPositionalEmbedding):
-        def forward(self, x):
-            return x + self.weight[self.weight.shape[0] - x.shape[-2]:]
+        def __init__(self, max_len, d_model):
+            super().__init__(max_len, d_model)
+            table = self.weight
+            del self.weight
+            keep(self, table)
     return Wrong
 
 
 @LearnedPositionalEmbedding.mistake("the table is a buffer", expect="is a buffer (register_buffer), not an nn.Parameter")
 def table_a_buffer(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            table = self.weight.detach().clone()
-            del self.weight
-            self.register_buffer("weight", table)
-    return Wrong
+    return _table_kept(ref, lambda module, table: module.register_buffer("weight", table.detach().clone()))
 
 
 @LearnedPositionalEmbedding.mistake("the table is a plain tensor", expect="is a plain tensor, not an nn.Parameter")
 def table_a_plain_tensor(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            table = self.weight.detach().clone()
-            del self.weight
-            self.weight = table
-    return Wrong
+    return _table_kept(ref, lambda module, table: setattr(module, "weight", table.detach().clone()))
 
 
 @LearnedPositionalEmbedding.mistake("the table is scaled after it is made a parameter",
                                     expect="is a tensor computed from an nn.Parameter")
 def table_scaled_parameter(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            table = self.weight * 0.02
-            del self.weight
-            self.weight = table
-    return Wrong
+    return _table_kept(ref, lambda module, table: setattr(module, "weight", table * 0.02))
 
 
 @LearnedPositionalEmbedding.mistake("the table is (d_model, max_len)", expect="parameter weight should have shape")
 def table_transposed(ref):
-    class Wrong(ref.LearnedPositionalEmbedding):
-        def __init__(self, max_len, d_model):
-            super().__init__(max_len, d_model)
-            self.weight = nn.Parameter(self.weight.detach().T.clone())
-    return Wrong
+    return _table_kept(ref, lambda module, table: setattr(module, "weight", nn.Parameter(table.detach().T.clone())))
 
 
 # --------------------------------------------------------------------------- relative_positions
-relative_positions = Exercise("relative_positions", ASSIGNMENT, dtypes=(None,),
-                              points=(1, 2), difficulty=1, minutes=10,
-                              task=r"the `(q_len, k_len)` LongTensor $\operatorname{clip}(j - i, -K, K) + K$")
+relative_positions = Exercise("relative_positions", ASSIGNMENT, dtypes=(None,), points=(1, 2), difficulty=1, minutes=10, task=r"the `(q_len, k_len)` LongTensor $\operatorname{clip}(j - i, -K, K) + K$")
 
 
 def _relative_case(q_len, k_len, max_distance, note=""):
@@ -233,8 +198,8 @@ def _(g, hidden):
 def _(g):
     def judge(results, dtype):
         ids = results[0].output
-        if not isinstance(ids, torch.Tensor) or tuple(ids.shape) != (7, 9):
-            return f"relative_positions(7, 9, 3) should have shape (7, 9), got {describe(ids)}."
+        if problem := shape_problem(ids, (7, 9), "relative_positions(7, 9, 3)"):
+            return problem
         ids = ids.cpu()
         if not torch.equal(ids[1:, 1:], ids[:-1, :-1]):
             return "Entry (i, j) should depend only on the offset j - i, so every diagonal should hold one value."
@@ -274,9 +239,7 @@ def absolute_distance(ref):
 
 
 # --------------------------------------------------------------------------------- apply_rotary
-apply_rotary = Exercise("apply_rotary", ASSIGNMENT,
-                        points=(2, 2), difficulty=3, minutes=30,
-                        task=r"RoPE on `x (..., T, d)`: pair $(x_{2i}, x_{2i+1})$ of position $t$ rotated by $t \cdot \text{base}^{-2i/d}$")
+apply_rotary = Exercise("apply_rotary", ASSIGNMENT, points=(2, 2), difficulty=3, minutes=30, task=r"RoPE on `x (..., T, d)`: pair $(x_{2i}, x_{2i+1})$ of position $t$ rotated by $t \cdot \text{base}^{-2i/d}$")
 
 
 def _rotary_case(x, base=None, note=""):
@@ -300,8 +263,8 @@ def _(g):
 
     def judge(results, dtype):
         out = results[0].output
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 7, 8):
-            return f"apply_rotary(x) with x of shape (2, 7, 8) should have shape (2, 7, 8), got {describe(out)}."
+        if problem := shape_problem(out, (2, 7, 8), "apply_rotary(x) with x of shape (2, 7, 8)"):
+            return problem
         scores = out[0].double() @ out[1].double().T  # scores[m, n] = rotated q at m . rotated k at n
         if not close(scores[1:, 1:], scores[:-1, :-1], dtype):
             return ("After rotation, q at position m and k at position n should have a dot product that depends only "
@@ -317,8 +280,8 @@ def _(g):
 
     def judge(results, dtype):
         out = results[0].output
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (5, 6):
-            return f"apply_rotary(x) with x of shape (5, 6) should have shape (5, 6), got {describe(out)}."
+        if problem := shape_problem(out, (5, 6), "apply_rotary(x) with x of shape (5, 6)"):
+            return problem
         if not close(out[0], x[0], dtype):
             return "Position 0 is rotated by angle 0, so the first row should come back unchanged. Count positions from 0."
         pair_lengths = lambda t: t.double().unflatten(-1, (3, 2)).norm(dim=-1)
@@ -330,9 +293,7 @@ def _(g):
 
 @apply_rotary.prop("gradients flow back to x")
 def _(g):
-    case = _rotary_case(randn(g, 2, 3, 4))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x"})
+    return gradients_flow(_rotary_case(randn(g, 2, 3, 4)), {"args.0": "x"})
 
 
 @apply_rotary.mistake("the pairs are the two halves (x[i], x[i + d/2]) instead of neighbours (x[2i], x[2i+1]).")

@@ -9,19 +9,16 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..calling import MODULE
+from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, linear_weight, mask_ignored,
+                     randn, random_mask, shapes, transposed, uses_multihead_attention, with_parameters)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 SDPA_WHY = "the point is to build attention from its parts"
-
-
-def _shuffled(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A non-contiguous tensor of the given shape (a transposed view), to catch .view() on inputs."""
-    return randn(g, *shape[:-2], shape[-1], shape[-2]).transpose(-1, -2)
 
 
 # --------------------------------------------------------------------------- softmax
@@ -55,7 +52,7 @@ def _(g, hidden):
         Case(f"{shapes(x=wide, dim=0)} with entries near 1e4", (wide,), {"dim": 0}),
         Case(f"{shapes(x=with_inf)} with some -inf entries", (with_inf,)),
         Case("x of shape (5, 1) (a single entry per row)", (randn(g, 5, 1),)),
-        Case("a non-contiguous x of shape (4, 6)", (_shuffled(g, 4, 6),)),
+        Case("a non-contiguous x of shape (4, 6)", (transposed(g, 4, 6),)),
     ]
 
 
@@ -122,7 +119,7 @@ def _(g, hidden):
         return [Case(shapes(q=q, k=k), (q, k)) for q, k in pairs]
     pairs = [(randn(g, 4, 6, 16), randn(g, 4, 9, 16)), (randn(g, 2, 1, 5), randn(g, 2, 7, 5)),
              (randn(g, 3, 2, 4, 1), randn(g, 3, 2, 4, 1)), (randn(g, 2, 5, 64), randn(g, 2, 5, 64)),
-             (randn(g, 2, 3, 7), _shuffled(g, 2, 6, 7))]
+             (randn(g, 2, 3, 7), transposed(g, 2, 6, 7))]
     return [Case(shapes(q=q, k=k) + (" (non-contiguous k)" if not k.is_contiguous() else ""), (q, k))
             for q, k in pairs]
 
@@ -186,7 +183,7 @@ def _(g, hidden):
         case(randn(g, 2, 6, 8), randn(g, 2, 6, 8), randn(g, 2, 6, 8), causal(6), " (causal)"),
         case(randn(g, 4, 1, 5), randn(g, 4, 1, 5), randn(g, 4, 1, 3), note=" (length 1)"),
         case(randn(g, 2, 3, 4, 6), randn(g, 2, 3, 9, 6), randn(g, 2, 3, 9, 2), random_mask(g, 2, 1, 4, 9)),
-        case(randn(g, 2, 4, 5), _shuffled(g, 2, 7, 5), _shuffled(g, 2, 7, 3), random_mask(g, 7),
+        case(randn(g, 2, 4, 5), transposed(g, 2, 7, 5), transposed(g, 2, 7, 3), random_mask(g, 7),
              " (non-contiguous k and v, mask over keys only)"),
     ]
 
@@ -285,7 +282,7 @@ def builtin(ref):
 
 # ------------------------------------------------------------------------ SelfAttention
 SelfAttention = Exercise(
-    "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    "SelfAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION,
                components.ScaledDotProductAttention), why_forbidden=SDPA_WHY,
     points=(2, 2), difficulty=3, minutes=25,
@@ -314,16 +311,8 @@ def _(g, hidden):
 
 @SelfAttention.prop("W_q, W_k and W_v are nn.Linear(d_model, d_k, bias=False)")
 def _(g):
-    def judge(results, dtype):
-        modules = results[0].structure.get("modules", {})
-        for name in ("W_q", "W_k", "W_v"):
-            layer = modules.get(name)
-            if layer is None or layer["type"] != "Linear":
-                return f"SelfAttention(6, 4).{name} should be an nn.Linear, but it is {layer['type'] if layer else 'missing'}."
-            if layer["repr"] != "in_features=6, out_features=4, bias=False":
-                return f"SelfAttention(6, 4).{name} should be Linear(in_features=6, out_features=4, bias=False), but it is Linear({layer['repr']})."
-        return None
-    return [Case("SelfAttention(d_model=6, d_k=4)", init=(6, 4), inspect=True)], judge
+    return has_linear_layers(Case("SelfAttention(d_model=6, d_k=4)", init=(6, 4), inspect=True), "SelfAttention(6, 4)",
+                             dict.fromkeys(("W_q", "W_k", "W_v"), "in_features=6, out_features=4, bias=False"))
 
 
 @SelfAttention.prop("permuting the input tokens permutes the output the same way")
@@ -344,27 +333,14 @@ def _(g):
 
 @SelfAttention.prop("gradients reach the input and W_q, W_k, W_v")
 def _(g):
-    case = _self_attention_case(g, 2, 3, 4, 2)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
-                                    "params.W_v.weight": "W_v"})
+    return gradients_flow(_self_attention_case(g, 2, 3, 4, 2),
+                          {"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                           "params.W_v.weight": "W_v"})
 
 
 def _with_weights(ref, change):
     """A wrong SelfAttention: the reference, run with some projection weights replaced by ``change(params)``."""
-    class Wrong(ref.SelfAttention):
-        def forward(self, x, mask=None):
-            params = {name: p for name, p in self.named_parameters()}
-            replaced = change({name: p.detach() for name, p in params.items()})
-            saved = {name: params[name].data for name in replaced}
-            for name, value in replaced.items():
-                params[name].data = value
-            try:
-                return super().forward(x, mask)
-            finally:
-                for name, value in saved.items():
-                    params[name].data = value
-    return Wrong
+    return with_parameters(ref.SelfAttention, lambda params, model: change(params))
 
 
 @SelfAttention.mistake("the scores are not divided by sqrt(d_k).")
@@ -393,18 +369,5 @@ def transposed_weights(ref):
     return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
 
 
-@SelfAttention.mistake("the mask is ignored.")
-def ignores_mask(ref):
-    class Wrong(ref.SelfAttention):
-        def forward(self, x, mask=None):
-            return super().forward(x)
-    return Wrong
-
-
-@SelfAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
-def builtin(ref):
-    class Wrong(ref.SelfAttention):
-        def forward(self, x, mask=None):
-            nn.MultiheadAttention(self.W_q.out_features, 1, batch_first=True)
-            return super().forward(x, mask)
-    return Wrong
+mask_ignored(SelfAttention)
+uses_multihead_attention(SelfAttention, lambda module: module.W_q.out_features)

@@ -11,16 +11,14 @@ import torch
 from torch import nn
 
 from .. import forbidden as capability
+from ..calling import MODULE
 from ..compare import describe
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, mask_ignored, randn, random_mask,
+                     shapes, transposed, uses_multihead_attention, with_forward, with_parameters)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"
 ATTENTION_WHY = "the point is to wire queries, keys and values yourself"
-
-
-def _transposed(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A non-contiguous tensor of the given shape (a transposed view), to catch .view() on inputs."""
-    return randn(g, *shape[:-2], shape[-1], shape[-2]).transpose(-1, -2)
 
 
 def _row_sums_are_one(weights: torch.Tensor, name: str) -> str | None:
@@ -52,7 +50,7 @@ def _(g, hidden):
                 _additive_case(g, 2, 1, 6, 3, 5, 4, 2, " (one query)")]
     transposed_k = _additive_case(g, 2, 4, 7, 5, 6, 3, 4)
     q, k, v, W_q, W_k, w_v = transposed_k.args
-    k = _transposed(g, 2, 7, 6)
+    k = transposed(g, 2, 7, 6)
     return [
         _additive_case(g, 3, 5, 5, 8, 8, 8, 16),
         _additive_case(g, 4, 6, 9, 10, 7, 5, 12),
@@ -80,10 +78,9 @@ def _(g):
 
 @additive_attention.prop("gradients reach q, k, v, W_q, W_k and w_v")
 def _(g):
-    case = _additive_case(g, 1, 2, 3, 4, 3, 2, 5)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q",
-                                    "args.4": "W_k", "args.5": "w_v"})
+    return gradients_flow(_additive_case(g, 1, 2, 3, 4, 3, 2, 5),
+                          {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q", "args.4": "W_k",
+                           "args.5": "w_v"})
 
 
 @additive_attention.mistake("the tanh is missing. Without it the score is (q W_q) . w_v + (k W_k) . w_v, and the "
@@ -192,9 +189,7 @@ def _(g):
 
 @hard_attention.prop("gradients reach v")
 def _(g):
-    case = _hard_case(g, (1, 3, 4), 5, 2)
-    case.grad = True
-    return [case], gradients_reach({"args.2": "v"})
+    return gradients_flow(_hard_case(g, (1, 3, 4), 5, 2), {"args.2": "v"})
 
 
 @hard_attention.mistake("on a tie the last best key is chosen; argmax must keep the first one (torch.argmax does).")
@@ -284,7 +279,7 @@ def total_width(ref):
 
 # ----------------------------------------------------------------------------- CrossAttention
 CrossAttention = Exercise(
-    "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=ATTENTION_WHY,
     points=(2, 2), difficulty=2, minutes=20,
     task="a module with `W_q`, `W_k`, `W_v`: queries from `x`, keys and values from `memory`",
@@ -326,17 +321,8 @@ def _(g, hidden):
 def _(g):
     expected = {"W_q": "in_features=6, out_features=6, bias=False", "W_k": "in_features=4, out_features=6, bias=False",
                 "W_v": "in_features=4, out_features=6, bias=False"}
-
-    def judge(results, dtype):
-        modules = results[0].structure.get("modules", {})
-        for name, text in expected.items():
-            layer = modules.get(name)
-            if layer is None or layer["type"] != "Linear":
-                return f"CrossAttention(6, 4).{name} should be an nn.Linear, but it is {layer['type'] if layer else 'missing'}."
-            if layer["repr"] != text:
-                return f"CrossAttention(6, 4).{name} should be Linear({text}), but it is Linear({layer['repr']})."
-        return None
-    return [Case("CrossAttention(d_model=6, d_memory=4)", init=(6, 4), inspect=True)], judge
+    return has_linear_layers(Case("CrossAttention(d_model=6, d_memory=4)", init=(6, 4), inspect=True),
+                             "CrossAttention(6, 4)", expected)
 
 
 @CrossAttention.prop("permuting the memory tokens leaves out unchanged and permutes the weights' columns")
@@ -360,35 +346,19 @@ def _(g):
 
 @CrossAttention.prop("gradients reach x, memory and W_q, W_k, W_v")
 def _(g):
-    case = _cross_case(g, 2, 3, 4, 4, 3)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q",
-                                    "params.W_k.weight": "W_k", "params.W_v.weight": "W_v"})
+    return gradients_flow(_cross_case(g, 2, 3, 4, 4, 3),
+                          {"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                           "params.W_v.weight": "W_v"})
 
 
 def _with_weights(ref, change):
     """A wrong CrossAttention: the reference, run with some projection weights replaced by ``change(params)``."""
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            params = dict(self.named_parameters())
-            replaced = change({name: p.detach() for name, p in params.items()})
-            saved = {name: params[name].data for name in replaced}
-            for name, value in replaced.items():
-                params[name].data = value
-            try:
-                return super().forward(x, memory, mask)
-            finally:
-                for name, value in saved.items():
-                    params[name].data = value
-    return Wrong
+    return with_parameters(ref.CrossAttention, lambda params, model: change(params))
 
 
 @CrossAttention.mistake("the roles are swapped: the queries must come from x, the keys and values from memory.")
 def roles_swapped(ref):
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            return super().forward(memory, x, mask)
-    return Wrong
+    return with_forward(ref.CrossAttention, lambda self, right, x, memory, mask=None: right(memory, x, mask))
 
 
 class _ReadsFrom(nn.Module):
@@ -456,18 +426,5 @@ def transposed_weights(ref):
     return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
 
 
-@CrossAttention.mistake("the mask is ignored.")
-def ignores_mask(ref):
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            return super().forward(x, memory)
-    return Wrong
-
-
-@CrossAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
-def builtin(ref):
-    class Wrong(ref.CrossAttention):
-        def forward(self, x, memory, mask=None):
-            nn.MultiheadAttention(self.W_q.out_features, 1, batch_first=True)
-            return super().forward(x, memory, mask)
-    return Wrong
+mask_ignored(CrossAttention)
+uses_multihead_attention(CrossAttention, lambda module: module.W_q.out_features)

@@ -14,77 +14,24 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
+from ..calling import MODULE
 from ..compare import describe
-from ..spec import Case, Exercise, causal, close, gradients_reach, linear_weight, randn, random_mask, shapes
+from ..cases import (causal, close, gradients_flow, interleaving, linear_layers_problem, linear_weight, mask_ignored,
+                     randn, random_mask, shapes, splits_into_heads, transposed, uses_multihead_attention,
+                     with_forward, with_parameters)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch06_multi_head_attention"
 MHA_WHY = "the point is to build multi-head attention from projections, heads and chapter 4's attention"
 
 
-def _interleaving(d_model: int, n_heads: int, device) -> torch.Tensor:
-    """Feature order of a '(d_head h)' split: position j*d_head + c holds feature c*h + j."""
-    return torch.arange(d_model, device=device).view(d_model // n_heads, n_heads).T.reshape(-1)
-
-
 # ------------------------------------------------------------------------------- split_heads
-split_heads = Exercise("split_heads", ASSIGNMENT,
-                       points=(1, 1), difficulty=1, minutes=10,
-                       task=r"`(B, T, D)` → `(B, h, T, D/h)`; head $j$ takes features $j\,d_\text{head}$ to $(j+1)\,d_\text{head} - 1$")
-
-
-@split_heads.cases
-def _(g, hidden):
-    sizes = [(2, 3, 8, 2), (1, 4, 6, 3), (2, 5, 12, 4)] if not hidden else [
-        (3, 7, 16, 4), (2, 1, 6, 6), (1, 5, 9, 1), (4, 3, 20, 5)]
-    cases = [Case(shapes(x=x, n_heads=h), (x, h)) for x, h in ((randn(g, b, t, d), h) for b, t, d, h in sizes)]
-    if hidden:
-        x = randn(g, 2, 12, 6).transpose(1, 2)  # a non-contiguous (2, 6, 12)
-        cases.append(Case(f"a non-contiguous {shapes(x=x, n_heads=3)}", (x, 3)))
-    return cases
-
-
-@split_heads.prop("head j holds features j*d_head to (j+1)*d_head of every token")
-def _(g):
-    x = randn(g, 2, 3, 12)
-
-    def judge(results, dtype):
-        got = results[0].output
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 3, 3, 4):
-            return f"split_heads(x, 3) with x of shape (2, 3, 12) should be a (2, 3, 3, 4) tensor, got {describe(got)}."
-        if not close(got[1, 2, 0], x[1, 0, 8:12], dtype):
-            return ("split_heads(x, 3)[1, 2, 0] (batch 1, head 2, token 0) should be x[1, 0, 8:12], the third block "
-                    "of 4 features of that token, but it is not.")
-        return None
-    return [Case(shapes(x=x, n_heads=3), (x, 3))], judge
-
-
-@split_heads.mistake("the features are split as '(d_head h)' instead of '(h d_head)': head j must take the "
-                     "contiguous block j*d_head:(j+1)*d_head, not every h-th feature.")
-def interleaved(ref):
-    return lambda x, n_heads: ref.split_heads(x[..., _interleaving(x.shape[-1], n_heads, x.device)], n_heads)
-
-
-@split_heads.mistake("the head axis and the sequence axis are not swapped: the result should be "
-                     "(B, h, T, d_head), not (B, T, h, d_head).")
-def not_transposed(ref):
-    return lambda x, n_heads: ref.split_heads(x, n_heads).transpose(1, 2)
-
-
-@split_heads.mistake("x was reshaped to (B, h, T, d_head) directly, which mixes tokens and heads. Split the "
-                     "last axis into (h, d_head) first, then move h before T.")
-def plain_reshape(ref):
-    return lambda x, n_heads: x.reshape(x.shape[0], n_heads, x.shape[1], x.shape[2] // n_heads)
-
-
-@split_heads.mistake("n_heads is used as the size of each head instead of the number of heads.")
-def heads_and_size_swapped(ref):
-    return lambda x, n_heads: ref.split_heads(x, x.shape[-1] // n_heads)
+split_heads = Exercise("split_heads", ASSIGNMENT, points=(1, 1), difficulty=1, minutes=10, task=r"`(B, T, D)` → `(B, h, T, D/h)`; head $j$ takes features $j\,d_\text{head}$ to $(j+1)\,d_\text{head} - 1$")
+splits_into_heads(split_heads, non_contiguous=True)
 
 
 # ------------------------------------------------------------------------------- merge_heads
-merge_heads = Exercise("merge_heads", ASSIGNMENT,
-                       points=(1, 1), difficulty=1, minutes=10,
-                       task="`(B, h, T, d_head)` → `(B, T, h·d_head)`, the inverse of `split_heads`")
+merge_heads = Exercise("merge_heads", ASSIGNMENT, points=(1, 1), difficulty=1, minutes=10, task="`(B, h, T, d_head)` → `(B, T, h·d_head)`, the inverse of `split_heads`")
 
 
 @merge_heads.cases
@@ -93,7 +40,7 @@ def _(g, hidden):
         (3, 4, 7, 4), (2, 6, 1, 1), (1, 1, 5, 9), (4, 5, 3, 4)]
     cases = [Case(shapes(x=x), (x,)) for x in (randn(g, *size) for size in sizes)]
     if hidden:
-        x = randn(g, 2, 3, 6, 5).transpose(-1, -2)  # a non-contiguous (2, 3, 5, 6)
+        x = transposed(g, 2, 3, 5, 6)
         cases.append(Case(f"a non-contiguous {shapes(x=x)}", (x,)))
     return cases
 
@@ -117,7 +64,7 @@ def _(g):
                      "stay together at positions j*d_head:(j+1)*d_head.")
 def interleaved(ref):
     def wrong(x):
-        inverse = torch.argsort(_interleaving(x.shape[1] * x.shape[-1], x.shape[1], x.device))
+        inverse = torch.argsort(interleaving(x.shape[1] * x.shape[-1], x.shape[1], x.device))
         return ref.merge_heads(x)[..., inverse]
     return wrong
 
@@ -141,11 +88,9 @@ def transposed_output(ref):
 
 # ------------------------------------------------------------------------ MultiHeadAttention
 MultiHeadAttention = Exercise(
-    "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), module=True,
+    "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION, components.MultiHeadAttention),
-    why_forbidden=MHA_WHY,
-    points=(3, 3), difficulty=3, minutes=45,
-    task="a module with `q_proj`, `k_proj`, `v_proj`, `out_proj`; `forward(query, key, value, mask=None)` → `(out, weights)` with weights `(B, h, T_q, T_k)`; equal to `nn.MultiheadAttention(batch_first=True)` given the same weights",
+    why_forbidden=MHA_WHY, points=(3, 3), difficulty=3, minutes=45, task="a module with `q_proj`, `k_proj`, `v_proj`, `out_proj`; `forward(query, key, value, mask=None)` → `(out, weights)` with weights `(B, h, T_q, T_k)`; equal to `nn.MultiheadAttention(batch_first=True)` given the same weights",
 )
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
@@ -200,15 +145,11 @@ def _(g, hidden):
 def _(g):
     def judge(results, dtype):
         for result, bias in zip(results, (True, False)):
-            modules = result.structure.get("modules", {})
             call = "MultiHeadAttention(8, 2)" if bias else "MultiHeadAttention(8, 2, bias=False)"
-            for name in PROJECTIONS:
-                layer = modules.get(name)
-                if layer is None or layer["type"] != "Linear":
-                    return f"{call}.{name} should be an nn.Linear, but it is {layer['type'] if layer else 'missing'}."
-                text = f"in_features=8, out_features=8, bias={bias}"
-                if layer["repr"] != text:
-                    return f"{call}.{name} should be Linear({text}), but it is Linear({layer['repr']})."
+            problem = linear_layers_problem(result.structure, call,
+                                            dict.fromkeys(PROJECTIONS, f"in_features=8, out_features=8, bias={bias}"))
+            if problem:
+                return problem
         return None
     return [Case("MultiHeadAttention(8, 2)", init=(8, 2), inspect=True),
             Case("MultiHeadAttention(8, 2, bias=False)", init=(8, 2, False), inspect=True)], judge
@@ -260,29 +201,15 @@ def _(g):
 
 @MultiHeadAttention.prop("gradients reach query, key, value and the four projections")
 def _(g):
-    case = _mha_case(g, 8, 2, 2, 3, 4)
-    case.grad = True
     names = {"args.0": "query", "args.1": "key", "args.2": "value"}
     names.update({f"params.{p}.{w}": f"{p}.{w}" for p in PROJECTIONS for w in ("weight", "bias")})
-    return [case], gradients_reach(names)
+    return gradients_flow(_mha_case(g, 8, 2, 2, 3, 4), names)
 
 
 def _with_weights(ref, change):
-    """A wrong MultiHeadAttention: the reference, run with some parameters replaced by ``change(params, n_heads)``."""
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            params = dict(self.named_parameters())
-            replaced = change({name: p.detach() for name, p in params.items()}, self.q_proj.out_features,
-                              self.n_heads)
-            saved = {name: params[name].data for name in replaced}
-            for name, value_ in replaced.items():
-                params[name].data = value_
-            try:
-                return super().forward(query, key, value, mask)
-            finally:
-                for name, value_ in saved.items():
-                    params[name].data = value_
-    return Wrong
+    """A wrong MultiHeadAttention: the reference, run with some parameters replaced by ``change(params, d_model, n_heads)``."""
+    return with_parameters(ref.MultiHeadAttention, lambda params, model: change(params, model.q_proj.out_features,
+                                                                                model.n_heads))
 
 
 def _scale_queries(params: dict, factor: float) -> dict:
@@ -304,7 +231,7 @@ def scales_by_d_model(ref):
                             "must take the contiguous block j*d_head:(j+1)*d_head of the projected features.")
 def interleaved_heads(ref):
     def change(p, d_model, h):
-        order = _interleaving(d_model, h, p["q_proj.weight"].device)
+        order = interleaving(d_model, h, p["q_proj.weight"].device)
         moved = {name: p[name][order] for name in p if name.split(".")[0] in PROJECTIONS[:3]}
         moved["out_proj.weight"] = p["out_proj.weight"][:, order]
         return moved
@@ -330,10 +257,8 @@ def queries_from_k_proj(ref):
 
 @MultiHeadAttention.mistake("the values are computed from `key` instead of `value`.")
 def values_from_key(ref):
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            return super().forward(query, key, key, mask)
-    return Wrong
+    return with_forward(ref.MultiHeadAttention,
+                        lambda self, right, query, key, value, mask=None: right(query, key, key, mask))
 
 
 @MultiHeadAttention.mistake("the weights are averaged over the heads; return one (T_q, T_k) matrix per head, "
@@ -355,18 +280,5 @@ def inverted_mask(ref):
     return Wrong
 
 
-@MultiHeadAttention.mistake("the mask is ignored.")
-def ignores_mask(ref):
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            return super().forward(query, key, value)
-    return Wrong
-
-
-@MultiHeadAttention.mistake("uses nn.MultiheadAttention", expect="uses torch.nn.MultiheadAttention")
-def builtin(ref):
-    class Wrong(ref.MultiHeadAttention):
-        def forward(self, query, key, value, mask=None):
-            nn.MultiheadAttention(self.q_proj.in_features, 1, batch_first=True)
-            return super().forward(query, key, value, mask)
-    return Wrong
+mask_ignored(MultiHeadAttention)
+uses_multihead_attention(MultiHeadAttention, lambda module: module.q_proj.in_features)

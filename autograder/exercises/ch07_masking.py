@@ -13,7 +13,8 @@ import torch
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..spec import Case, Exercise, close, randn, shapes
+from ..cases import close, randn, shapes
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch07_masking"
 

@@ -13,15 +13,12 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
-                    linear_weight, randn, shapes)
+from ..calling import MODULE, Module
+from ..cases import (close, dropout_in_eval, dropout_off_in_eval, gradients_flow, has_linear_layers, lent_component,
+                     linear_weight, raises, randn, shapes, transposed, with_attributes, with_forward, with_output)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch08_residual_norm_ffn"
-
-
-def _shuffled(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A non-contiguous tensor of the given shape (a transposed view)."""
-    return randn(g, *shape[:-2], shape[-1], shape[-2]).transpose(-1, -2)
 
 
 def _norm_state(g: torch.Generator, d: int, prefix: str = "") -> dict:
@@ -35,9 +32,7 @@ def _norm_state(g: torch.Generator, d: int, prefix: str = "") -> dict:
 layer_norm = Exercise(
     "layer_norm", ASSIGNMENT,
     forbidden=(capability.NORMALIZATION,),
-    why_forbidden="write the normalisation yourself from mean, variance and sqrt",
-    points=(1, 2), difficulty=2, minutes=20,
-    task="LayerNorm over the last axis: biased variance, `eps` inside the square root, then `weight` and `bias`",
+    why_forbidden="write the normalisation yourself from mean, variance and sqrt", points=(1, 2), difficulty=2, minutes=20, task="LayerNorm over the last axis: biased variance, `eps` inside the square root, then `weight` and `bias`",
 )
 
 
@@ -63,7 +58,7 @@ def _(g, hidden):
         _ln_case(g, randn(g, 4, 7, scale=1e-3), eps=1e-4, note=" (small variance)"),
         _ln_case(g, randn(g, 3, 1), note=" (a single feature)"),
         _ln_case(g, randn(g, 1, 9) + 5, eps=0.5),
-        _ln_case(g, _shuffled(g, 6, 5), note=" (non-contiguous x)"),
+        _ln_case(g, transposed(g, 6, 5), note=" (non-contiguous x)"),
         _ln_case(g, randn(g, 8, 32, scale=30)),
     ]
 
@@ -108,9 +103,7 @@ def _(g):
 
 @layer_norm.prop("gradients flow back to x, weight and bias")
 def _(g):
-    case = _ln_case(g, randn(g, 2, 5))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "args.1": "weight", "args.2": "bias"})
+    return gradients_flow(_ln_case(g, randn(g, 2, 5)), {"args.0": "x", "args.1": "weight", "args.2": "bias"})
 
 
 @layer_norm.mistake("the variance is the unbiased one (divided by d - 1). LayerNorm uses the biased variance, "
@@ -167,11 +160,9 @@ def builtin(ref):
 # float64 first: the tanh approximation of GELU differs from the exact GELU by less than float32's
 # tolerance for naming a mistake, so float64 is where it can be recognised.
 PositionwiseFeedForward = Exercise(
-    "PositionwiseFeedForward", ASSIGNMENT, module=True, dtypes=(torch.float64, torch.float32),
+    "PositionwiseFeedForward", ASSIGNMENT, call=MODULE, dtypes=(torch.float64, torch.float32),
     forbidden=(components.PositionwiseFeedForward,),
-    why_forbidden="the course's ready-made feed-forward network is lent to later chapters; here you build it",
-    points=(1, 2), difficulty=2, minutes=20,
-    task="the two-layer FFN with attributes `linear1`, `linear2`; ReLU or exact GELU; dropout before `linear2`",
+    why_forbidden="the course's ready-made feed-forward network is lent to later chapters; here you build it", points=(1, 2), difficulty=2, minutes=20, task="the two-layer FFN with attributes `linear1`, `linear2`; ReLU or exact GELU; dropout before `linear2`",
 )
 
 
@@ -193,23 +184,14 @@ def _(g, hidden):
     return [_ffn_case(g, randn(g, 3, 7, 16), 64), _ffn_case(g, randn(g, 2, 5, 8), 32, "gelu"),
             _ffn_case(g, randn(g, 4, 1, 6), 10, note=" (length 1)"),
             _ffn_case(g, randn(g, 2, 2, 3, 8), 16, "gelu", " (two batch axes)"),
-            _ffn_case(g, _shuffled(g, 2, 6, 5), 7, note=" (non-contiguous x)")]
+            _ffn_case(g, transposed(g, 2, 6, 5), 7, note=" (non-contiguous x)")]
 
 
 @PositionwiseFeedForward.prop("linear1 is nn.Linear(d_model, d_ff) and linear2 is nn.Linear(d_ff, d_model)")
 def _(g):
-    def judge(results, dtype):
-        modules = results[0].structure.get("modules", {})
-        for name, shape in (("linear1", "in_features=6, out_features=10, bias=True"),
-                            ("linear2", "in_features=10, out_features=6, bias=True")):
-            layer = modules.get(name)
-            if layer is None or layer["type"] != "Linear":
-                return (f"PositionwiseFeedForward(6, 10).{name} should be an nn.Linear, but it is "
-                        f"{layer['type'] if layer else 'missing'}.")
-            if layer["repr"] != shape:
-                return f"PositionwiseFeedForward(6, 10).{name} should be Linear({shape}), but it is Linear({layer['repr']})."
-        return None
-    return [Case("PositionwiseFeedForward(d_model=6, d_ff=10)", init=(6, 10), inspect=True)], judge
+    return has_linear_layers(Case("PositionwiseFeedForward(d_model=6, d_ff=10)", init=(6, 10), inspect=True),
+                             "PositionwiseFeedForward(6, 10)", {"linear1": "in_features=6, out_features=10, bias=True",
+                                                                "linear2": "in_features=10, out_features=6, bias=True"})
 
 
 @PositionwiseFeedForward.prop("each position is transformed on its own")
@@ -255,37 +237,21 @@ def _(g):
 @PositionwiseFeedForward.prop("an activation other than 'relu' or 'gelu' raises ValueError")
 def _(g):
     case = Case("PositionwiseFeedForward(d_model=4, d_ff=8, dropout=0.0, activation='tanh')",
-                init=(4, 8, 0.0, "tanh"), inspect=True, expect_error=True)
-
-    def judge(results, dtype):
-        error = results[0].error
-        if error is None:
-            return ("PositionwiseFeedForward(4, 8, activation='tanh') should raise ValueError (only 'relu' and "
-                    "'gelu' are allowed), but it made a module.")
-        if "raised ValueError" not in error:
-            return f"For activation='tanh', PositionwiseFeedForward should raise ValueError. Instead: {error}"
-        return None
-    return [case], judge
+                init=(4, 8, 0.0, "tanh"), inspect=True)
+    return raises(case, "ValueError", "PositionwiseFeedForward(4, 8, activation='tanh') should raise ValueError (only "
+                  "'relu' and 'gelu' are allowed), but it made a module.",
+                  "For activation='tanh', PositionwiseFeedForward")
 
 
 @PositionwiseFeedForward.prop("gradients reach x and both layers")
 def _(g):
-    case = _ffn_case(g, randn(g, 2, 3, 4), 8)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.linear1.weight": "linear1.weight",
-                                    "params.linear2.weight": "linear2.weight", "params.linear1.bias": "linear1.bias"})
+    return gradients_flow(_ffn_case(g, randn(g, 2, 3, 4), 8),
+                          {"args.0": "x", "params.linear1.weight": "linear1.weight",
+                           "params.linear2.weight": "linear2.weight", "params.linear1.bias": "linear1.bias"})
 
 
 def _with_activation(ref, activation):
-    class Wrong(ref.PositionwiseFeedForward):
-        def forward(self, x):
-            saved = self.activation
-            self.activation = activation
-            try:
-                return super().forward(x)
-            finally:
-                self.activation = saved
-    return Wrong
+    return with_attributes(ref.PositionwiseFeedForward, lambda self: {"activation": activation})
 
 
 @PositionwiseFeedForward.mistake("there is no activation between linear1 and linear2. Without it the two layers "
@@ -302,39 +268,24 @@ def always_relu(ref):
 @PositionwiseFeedForward.mistake("GELU uses the tanh approximation. Use the exact GELU: F.gelu(h) or nn.GELU() "
                                  "(the default, approximate='none').")
 def tanh_gelu(ref):
-    class Wrong(ref.PositionwiseFeedForward):
-        def forward(self, x):
-            saved = self.activation
-            if saved is F.gelu:
-                self.activation = lambda h: F.gelu(h, approximate="tanh")
-            try:
-                return super().forward(x)
-            finally:
-                self.activation = saved
-    return Wrong
+    def tanh_if_gelu(self):
+        return {"activation": lambda h: F.gelu(h, approximate="tanh")} if self.activation is F.gelu else {}
+    return with_attributes(ref.PositionwiseFeedForward, tanh_if_gelu)
 
 
 @PositionwiseFeedForward.mistake("an activation is also applied after linear2. The network's output is linear2's "
                                  "output as it is: the residual connection adds it to x.")
 def activation_on_output(ref):
-    class Wrong(ref.PositionwiseFeedForward):
-        def forward(self, x):
-            return self.activation(super().forward(x))
-    return Wrong
+    return with_output(ref.PositionwiseFeedForward, lambda self, out, x: self.activation(out))
 
 
 @PositionwiseFeedForward.mistake("the network adds its input to its output (x + ...). The residual belongs to the "
                                  "sublayer connection around the network, not inside it.")
 def residual_inside(ref):
-    class Wrong(ref.PositionwiseFeedForward):
-        def forward(self, x):
-            return x + super().forward(x)
-    return Wrong
+    return with_output(ref.PositionwiseFeedForward, lambda self, out, x: x + out)
 
 
-@PositionwiseFeedForward.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.PositionwiseFeedForward)
+dropout_in_eval(PositionwiseFeedForward)
 
 
 @PositionwiseFeedForward.mistake("an unknown activation does not raise", expect="should raise ValueError (only 'relu' and")
@@ -345,24 +296,14 @@ def accepts_any_activation(ref):
     return Wrong
 
 
-@PositionwiseFeedForward.mistake("uses the course's ready-made feed-forward network",
-                                 expect="uses autograder.components.layers.PositionwiseFeedForward")
-def lent_component(ref):
-    class Wrong(components.PositionwiseFeedForward):
-        pass
-    return Wrong
+lent_component(PositionwiseFeedForward, components.PositionwiseFeedForward, "feed-forward network")
 
 
 # ------------------------------------------------------------------------ SublayerConnection
-class _SublayerExercise(Exercise):
+class _WithSublayer(nn.Module):
     """The sublayer is a function, which a stored case cannot hold: a case gives a matrix W instead,
     and the check calls the student's module with the sublayer ``h -> tanh(h @ W)``."""
 
-    def instantiate(self, impl, case, device, dtype):
-        return _WithSublayer(super().instantiate(impl, case, device, dtype))
-
-
-class _WithSublayer(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
@@ -371,9 +312,7 @@ class _WithSublayer(nn.Module):
         return self.model(x, lambda h: torch.tanh(h @ W))
 
 
-SublayerConnection = _SublayerExercise("SublayerConnection", ASSIGNMENT, module=True,
-                                       points=(2, 2), difficulty=2, minutes=25,
-                                       task="Add & Norm around any `sublayer` function, post-norm or pre-norm, with attribute `norm`")
+SublayerConnection = Exercise("SublayerConnection", ASSIGNMENT, call=Module(wrap=_WithSublayer), points=(2, 2), difficulty=2, minutes=25, task="Add & Norm around any `sublayer` function, post-norm or pre-norm, with attribute `norm`")
 
 
 def _sublayer_case(g, x, norm_first, dropout=None, W=None, note=""):
@@ -394,7 +333,7 @@ def _(g, hidden):
     return [_sublayer_case(g, randn(g, 3, 5, 16), False), _sublayer_case(g, randn(g, 3, 5, 16), True),
             _sublayer_case(g, randn(g, 2, 1, 8), True, note=" (length 1)"),
             _sublayer_case(g, randn(g, 4, 6, 12, scale=3) + 1, False),
-            _sublayer_case(g, _shuffled(g, 2, 7, 10), True, note=" (non-contiguous x)")]
+            _sublayer_case(g, transposed(g, 2, 7, 10), True, note=" (non-contiguous x)")]
 
 
 @SublayerConnection.prop("`norm` is nn.LayerNorm(d_model)")
@@ -449,31 +388,19 @@ def _(g):
 
 @SublayerConnection.prop("gradients reach x, the sublayer and norm")
 def _(g):
-    case = _sublayer_case(g, randn(g, 2, 3, 4), False)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "args.1": "the sublayer's weight W",
-                                    "params.model.norm.weight": "norm.weight", "params.model.norm.bias": "norm.bias"})
+    return gradients_flow(_sublayer_case(g, randn(g, 2, 3, 4), False),
+                          {"args.0": "x", "args.1": "the sublayer's weight W",
+                           "params.model.norm.weight": "norm.weight", "params.model.norm.bias": "norm.bias"})
 
 
 def _with_norm_first(ref, choose):
-    class Wrong(ref.SublayerConnection):
-        def forward(self, x, sublayer):
-            saved = self.norm_first
-            self.norm_first = choose(saved)
-            try:
-                return super().forward(x, sublayer)
-            finally:
-                self.norm_first = saved
-    return Wrong
+    return with_attributes(ref.SublayerConnection, lambda self: {"norm_first": choose(self.norm_first)})
 
 
 @SublayerConnection.mistake("the residual is missing: the sublayer's output is not added to x (the Add of Add & Norm "
                             "is x + sublayer(...)).")
 def no_residual(ref):
-    class Wrong(ref.SublayerConnection):
-        def forward(self, x, sublayer):
-            return super().forward(x, lambda h: sublayer(h) - h)
-    return Wrong
+    return with_forward(ref.SublayerConnection, lambda self, right, x, sublayer: right(x, lambda h: sublayer(h) - h))
 
 
 @SublayerConnection.mistake("`norm_first` is ignored: with norm_first=True normalise the sublayer's input, "
@@ -491,21 +418,14 @@ def orders_swapped(ref):
 @SublayerConnection.mistake("in pre-norm the residual adds norm(x) instead of x. Only the sublayer's input is "
                             "normalised: x + sublayer(norm(x)).")
 def pre_norm_adds_normalised_x(ref):
-    class Wrong(ref.SublayerConnection):
-        def forward(self, x, sublayer):
-            out = super().forward(x, sublayer)
-            return out - x + self.norm(x) if self.norm_first else out
-    return Wrong
+    return with_output(ref.SublayerConnection, lambda self, out, x, sublayer: out - x + self.norm(x) if self.norm_first
+                       else out)
 
 
 @SublayerConnection.mistake("in pre-norm the sum is normalised again at the end. Pre-norm returns "
                             "x + sublayer(norm(x)) as it is.")
 def pre_norm_normalises_the_sum(ref):
-    class Wrong(ref.SublayerConnection):
-        def forward(self, x, sublayer):
-            out = super().forward(x, sublayer)
-            return self.norm(out) if self.norm_first else out
-    return Wrong
+    return with_output(ref.SublayerConnection, lambda self, out, x, sublayer: self.norm(out) if self.norm_first else out)
 
 
 @SublayerConnection.mistake("in post-norm only the sublayer's output is normalised before the Add. Post-norm "
@@ -519,6 +439,4 @@ def post_norm_normalises_the_branch(ref):
     return Wrong
 
 
-@SublayerConnection.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.SublayerConnection)
+dropout_in_eval(SublayerConnection)

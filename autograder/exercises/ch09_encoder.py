@@ -8,130 +8,27 @@ catalogue of wrong versions is written on top of the reference (passed in as ``r
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 
 import torch
 from torch import nn
 
 from .. import components
 from .. import forbidden as capability
-from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
-                    linear_weight, randn, shapes)
+from ..calling import MODULE
+from ..cases import (also_calls, builtin_layer_state, builtin_mask, causal, dropout_in_eval, dropout_off_in_eval,
+                     dropped_sublayers, encoder_layer_state, gradients_flow, ignoring, lent_component,
+                     mask_description, matches_builtin, norm_first_ignored, norm_state, outputs_agree, padding_mask,
+                     parts_problem, patched_forward, query_subtracted, randn, random_mask, shapes, with_attributes,
+                     with_parts)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch09_encoder"
 BUILTINS_WHY = "the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm"
 
 
-def padding_mask(lengths: list[int], length: int) -> torch.Tensor:
-    """(B, 1, 1, T): True for the real tokens of each sequence, which come first."""
-    return (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
-
-
-def causal(length: int) -> torch.Tensor:
-    return torch.ones(length, length, dtype=torch.bool).tril()
-
-
-def random_mask(g: torch.Generator, *shape: int) -> torch.Tensor:
-    """A boolean mask where every query row keeps at least one key."""
-    mask = torch.rand(*shape, generator=g) < 0.6
-    keep = torch.randint(0, shape[-1], shape[:-1], generator=g)
-    return mask.scatter(-1, keep.unsqueeze(-1), True)
-
-
-def attention_state(g: torch.Generator, d_model: int, prefix: str) -> dict:
-    state = {}
-    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-        state[f"{prefix}.{name}.weight"] = linear_weight(g, d_model, d_model)
-        state[f"{prefix}.{name}.bias"] = 0.1 * randn(g, d_model)
-    return state
-
-
-def ffn_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str) -> dict:
-    return {f"{prefix}.linear1.weight": linear_weight(g, d_ff, d_model), f"{prefix}.linear1.bias": 0.1 * randn(g, d_ff),
-            f"{prefix}.linear2.weight": linear_weight(g, d_model, d_ff), f"{prefix}.linear2.bias": 0.1 * randn(g, d_model)}
-
-
-def norm_state(g: torch.Generator, d_model: int, prefix: str) -> dict:
-    """LayerNorm weights away from (1, 0), so that swapped or missing norms show."""
-    return {f"{prefix}.weight": 1 + 0.3 * randn(g, d_model), f"{prefix}.bias": 0.3 * randn(g, d_model)}
-
-
-def encoder_layer_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str = "") -> dict:
-    return {**attention_state(g, d_model, f"{prefix}self_attn"), **ffn_state(g, d_model, d_ff, f"{prefix}ff"),
-            **norm_state(g, d_model, f"{prefix}norm1"), **norm_state(g, d_model, f"{prefix}norm2")}
-
-
-def builtin_layer_state(state: dict, prefix: str, attention: dict) -> dict:
-    """A layer's weights under PyTorch's names (nn.TransformerEncoderLayer / nn.TransformerDecoderLayer).
-
-    ``attention`` maps our attention attributes to PyTorch's: {"self_attn": "self_attn", "cross_attn": "multihead_attn"}.
-    """
-    out = {}
-    for ours, theirs in attention.items():
-        out[f"{theirs}.in_proj_weight"] = torch.cat([state[f"{prefix}{ours}.{p}_proj.weight"] for p in "qkv"])
-        out[f"{theirs}.in_proj_bias"] = torch.cat([state[f"{prefix}{ours}.{p}_proj.bias"] for p in "qkv"])
-        out[f"{theirs}.out_proj.weight"] = state[f"{prefix}{ours}.out_proj.weight"]
-        out[f"{theirs}.out_proj.bias"] = state[f"{prefix}{ours}.out_proj.bias"]
-    for key, value in state.items():
-        rest = key.removeprefix(prefix)
-        if key.startswith(prefix) and rest.startswith(("ff.", "norm")):
-            out[rest.removeprefix("ff.")] = value
-    return out
-
-
-def builtin_mask(mask: torch.Tensor, batch: int, n_heads: int, q_len: int, k_len: int) -> torch.Tensor:
-    """Our mask (True = may attend) as PyTorch's 3-D attn_mask (B * h, T_q, T_k), True = masked out.
-
-    (A key_padding_mask would do for padding, but checking it makes PyTorch import sympy: seconds.)"""
-    return ~mask.expand(batch, n_heads, q_len, k_len).reshape(batch * n_heads, q_len, k_len)
-
-
-def mask_description(mask) -> str:
-    return f", mask {tuple(mask.shape)}" if mask is not None else ", no mask"
-
-
-@contextlib.contextmanager
-def patched_forward(module: nn.Module, make):
-    """Run ``module`` with its forward replaced by ``make(original_forward)`` for the duration."""
-    original = module.forward
-    module.forward = make(original)
-    try:
-        yield
-    finally:
-        del module.forward
-
-
-def dropped_sublayers(cases: list, index: int, norms: tuple, name: str):
-    """A property's cases and judge: with dropout=1.0 (``init[index]``) in training mode every sublayer's
-    output is dropped, so post-norm gives the norms applied to x in turn, and pre-norm gives x itself."""
-    dropped = [replace(c, label=f"{c.label}, with dropout=1.0, in training mode",
-                       init=c.init[:index] + (1.0,) + c.init[index + 1:]) for c in cases]
-
-    def expected(case):
-        x = case.args[0]
-        if case.init[index + 1]:  # norm_first
-            return x
-        for norm in norms:
-            centred = x - x.mean(-1, keepdim=True)
-            x = (centred / (centred.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * case.state[f"{norm}.weight"]
-                 + case.state[f"{norm}.bias"])
-        return x
-
-    def judge(results, dtype):
-        for case, result in zip(dropped, results):
-            if not close(result.output, expected(case), dtype):
-                order = "pre-norm" if case.init[index + 1] else "post-norm"
-                should = "x itself" if case.init[index + 1] else " of ".join(reversed(norms)) + " of x"
-                return (f"With dropout=1.0 in training mode every sublayer's output is dropped, so `{name}` in "
-                        f"{order} should return {should}; yours does not. Apply one nn.Dropout to each sublayer's "
-                        "output, before it is added to the residual.")
-        return None
-    return dropped, judge
-
-
 # ---------------------------------------------------------------------------------- EncoderLayer
 EncoderLayer = Exercise(
-    "EncoderLayer", ASSIGNMENT, module=True,
+    "EncoderLayer", ASSIGNMENT, call=MODULE,
     forbidden=(capability.ENCODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.EncoderLayer),
     why_forbidden=BUILTINS_WHY,
@@ -173,11 +70,8 @@ def _(g):
 
     def judge(results, dtype):
         modules = results[0].structure.get("modules", {})
-        for name, kind in expected.items():
-            found = modules.get(name)
-            if found is None or found["type"] != kind:
-                return (f"EncoderLayer(8, 2, 16).{name} should be a {kind}, but it is "
-                        f"{found['type'] if found else 'missing'}.")
+        if problem := parts_problem(results[0].structure, "EncoderLayer(8, 2, 16)", expected):
+            return problem
         for name in ("norm1", "norm2"):
             if not modules[name]["repr"].startswith("(8,)"):
                 return f"EncoderLayer(8, 2, 16).{name} should be nn.LayerNorm(8), but it is LayerNorm({modules[name]['repr']})."
@@ -190,19 +84,13 @@ def _(g):
     mask = padding_mask([6, 2, 4], 6)
     cases = [_layer_case(g, 3, 6, 8, 2, 16, norm_first=norm_first, mask=mask) for norm_first in (False, True)]
 
-    def judge(results, dtype):
-        for case, result in zip(cases, results):
-            norm_first = case.init[4]
-            builtin = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first).double()
-            builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn"}))
-            expected = builtin(case.args[0].double(), src_mask=builtin_mask(mask, 3, 2, 6, 6))
-            if not close(result.output, expected, dtype):
-                error = (result.output.detach().cpu().double() - expected).abs().max().item()
-                return (f"With norm_first={norm_first} and a padding mask, your EncoderLayer differs from "
-                        f"nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest difference "
-                        f"{error:.3g}).")
-        return None
-    return cases, judge
+    def builtin_output(case):
+        builtin = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=case.init[4]).double()
+        builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn"}))
+        return builtin(case.args[0].double(), src_mask=builtin_mask(mask, 3, 2, 6, 6))
+    return matches_builtin(cases, builtin_output, lambda case, error: (
+        f"With norm_first={case.init[4]} and a padding mask, your EncoderLayer differs from "
+        f"nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest difference {error:.3g})."))
 
 
 @EncoderLayer.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
@@ -213,13 +101,9 @@ def _(g):
     padded = Case(real.label.replace(shapes(x=x), shapes(x=padded_x)).replace(", no mask", "") +
                   ", the same 4 tokens followed by 3 padding tokens and their padding mask",
                   (padded_x,), {"mask": padding_mask([4, 4], 7)}, init=real.init, state=real.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :4], results[0].output, dtype):
-            return ("Appending 3 padding tokens (masked out by the padding mask) changed the outputs at the 4 real "
-                    "positions. Pass the mask to the self-attention, so that no real token attends to padding.")
-        return None
-    return [real, padded], judge
+    return outputs_agree([real, padded], "Appending 3 padding tokens (masked out by the padding mask) changed the outputs "
+                         "at the 4 real positions. Pass the mask to the self-attention, so that no real token attends "
+                         "to padding.", lambda out: out[:, :4], lambda out: out)
 
 
 @EncoderLayer.prop("dropout: off in eval mode; with dropout=1.0 in training mode each sublayer's output is dropped")
@@ -235,30 +119,20 @@ def _(g):
 
 @EncoderLayer.prop("gradients reach x and every part of the layer")
 def _(g):
-    case = _layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
-                                    "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
-                                    "params.norm2.bias": "norm2.bias"})
+    return gradients_flow(_layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3)),
+                          {"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
+                           "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
+                           "params.norm2.bias": "norm2.bias"})
 
 
 def _patched_layer(ref, part: str, make):
-    """A wrong EncoderLayer: the reference, with the forward of one of its parts replaced."""
-    class Wrong(ref.EncoderLayer):
-        def forward(self, x, mask=None):
-            with patched_forward(getattr(self, part), lambda original: make(original, x)):
-                return super().forward(x, mask)
-    return Wrong
+    """A wrong EncoderLayer: the reference, with the forward of one of its parts replaced by ``make(original, x)``."""
+    return with_parts(ref.EncoderLayer, {part: lambda original, call: make(original, call["x"])})
 
 
 @EncoderLayer.mistake("the residual around self-attention is missing: the Add is x + attention(x), not attention(x) alone.")
 def no_attention_residual(ref):
-    def make(original, x):
-        def attention_minus_query(q, k, v, mask=None):
-            out, weights = original(q, k, v, mask)
-            return out - q, weights
-        return attention_minus_query
-    return _patched_layer(ref, "self_attn", make)
+    return _patched_layer(ref, "self_attn", lambda original, x: query_subtracted(original))
 
 
 @EncoderLayer.mistake("the residual around the feed-forward network is missing: add its input back, h + ff(h).")
@@ -272,68 +146,35 @@ def ffn_reads_layer_input(ref):
     return _patched_layer(ref, "ff", lambda original, x: lambda h: original(x))
 
 
-@EncoderLayer.mistake("`norm_first` is ignored: with norm_first=True each sublayer reads norm(x) and the residual "
-                      "adds the raw x (pre-norm).")
-def always_post_norm(ref):
-    class Wrong(ref.EncoderLayer):
-        def forward(self, x, mask=None):
-            saved, self.norm_first = self.norm_first, False
-            try:
-                return super().forward(x, mask)
-            finally:
-                self.norm_first = saved
-    return Wrong
+norm_first_ignored(EncoderLayer)
 
 
 @EncoderLayer.mistake("norm1 and norm2 are swapped: norm1 belongs to the attention sublayer, norm2 to the "
                       "feed-forward sublayer.")
 def norms_swapped(ref):
-    class Wrong(ref.EncoderLayer):
-        def forward(self, x, mask=None):
-            a, b = self.norm1, self.norm2
-            saved = (a.weight.data, a.bias.data)
-            a.weight.data, a.bias.data = b.weight.data, b.bias.data
-            b.weight.data, b.bias.data = saved
-            try:
-                return super().forward(x, mask)
-            finally:
-                b.weight.data, b.bias.data = a.weight.data, a.bias.data
-                a.weight.data, a.bias.data = saved
-    return Wrong
+    return with_attributes(ref.EncoderLayer, lambda self: {"norm1": self.norm2, "norm2": self.norm1})
 
 
 @EncoderLayer.mistake("the mask is ignored: pass it to the self-attention, so that tokens do not attend to padding.")
 def ignores_mask(ref):
-    class Wrong(ref.EncoderLayer):
-        def forward(self, x, mask=None):
-            return super().forward(x)
-    return Wrong
+    return ignoring(ref.EncoderLayer, "mask")
 
 
-@EncoderLayer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.EncoderLayer)
+dropout_in_eval(EncoderLayer)
 
 
 @EncoderLayer.mistake("uses nn.TransformerEncoderLayer", expect="uses torch.nn.TransformerEncoderLayer")
 def builtin(ref):
-    class Wrong(ref.EncoderLayer):
-        def forward(self, x, mask=None):
-            nn.TransformerEncoderLayer(x.shape[-1], 1, 4, batch_first=True)
-            return super().forward(x, mask)
-    return Wrong
+    return also_calls(ref.EncoderLayer, lambda self, x, mask=None: nn.TransformerEncoderLayer(x.shape[-1], 1, 4,
+                                                                                               batch_first=True))
 
 
-@EncoderLayer.mistake("uses the course's ready-made encoder layer", expect="uses autograder.components.layers.EncoderLayer")
-def lent_component(ref):
-    class Wrong(components.EncoderLayer):
-        pass
-    return Wrong
+lent_component(EncoderLayer, components.EncoderLayer, "encoder layer")
 
 
 # ---------------------------------------------------------------------------------------- Encoder
 Encoder = Exercise(
-    "Encoder", ASSIGNMENT, module=True,
+    "Encoder", ASSIGNMENT, call=MODULE,
     forbidden=(capability.ENCODER, components.Encoder),
     why_forbidden="the point is to stack your encoder layers yourself",
     points=(2, 2), difficulty=2, minutes=20,
@@ -399,26 +240,22 @@ def _(g):
     mask = padding_mask([5, 2], 5)
     cases = [_encoder_case(g, 2, 2, 5, 8, 2, 16, norm_first=norm_first, mask=mask) for norm_first in (False, True)]
 
-    def judge(results, dtype):
-        for case, result in zip(cases, results):
-            norm_first = case.init[5]
-            layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first)
-            builtin = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8) if norm_first else None,
-                                            enable_nested_tensor=False).double()
-            state = {}
-            for i in range(2):
-                layer_state = builtin_layer_state(case.state, f"layers.{i}.", {"self_attn": "self_attn"})
-                state.update({f"layers.{i}.{key}": value for key, value in layer_state.items()})
-            if norm_first:
-                state.update({"norm.weight": case.state["norm.weight"], "norm.bias": case.state["norm.bias"]})
-            builtin.load_state_dict(state)
-            expected = builtin(case.args[0].double(), mask=builtin_mask(mask, 2, 2, 5, 5))
-            if not close(result.output, expected, dtype):
-                error = (result.output.detach().cpu().double() - expected).abs().max().item()
-                return (f"With norm_first={norm_first} and a padding mask, your Encoder differs from nn.TransformerEncoder "
-                        f"given the same weights (largest difference {error:.3g}).")
-        return None
-    return cases, judge
+    def builtin_output(case):
+        norm_first = case.init[5]
+        layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first)
+        builtin = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8) if norm_first else None,
+                                        enable_nested_tensor=False).double()
+        state = {}
+        for i in range(2):
+            layer_state = builtin_layer_state(case.state, f"layers.{i}.", {"self_attn": "self_attn"})
+            state.update({f"layers.{i}.{key}": value for key, value in layer_state.items()})
+        if norm_first:
+            state.update({"norm.weight": case.state["norm.weight"], "norm.bias": case.state["norm.bias"]})
+        builtin.load_state_dict(state)
+        return builtin(case.args[0].double(), mask=builtin_mask(mask, 2, 2, 5, 5))
+    return matches_builtin(cases, builtin_output, lambda case, error: (
+        f"With norm_first={case.init[5]} and a padding mask, your Encoder differs from nn.TransformerEncoder "
+        f"given the same weights (largest difference {error:.3g})."))
 
 
 @Encoder.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
@@ -429,13 +266,8 @@ def _(g):
     padded = Case(f"{real.label.split(' on ')[0]} on {shapes(x=padded_x)}: the same 3 tokens followed by 2 padding "
                   "tokens and their padding mask", (padded_x,), {"mask": padding_mask([3], 5)},
                   init=real.init, state=real.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :3], results[0].output, dtype):
-            return ("Appending 2 padding tokens (masked out) changed the outputs at the real positions: pass the "
-                    "mask to every layer.")
-        return None
-    return [real, padded], judge
+    return outputs_agree([real, padded], "Appending 2 padding tokens (masked out) changed the outputs at the real "
+                         "positions: pass the mask to every layer.", lambda out: out[:, :3], lambda out: out)
 
 
 @Encoder.prop("dropout is off in eval mode: with dropout=0.5 the output equals the output without dropout")
@@ -445,58 +277,31 @@ def _(g):
 
 @Encoder.prop("gradients reach x and every layer")
 def _(g):
-    case = _encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
-                                    "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
+    return gradients_flow(_encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True),
+                          {"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
+                           "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
 
 
 @Encoder.mistake("with norm_first=True the final LayerNorm (`norm`) is not applied after the last layer. Pre-norm "
                  "layers leave their output unnormalised, so the stack ends with one LayerNorm.")
 def no_final_norm(ref):
-    class Wrong(ref.Encoder):
-        def forward(self, x, mask=None):
-            saved, self.norm = self.norm, None
-            try:
-                return super().forward(x, mask)
-            finally:
-                self.norm = saved
-    return Wrong
+    return with_attributes(ref.Encoder, lambda self: {"norm": None})
 
 
 @Encoder.mistake("each layer is applied to the encoder's input x instead of the previous layer's output, so only "
                  "the last layer counts.")
 def layers_read_the_input(ref):
-    class Wrong(ref.Encoder):
-        def forward(self, x, mask=None):
-            saved = self.layers
-            self.layers = nn.ModuleList([saved[-1]])
-            try:
-                return super().forward(x, mask)
-            finally:
-                self.layers = saved
-    return Wrong
+    return with_attributes(ref.Encoder, lambda self: {"layers": nn.ModuleList([self.layers[-1]])})
 
 
 @Encoder.mistake("the layers run in reverse order: layers[0] comes first.")
 def reversed_layers(ref):
-    class Wrong(ref.Encoder):
-        def forward(self, x, mask=None):
-            saved = self.layers
-            self.layers = nn.ModuleList(list(saved)[::-1])
-            try:
-                return super().forward(x, mask)
-            finally:
-                self.layers = saved
-    return Wrong
+    return with_attributes(ref.Encoder, lambda self: {"layers": nn.ModuleList(list(self.layers)[::-1])})
 
 
 @Encoder.mistake("the mask is not passed to the layers.")
 def ignores_mask(ref):
-    class Wrong(ref.Encoder):
-        def forward(self, x, mask=None):
-            return super().forward(x)
-    return Wrong
+    return ignoring(ref.Encoder, "mask")
 
 
 @Encoder.mistake("the final LayerNorm is applied after every layer; it is applied once, after the last layer.")
@@ -513,23 +318,13 @@ def norm_after_every_layer(ref):
     return Wrong
 
 
-@Encoder.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.Encoder)
+dropout_in_eval(Encoder)
 
 
 @Encoder.mistake("uses nn.TransformerEncoder", expect="uses torch.nn.TransformerEncoder")
 def builtin(ref):
-    class Wrong(ref.Encoder):
-        def forward(self, x, mask=None):
-            nn.TransformerEncoder(nn.TransformerEncoderLayer(x.shape[-1], 1, 4, batch_first=True), 1,
-                                  enable_nested_tensor=False)
-            return super().forward(x, mask)
-    return Wrong
+    return also_calls(ref.Encoder, lambda self, x, mask=None: nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(x.shape[-1], 1, 4, batch_first=True), 1, enable_nested_tensor=False))
 
 
-@Encoder.mistake("uses the course's ready-made encoder", expect="uses autograder.components.layers.Encoder")
-def lent_component(ref):
-    class Wrong(components.Encoder):
-        pass
-    return Wrong
+lent_component(Encoder, components.Encoder, "encoder")

@@ -16,12 +16,14 @@ from torch import nn
 
 from .. import components
 from .. import forbidden as capability
+from ..calling import MODULE, Module
 from ..components.transformer import sinusoidal_table
-from ..spec import (EVAL_MESSAGE, Case, Exercise, close, dropout_off_in_eval, dropout_stays_on, gradients_reach,
-                    linear_weight, randn, shapes)
-from .ch09_encoder import (attention_state, builtin_layer_state, builtin_mask, causal, dropped_sublayers,
-                           encoder_layer_state, ffn_state, norm_state, padding_mask, patched_forward,
-                           random_mask)
+from ..cases import (also_calls, attention_state, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
+                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_flow, ignoring,
+                     lent_component, linear_weight, matches_builtin, norm_first_ignored, norm_state, outputs_agree,
+                     padding_mask, parts_problem, patched_forward, query_subtracted, raises, randn, random_mask,
+                     replaced_data, shapes, with_attributes, with_forward, with_parts)
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch10_decoder"
 
@@ -34,7 +36,7 @@ def decoder_layer_state(g: torch.Generator, d_model: int, d_ff: int, prefix: str
 
 # ---------------------------------------------------------------------------------- DecoderLayer
 DecoderLayer = Exercise(
-    "DecoderLayer", ASSIGNMENT, module=True,
+    "DecoderLayer", ASSIGNMENT, call=MODULE,
     forbidden=(capability.DECODER_LAYER, capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION,
                components.DecoderLayer),
     why_forbidden="the point is to assemble the layer yourself from attention, the feed-forward network and Add & Norm",
@@ -82,15 +84,8 @@ def _(g):
     expected = {"self_attn": "MultiHeadAttention", "cross_attn": "MultiHeadAttention", "ff": "PositionwiseFeedForward",
                 "norm1": "LayerNorm", "norm2": "LayerNorm", "norm3": "LayerNorm"}
 
-    def judge(results, dtype):
-        modules = results[0].structure.get("modules", {})
-        for name, kind in expected.items():
-            found = modules.get(name)
-            if found is None or found["type"] != kind:
-                return (f"DecoderLayer(8, 2, 16).{name} should be a {kind}, but it is "
-                        f"{found['type'] if found else 'missing'}.")
-        return None
-    return [Case("DecoderLayer(d_model=8, n_heads=2, d_ff=16)", init=(8, 2, 16), inspect=True)], judge
+    return [Case("DecoderLayer(d_model=8, n_heads=2, d_ff=16)", init=(8, 2, 16), inspect=True)], \
+        lambda results, dtype: parts_problem(results[0].structure, "DecoderLayer(8, 2, 16)", expected)
 
 
 @DecoderLayer.prop("equals nn.TransformerDecoderLayer(batch_first=True) given the same weights, in both norm orders, "
@@ -100,21 +95,15 @@ def _(g):
     cases = [_layer_case(g, 2, 4, 5, 8, 2, 16, norm_first=norm_first, tgt_mask=tgt_mask, memory_mask=memory_mask)
              for norm_first in (False, True)]
 
-    def judge(results, dtype):
-        for case, result in zip(cases, results):
-            norm_first = case.init[4]
-            builtin = nn.TransformerDecoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=norm_first).double()
-            builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn",
-                                                                        "cross_attn": "multihead_attn"}))
-            x, memory = (arg.double() for arg in case.args)
-            expected = builtin(x, memory, tgt_mask=~tgt_mask, memory_mask=builtin_mask(memory_mask, 2, 2, 4, 5))
-            if not close(result.output, expected, dtype):
-                error = (result.output.detach().cpu().double() - expected).abs().max().item()
-                return (f"With norm_first={norm_first}, a causal target mask and a source padding mask, your DecoderLayer "
-                        f"differs from nn.TransformerDecoderLayer(batch_first=True) given the same weights (largest "
-                        f"difference {error:.3g}).")
-        return None
-    return cases, judge
+    def builtin_output(case):
+        builtin = nn.TransformerDecoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=case.init[4]).double()
+        builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn",
+                                                                    "cross_attn": "multihead_attn"}))
+        x, memory = (arg.double() for arg in case.args)
+        return builtin(x, memory, tgt_mask=~tgt_mask, memory_mask=builtin_mask(memory_mask, 2, 2, 4, 5))
+    return matches_builtin(cases, builtin_output, lambda case, error: (
+        f"With norm_first={case.init[4]}, a causal target mask and a source padding mask, your DecoderLayer differs "
+        f"from nn.TransformerDecoderLayer(batch_first=True) given the same weights (largest difference {error:.3g})."))
 
 
 @DecoderLayer.prop("causality: with a causal target mask, changing later target positions leaves earlier outputs unchanged")
@@ -124,13 +113,9 @@ def _(g):
     changed_x[:, 3:] = randn(g, 2, 2, 8)
     changed = Case(case.label + ", positions 3 and 4 of x changed", (changed_x, case.args[1]), case.kwargs,
                    init=case.init, state=case.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :3], results[0].output[:, :3], dtype):
-            return ("Changing the target at positions 3 and 4 changed the outputs at positions 0 to 2: the decoder "
-                    "can see the future. Pass tgt_mask to the (masked) self-attention.")
-        return None
-    return [case, changed], judge
+    return outputs_agree([case, changed], "Changing the target at positions 3 and 4 changed the outputs at positions 0 "
+                         "to 2: the decoder can see the future. Pass tgt_mask to the (masked) self-attention.",
+                         lambda out: out[:, :3])
 
 
 @DecoderLayer.prop("padding invariance: appending padded source positions leaves the output unchanged")
@@ -141,13 +126,8 @@ def _(g):
     padded = Case(f"{case.label.split(' on ')[0]} on {shapes(x=x, memory=padded_memory)}: the same 4 source positions "
                   "followed by 2 padding positions and their memory_mask", (x, padded_memory),
                   {"tgt_mask": causal(3), "memory_mask": padding_mask([4, 4], 6)}, init=case.init, state=case.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output, results[0].output, dtype):
-            return ("Appending 2 padded source positions (masked out by memory_mask) changed the output. Pass "
-                    "memory_mask to the cross-attention.")
-        return None
-    return [case, padded], judge
+    return outputs_agree([case, padded], "Appending 2 padded source positions (masked out by memory_mask) changed the "
+                         "output. Pass memory_mask to the cross-attention.")
 
 
 @DecoderLayer.prop("dropout: off in eval mode; with dropout=1.0 in training mode each sublayer's output is dropped")
@@ -163,27 +143,15 @@ def _(g):
 
 @DecoderLayer.prop("gradients reach x, memory and every part of the layer")
 def _(g):
-    case = _layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3))
-    case.grad = True
-    return [case], gradients_reach({"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
-                                    "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
-                                    "params.norm3.weight": "norm3"})
+    return gradients_flow(_layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3)),
+                          {"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
+                           "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
+                           "params.norm3.weight": "norm3"})
 
 
 def _patched_parts(ref, make: dict):
-    """A wrong DecoderLayer: the reference, with the forward of some of its parts replaced.
-
-    ``make[part](original, call)``: ``call`` holds this call's arguments (x, memory, tgt_mask, memory_mask)
-    and ``originals`` (every part's own forward)."""
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            call = {"x": x, "memory": memory, "tgt_mask": tgt_mask, "memory_mask": memory_mask,
-                    "originals": {part: getattr(self, part).forward for part in make}}
-            with contextlib.ExitStack() as stack:
-                for part, replace in make.items():
-                    stack.enter_context(patched_forward(getattr(self, part), lambda original, r=replace: r(original, call)))
-                return super().forward(x, memory, tgt_mask, memory_mask)
-    return Wrong
+    """A wrong DecoderLayer: the reference, with the forward of some of its parts replaced (``cases.with_parts``)."""
+    return with_parts(ref.DecoderLayer, make)
 
 
 @DecoderLayer.mistake("the cross-attention takes its keys and values from x, the decoder's own tokens, instead of "
@@ -195,29 +163,18 @@ def cross_attends_to_itself(ref):
 @DecoderLayer.mistake("`tgt_mask` is ignored: without it every target position sees the future (masked "
                       "self-attention is what makes the decoder causal).")
 def ignores_tgt_mask(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            return super().forward(x, memory, None, memory_mask)
-    return Wrong
+    return ignoring(ref.DecoderLayer, "tgt_mask")
 
 
 @DecoderLayer.mistake("`memory_mask` is ignored: pass it to the cross-attention, so that no target position "
                       "attends to source padding.")
 def ignores_memory_mask(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            return super().forward(x, memory, tgt_mask, None)
-    return Wrong
+    return ignoring(ref.DecoderLayer, "memory_mask")
 
 
 @DecoderLayer.mistake("the residual around the cross-attention is missing: add its input back, h + CrossAttn(h, memory).")
 def no_cross_residual(ref):
-    def make(original, call):
-        def attention_minus_query(q, k, v, mask=None):
-            out, weights = original(q, k, v, mask)
-            return out - q, weights
-        return attention_minus_query
-    return _patched_parts(ref, {"cross_attn": make})
+    return _patched_parts(ref, {"cross_attn": lambda original, call: query_subtracted(original)})
 
 
 @DecoderLayer.mistake("the cross-attention comes before the masked self-attention. The order is: masked "
@@ -233,65 +190,32 @@ def cross_attention_first(ref):
     return _patched_parts(ref, {"self_attn": as_cross, "cross_attn": as_self})
 
 
-@DecoderLayer.mistake("`norm_first` is ignored: with norm_first=True each sublayer reads norm(x) and the residual "
-                      "adds the raw x (pre-norm).")
-def always_post_norm(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            saved, self.norm_first = self.norm_first, False
-            try:
-                return super().forward(x, memory, tgt_mask, memory_mask)
-            finally:
-                self.norm_first = saved
-    return Wrong
+norm_first_ignored(DecoderLayer)
 
 
 @DecoderLayer.mistake("norm2 and norm3 are swapped: norm1 goes with the self-attention, norm2 with the "
                       "cross-attention, norm3 with the feed-forward network.")
 def norms_swapped(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            a, b = self.norm2, self.norm3
-            saved = (a.weight.data, a.bias.data)
-            a.weight.data, a.bias.data = b.weight.data, b.bias.data
-            b.weight.data, b.bias.data = saved
-            try:
-                return super().forward(x, memory, tgt_mask, memory_mask)
-            finally:
-                b.weight.data, b.bias.data = a.weight.data, a.bias.data
-                a.weight.data, a.bias.data = saved
-    return Wrong
+    return with_attributes(ref.DecoderLayer, lambda self: {"norm2": self.norm3, "norm3": self.norm2})
 
 
-@DecoderLayer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.DecoderLayer)
+dropout_in_eval(DecoderLayer)
 
 
 @DecoderLayer.mistake("uses nn.TransformerDecoderLayer", expect="uses torch.nn.TransformerDecoderLayer")
 def builtin(ref):
-    class Wrong(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            nn.TransformerDecoderLayer(x.shape[-1], 1, 4, batch_first=True)
-            return super().forward(x, memory, tgt_mask, memory_mask)
-    return Wrong
+    return also_calls(ref.DecoderLayer, lambda self, x, *args, **kwargs: nn.TransformerDecoderLayer(
+        x.shape[-1], 1, 4, batch_first=True))
 
 
-@DecoderLayer.mistake("uses the course's ready-made decoder layer", expect="uses autograder.components.layers.DecoderLayer")
-def lent_component(ref):
-    class Wrong(components.DecoderLayer):
-        pass
-    return Wrong
+lent_component(DecoderLayer, components.DecoderLayer, "decoder layer")
 
 
 # ----------------------------------------------------------------------------------- Transformer
-class _TransformerExercise(Exercise):
+def _calls(model: nn.Module) -> nn.Module:
     """A case can call ``forward``, ``encode`` or ``decode``: its last keyword ``method`` says which."""
-
-    def instantiate(self, impl, case, device, dtype):
-        model = super().instantiate(impl, case, device, dtype)
-        _exact_positions(model)
-        return _Calls(model)
+    _exact_positions(model)
+    return _Calls(model)
 
 
 def _exact_positions(model: nn.Module) -> None:
@@ -324,8 +248,8 @@ class _Calls(nn.Module):
         return self.model(src, tgt)
 
 
-Transformer = _TransformerExercise(
-    "Transformer", ASSIGNMENT, module=True,
+Transformer = Exercise(
+    "Transformer", ASSIGNMENT, call=Module(wrap=_calls),
     forbidden=(capability.TRANSFORMER, components.Transformer),
     why_forbidden="the point is to assemble the model yourself from its parts",
     points=(2, 4), difficulty=4, minutes=40,
@@ -423,13 +347,9 @@ def _(g):
     changed_tgt[:, 3:] = changed_tgt[:, 3:] % (TGT_VOCAB - 1) + 1  # other real tokens
     changed = Case(case.label + ", target tokens 3 and 4 changed", (src,), {**case.kwargs, "tgt": changed_tgt},
                    init=case.init, state=case.state)
-
-    def judge(results, dtype):
-        if not close(results[1].output[:, :3], results[0].output[:, :3], dtype):
-            return ("Changing target tokens 3 and 4 changed the logits at positions 0 to 2: the decoder sees the "
-                    "future. Give the decoder's self-attention a causal mask (True on and below the diagonal).")
-        return None
-    return [case, changed], judge
+    return outputs_agree([case, changed], "Changing target tokens 3 and 4 changed the logits at positions 0 to 2: the "
+                         "decoder sees the future. Give the decoder's self-attention a causal mask (True on and below "
+                         "the diagonal).", lambda out: out[:, :3])
 
 
 @Transformer.prop("padding invariance: appending padding to the source or the target leaves the real logits unchanged")
@@ -464,41 +384,19 @@ def _(g):
     src = _tokens(g, [7], 7, SRC_VOCAB)
     case = Case(f"Transformer(src_vocab={SRC_VOCAB}, tgt_vocab={TGT_VOCAB}, d_model=16, n_heads=2, n_layers=1, d_ff=32, "
                 f"max_len=6).encode(src) with src (1, 7) (longer than max_len)", (src,), {"method": "encode"},
-                init=(SRC_VOCAB, TGT_VOCAB, 16, 2, 1, 32, 6, 0.0, 0), state=_model_state(g, 16, 1, 32),
-                expect_error=True)
-
-    def judge(results, dtype):
-        error = results[0].error
-        if error is None:
-            return ("Transformer(..., max_len=6).encode(src) should raise ValueError for a source of 7 tokens "
-                    "(longer than max_len), but it returned a result.")
-        if "raised ValueError" not in error:
-            return f"For a sequence longer than max_len, Transformer should raise ValueError. Instead: {error}"
-        return None
-    return [case], judge
+                init=(SRC_VOCAB, TGT_VOCAB, 16, 2, 1, 32, 6, 0.0, 0), state=_model_state(g, 16, 1, 32))
+    return raises(case, "ValueError", "Transformer(..., max_len=6).encode(src) should raise ValueError for a source of 7 "
+                  "tokens (longer than max_len), but it returned a result.",
+                  "For a sequence longer than max_len, Transformer")
 
 
 @Transformer.prop("gradients reach the embeddings, the encoder, the decoder and the output projection")
 def _(g):
-    case = _model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1)
-    case.grad = True
-    return [case], gradients_reach({"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
-                                    "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
-                                    "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
-                                    "params.model.out_proj.weight": "out_proj"})
-
-
-@contextlib.contextmanager
-def _replaced(tensors: dict):
-    """Temporarily give some parameters or buffers other values (``{tensor: new_value}``)."""
-    saved = {tensor: tensor.data for tensor in tensors}
-    for tensor, value in tensors.items():
-        tensor.data = value
-    try:
-        yield
-    finally:
-        for tensor, value in saved.items():
-            tensor.data = value
+    return gradients_flow(_model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1),
+                          {"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
+                           "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
+                           "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
+                           "params.model.out_proj.weight": "out_proj"})
 
 
 def _positions(model: nn.Module) -> torch.Tensor:
@@ -509,11 +407,11 @@ def _with_values(ref, change):
     """A wrong Transformer: the reference with some tensors replaced by ``change(model) -> {tensor: value}``."""
     class Wrong(ref.Transformer):
         def encode(self, src):
-            with _replaced(change(self)):
+            with replaced_data(change(self)):
                 return super().encode(src)
 
         def decode(self, tgt, memory, src):
-            with _replaced(change(self)):
+            with replaced_data(change(self)):
                 return super().decode(tgt, memory, src)
     return Wrong
 
@@ -574,32 +472,24 @@ def unmasked_encoder(ref):
 @Transformer.mistake("`decode` ignores the memory it is given and encodes src again. It must use `memory`: "
                      "generation encodes once and decodes many times.")
 def decode_reencodes(ref):
-    class Wrong(ref.Transformer):
-        def decode(self, tgt, memory, src):
-            return super().decode(tgt, self.encode(src), src)
-    return Wrong
+    return with_forward(ref.Transformer,
+                        lambda self, right, tgt, memory, src: right(tgt, self.encode(src), src), method="decode")
 
 
 @Transformer.mistake("an activation (ReLU) is applied to the logits. The output projection gives the logits "
                      "directly; a softmax, if needed, comes later.")
 def relu_on_logits(ref):
-    class Wrong(ref.Transformer):
-        def decode(self, tgt, memory, src):
-            return F.relu(super().decode(tgt, memory, src))
-    return Wrong
+    return with_forward(ref.Transformer,
+                        lambda self, right, tgt, memory, src: F.relu(right(tgt, memory, src)), method="decode")
 
 
 @Transformer.mistake("the model returns probabilities (a softmax over the vocabulary) instead of logits.")
 def returns_probabilities(ref):
-    class Wrong(ref.Transformer):
-        def decode(self, tgt, memory, src):
-            return super().decode(tgt, memory, src).softmax(-1)
-    return Wrong
+    return with_forward(ref.Transformer,
+                        lambda self, right, tgt, memory, src: right(tgt, memory, src).softmax(-1), method="decode")
 
 
-@Transformer.mistake("dropout stays on in eval mode", expect=EVAL_MESSAGE)
-def dropout_in_eval(ref):
-    return dropout_stays_on(ref.Transformer)
+dropout_in_eval(Transformer)
 
 
 @Transformer.mistake("a sequence longer than max_len does not raise ValueError", expect="should raise ValueError. Instead")
@@ -623,8 +513,4 @@ def builtin(ref):
     return Wrong
 
 
-@Transformer.mistake("uses the course's ready-made Transformer", expect="uses autograder.components.transformer.Transformer")
-def lent_component(ref):
-    class Wrong(components.Transformer):
-        pass
-    return Wrong
+lent_component(Transformer, components.Transformer, "Transformer")

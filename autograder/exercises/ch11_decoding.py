@@ -4,7 +4,7 @@ top-p filtering, beam search with a length penalty.
 A decoding function takes a *step function* (a language model: prefix -> next-token logits)
 and a sampling function takes a ``torch.Generator``. Neither is plain data, and a case must be
 plain data (it is stored as a fixture), so a case stores what they are made from (a table of
-logits, a seed) and ``BoundExercise`` turns that into the real argument at call time, for the
+logits, a seed) and the ``Bound`` calling strategy turns that into the real argument at call time, for the
 student's code, the reference and every catalogued mistake alike.
 
 The catalogue of wrong versions is written on top of the reference (passed in as ``ref``).
@@ -15,47 +15,14 @@ from typing import Callable, Optional
 
 import torch
 
+from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
-from ..spec import Case, Exercise, randn
+from ..cases import changed_output, randn, transposed
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch11_decoding"
 NEG_INF = float("-inf")
-
-
-# ------------------------------------------------------------------- the calling layer
-class _Bound:
-    """What the engine calls for one case: ``bind(impl, device, *args, **kwargs)``.
-
-    It poses as a module with no parameters, because the engine builds a module exercise
-    through ``Exercise.instantiate`` for every caller (see ``BoundExercise``).
-    """
-
-    def __init__(self, bind: Callable, impl: Callable, device: torch.device):
-        self.bind, self.impl, self.device = bind, impl, device
-
-    def named_parameters(self):
-        return iter(())
-
-    def __call__(self, *args, **kwargs):
-        return self.bind(self.impl, self.device, *args, **kwargs)
-
-
-class BoundExercise(Exercise):
-    """A function exercise whose cases hold data that ``bind`` turns into its real arguments.
-
-    ``bind(impl, device, *case_args, **case_kwargs)`` calls ``impl`` and returns what the
-    checks compare. The engine runs a module exercise through ``instantiate``, for the
-    student's code, the reference and the mistakes alike, so this exercise declares itself
-    a module and builds no module at all.
-    """
-
-    def __init__(self, name: str, assignment: str, bind: Callable, **kwargs):
-        super().__init__(name, assignment, module=True, **kwargs)
-        self.bind = bind
-
-    def instantiate(self, impl, case, device, dtype):
-        return _Bound(self.bind, impl, device)
 
 
 # ---------------------------------------------------------------------- step functions
@@ -156,9 +123,7 @@ def _relabelled(g: torch.Generator, rows: dict, vocab: int, noise: float) -> tup
 
 
 # ----------------------------------------------------------------------- greedy_decode
-greedy_decode = BoundExercise("greedy_decode", ASSIGNMENT, _bind_greedy,
-                              points=(1, 2), difficulty=2, minutes=15,
-                              task="the generation loop with argmax, bos, eos and `max_len`; returns the token ids as a list")
+greedy_decode = Exercise("greedy_decode", ASSIGNMENT, call=Bound(_bind_greedy), points=(1, 2), difficulty=2, minutes=15, task="the generation loop with argmax, bos, eos and `max_len`; returns the token ids as a list")
 
 
 def _greedy_case(table, bos_id, eos_id, max_len, what):
@@ -230,9 +195,7 @@ def ignores_max_len_one(ref):
 
 
 # ------------------------------------------------------------------------- beam_search
-beam_search = BoundExercise("beam_search", ASSIGNMENT, _bind_beam, outputs=("tokens", "score"),
-                            points=(2, 3), difficulty=4, minutes=40,
-                            task="beam search with finished hypotheses and a length penalty; returns `(tokens, score)`")
+beam_search = Exercise("beam_search", ASSIGNMENT, call=Bound(_bind_beam), outputs=("tokens", "score"), points=(2, 3), difficulty=4, minutes=40, task="beam search with finished hypotheses and a length penalty; returns `(tokens, score)`")
 
 
 def _beam_case(table, bos_id, eos_id, beam_size, max_len, length_penalty, what):
@@ -358,9 +321,7 @@ def _bind_sampler(impl, device, logits, temperature, draws):
         return [impl(logits.clone(), temperature, generator) for _ in range(draws["count"])]
 
 
-sample_next = BoundExercise("sample_next", ASSIGNMENT, _bind_sampler, dtypes=(None,),
-                            points=(1, 2), difficulty=2, minutes=10,
-                            task=r"one draw from $\operatorname{softmax}(z/T)$ with a seeded generator; returns a token id")
+sample_next = Exercise("sample_next", ASSIGNMENT, call=Bound(_bind_sampler), dtypes=(None,), points=(1, 2), difficulty=2, minutes=10, task=r"one draw from $\operatorname{softmax}(z/T)$ with a seeded generator; returns a token id")
 
 
 def _sample_case(logits, temperature, seed, count, on_cpu=False, note=""):
@@ -468,17 +429,31 @@ def _filter_binder(name: str) -> Callable:
     return bind
 
 
-def _shuffled(g: torch.Generator, rows: int, cols: int) -> torch.Tensor:
-    """A non-contiguous (rows, cols) tensor: a transposed view."""
-    return randn(g, cols, rows).T
+def _zero_filled(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that sets the dropped logits to 0 instead of -inf."""
+    return changed_output(filter_, lambda kept, logits, cutoff: torch.where(torch.isneginf(kept), torch.zeros_like(logits),
+                                                                           logits))
 
 
-top_k_filter = BoundExercise(
-    "top_k_filter", ASSIGNMENT, _filter_binder("top_k_filter"),
+def _on_the_first_axis(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that works along the first axis instead of the vocabulary."""
+    return lambda logits, cutoff: filter_(logits.transpose(0, -1), cutoff).transpose(0, -1)
+
+
+def _sorted(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that returns the kept logits sorted, not at their token ids."""
+    return changed_output(filter_, lambda kept, logits, cutoff: kept.sort(dim=-1, descending=True).values)
+
+
+def _in_place(filter_: Callable) -> Callable:
+    """A wrong version of a filter (top-k, top-p) that writes its result into the logits it was given."""
+    return lambda logits, cutoff: logits.copy_(filter_(logits, cutoff))
+
+
+top_k_filter = Exercise(
+    "top_k_filter", ASSIGNMENT, call=Bound(_filter_binder("top_k_filter")),
     infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
-               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.",
-    points=(1, 1), difficulty=2, minutes=15,
-    task=r"the logits with all but those at least as large as the $k$-th largest set to $-\infty$")
+               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.", points=(1, 1), difficulty=2, minutes=15, task=r"the logits with all but those at least as large as the $k$-th largest set to $-\infty$")
 
 
 def _k_case(logits, k, note=""):
@@ -503,7 +478,7 @@ def _(g, hidden):
         _k_case(randn(g, 5, 7), 7, " (k = V)"),
         _k_case(randn(g, 2, 9), 20, " (k > V)"),
         _k_case(few_finite, 3, ", only 2 finite entries per row"),
-        _k_case(_shuffled(g, 5, 8), 3, " (non-contiguous)"),
+        _k_case(transposed(g, 5, 8), 3, " (non-contiguous)"),
         _k_case(torch.randint(-3, 4, (4, 10), generator=g).double(), 3, ", whole numbers with ties"),
     ]
 
@@ -532,14 +507,12 @@ def strict_threshold(ref):
 
 @top_k_filter.mistake("the dropped logits are set to 0 instead of -inf; a logit of 0 still has a sizeable probability.")
 def fills_zero(ref):
-    def wrong(logits, k):
-        return torch.where(torch.isneginf(ref.top_k_filter(logits, k)), torch.zeros_like(logits), logits)
-    return wrong
+    return _zero_filled(ref.top_k_filter)
 
 
 @top_k_filter.mistake("the k largest are chosen along the first axis instead of along the last axis (the vocabulary).")
 def wrong_axis(ref):
-    return lambda logits, k: ref.top_k_filter(logits.transpose(0, -1), k).transpose(0, -1)
+    return _on_the_first_axis(ref.top_k_filter)
 
 
 @top_k_filter.mistake("k + 1 logits are kept instead of k.")
@@ -549,22 +522,18 @@ def one_too_many(ref):
 
 @top_k_filter.mistake("the result is sorted: each kept logit must stay at its own token id (its position along the last axis).")
 def sorted_output(ref):
-    return lambda logits, k: ref.top_k_filter(logits, k).sort(dim=-1, descending=True).values
+    return _sorted(ref.top_k_filter)
 
 
 @top_k_filter.mistake("changes its input in place", expect="changed the logits it was given (in place)")
 def in_place(ref):
-    def wrong(logits, k):
-        return logits.copy_(ref.top_k_filter(logits, k))
-    return wrong
+    return _in_place(ref.top_k_filter)
 
 
-top_p_filter = BoundExercise(
-    "top_p_filter", ASSIGNMENT, _filter_binder("top_p_filter"),
+top_p_filter = Exercise(
+    "top_p_filter", ASSIGNMENT, call=Bound(_filter_binder("top_p_filter")),
     infinities="Here -inf marks a dropped token: a token is kept (with its own logit) when the tokens more probable "
-               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.",
-    points=(1, 2), difficulty=3, minutes=25,
-    task=r"the logits with all but the smallest most-probable set holding $p$ set to $-\infty$")
+               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.", points=(1, 2), difficulty=3, minutes=25, task=r"the logits with all but the smallest most-probable set holding $p$ set to $-\infty$")
 
 
 def _safe_p(g: torch.Generator, logits: torch.Tensor, low: float, high: float) -> float:
@@ -600,7 +569,7 @@ def _(g, hidden):
         logits = randn(g, *shape, scale=1.5)
         cases.append(_p_case(logits, _safe_p(g, logits, low, high), note))
     with_inf = randn(g, 3, 7).index_fill(-1, torch.tensor([0, 4]), NEG_INF)
-    shuffled = _shuffled(g, 4, 9)
+    shuffled = transposed(g, 4, 9)
     ties = torch.randint(-2, 3, (3, 8), generator=g).double()
     peaked = randn(g, 2, 12, scale=5)
     cases += [
@@ -657,24 +626,20 @@ def one_minus_p(ref):
 
 @top_p_filter.mistake("the dropped logits are set to 0 instead of -inf; a logit of 0 still has a sizeable probability.")
 def fills_zero(ref):
-    def wrong(logits, p):
-        return torch.where(torch.isneginf(ref.top_p_filter(logits, p)), torch.zeros_like(logits), logits)
-    return wrong
+    return _zero_filled(ref.top_p_filter)
 
 
 @top_p_filter.mistake("the tokens are sorted along the first axis instead of along the last axis (the vocabulary).")
 def wrong_axis(ref):
-    return lambda logits, p: ref.top_p_filter(logits.transpose(0, -1), p).transpose(0, -1)
+    return _on_the_first_axis(ref.top_p_filter)
 
 
 @top_p_filter.mistake("the result is still in sorted order: put each kept logit back at its own token id "
                       "(scatter with the sorting indices).")
 def sorted_output(ref):
-    return lambda logits, p: ref.top_p_filter(logits, p).sort(dim=-1, descending=True).values
+    return _sorted(ref.top_p_filter)
 
 
 @top_p_filter.mistake("changes its input in place", expect="changed the logits it was given (in place)")
 def in_place(ref):
-    def wrong(logits, p):
-        return logits.copy_(ref.top_p_filter(logits, p))
-    return wrong
+    return _in_place(ref.top_p_filter)

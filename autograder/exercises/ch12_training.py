@@ -1,7 +1,7 @@
 """Chapter 12: training the chapter-10 Transformer on sequence reversal.
 
 ``make_reversal_batch`` takes a ``torch.Generator`` and ``train_reversal_model`` trains a model,
-so both go through ``BoundExercise`` (chapter 11): a case stores a seed, and the binding turns
+so both are called through the ``Bound`` strategy: a case stores a seed, and the binding turns
 it into the real argument. The training check never compares a model with a reference: it
 trains the student's model once, greedy-decodes a test set of reversal problems with it,
 and hands back plain data (the time taken, the decoded tokens, the teacher-forced
@@ -32,11 +32,12 @@ from torch import nn
 
 from .. import forbidden as capability
 from .. import config
+from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
 from ..forbidden import display_name, watch
-from ..spec import Case, Exercise, gradients_reach, randn
-from .ch11_decoding import BoundExercise
+from ..cases import changed_output, gradients_reach, randn
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch12_training"
 
@@ -59,10 +60,8 @@ def _bind_batch(impl, device, batch_size, seq_len, vocab_size, draws):
         return impl(batch_size, seq_len, vocab_size, generator)
 
 
-make_reversal_batch = BoundExercise("make_reversal_batch", ASSIGNMENT, _bind_batch,
-                                    outputs=("src", "tgt_in", "tgt_out"), dtypes=(None,),
-                                    points=(1, 1), difficulty=1, minutes=10,
-                                    task="`(src, tgt_in, tgt_out)` for reversal, with a seeded generator: `src (B, T)`, `tgt_in` and `tgt_out (B, T + 1)`")
+make_reversal_batch = Exercise("make_reversal_batch", ASSIGNMENT, call=Bound(_bind_batch),
+                                    outputs=("src", "tgt_in", "tgt_out"), dtypes=(None,), points=(1, 1), difficulty=1, minutes=10, task="`(src, tgt_in, tgt_out)` for reversal, with a seeded generator: `src (B, T)`, `tgt_in` and `tgt_out (B, T + 1)`")
 
 
 def _batch_case(batch_size, seq_len, vocab_size, seed):
@@ -80,40 +79,36 @@ def _(g, hidden):
             _batch_case(3, 1, 6, seed()), _batch_case(64, 6, 14, seed())]
 
 
+def _with_target(ref, target_of):
+    """A wrong make_reversal_batch whose target (after bos in tgt_in, before eos in tgt_out) is ``target_of(src)``."""
+    def change(batch, *_):
+        src, tgt_in, tgt_out = batch
+        target = target_of(src)
+        return src, torch.cat([tgt_in[:, :1], target], 1), torch.cat([target, tgt_out[:, -1:]], 1)
+    return changed_output(ref.make_reversal_batch, change)
+
+
 @make_reversal_batch.mistake("the target is not reversed: tgt_in and tgt_out must hold the source backwards, src.flip(1).")
 def not_reversed(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        return src, torch.cat([tgt_in[:, :1], src], 1), torch.cat([src, tgt_out[:, -1:]], 1)
-    return wrong
+    return _with_target(ref, lambda src: src)
 
 
 @make_reversal_batch.mistake("each sequence is reversed along the batch axis (flip(0)) instead of along its own "
                              "tokens (flip(1)).")
 def flips_the_batch(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        target = src.flip(0)
-        return src, torch.cat([tgt_in[:, :1], target], 1), torch.cat([target, tgt_out[:, -1:]], 1)
-    return wrong
+    return _with_target(ref, lambda src: src.flip(0))
 
 
 @make_reversal_batch.mistake("tgt_in and tgt_out are swapped: the decoder reads [bos] + target and must predict "
                              "target + [eos].")
 def swapped_in_and_out(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        return src, tgt_out, tgt_in
-    return wrong
+    return changed_output(ref.make_reversal_batch, lambda batch, *_: (batch[0], batch[2], batch[1]))
 
 
 @make_reversal_batch.mistake("tgt_in is not shifted: it should be [bos] + target, so that at each position the "
                              "decoder reads the previous token and predicts the next.")
 def not_shifted(ref):
-    def wrong(batch_size, seq_len, vocab_size, generator):
-        src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size, generator)
-        return src, tgt_out, tgt_out
-    return wrong
+    return changed_output(ref.make_reversal_batch, lambda batch, *_: (batch[0], batch[2], batch[2]))
 
 
 @make_reversal_batch.mistake("the tokens are drawn from 0..vocab_size-1, which includes the special ids 0..3 "
@@ -135,9 +130,7 @@ def ignores_generator(ref):
 label_smoothed_cross_entropy = Exercise(
     "label_smoothed_cross_entropy", ASSIGNMENT,
     forbidden=(capability.CROSS_ENTROPY,),
-    why_forbidden="the point is to write the loss from log_softmax",
-    points=(2, 2), difficulty=3, minutes=25,
-    task="the label-smoothed cross-entropy for `logits (N, V)` and `target (N,)`, ignoring padding, without `F.cross_entropy`",
+    why_forbidden="the point is to write the loss from log_softmax", points=(2, 2), difficulty=3, minutes=25, task="the label-smoothed cross-entropy for `logits (N, V)` and `target (N,)`, ignoring padding, without `F.cross_entropy`",
 )
 
 
@@ -393,14 +386,12 @@ def _bind_training(impl, device, seed, test_sets):
             "exact": exact}
 
 
-train_reversal_model = BoundExercise(
-    "train_reversal_model", ASSIGNMENT, _bind_training, dtypes=(None,),
+train_reversal_model = Exercise(
+    "train_reversal_model", ASSIGNMENT, call=Bound(_bind_training), dtypes=(None,),
     # Watched by name, not by operator: an operator-level watch would slow the timed training itself.
     forbidden=(F.cross_entropy, nn.CrossEntropyLoss, F.nll_loss, nn.NLLLoss, torch._C._nn.cross_entropy_loss,
                torch._C._nn.nll_loss, torch._C._nn.nll_loss_nd),
-    why_forbidden="train with your own label_smoothed_cross_entropy of exercise 2",
-    points=(3, 3), difficulty=4, minutes=50,
-    task="the whole training run, passing 95 % exact match within 120 s of CPU time on one CPU thread",
+    why_forbidden="train with your own label_smoothed_cross_entropy of exercise 2", points=(3, 3), difficulty=4, minutes=50, task="the whole training run, passing 95 % exact match within 120 s of CPU time on one CPU thread",
 )
 
 

@@ -1,8 +1,8 @@
 """Chapter 13: a KV cache, one cached decoding step, and tiled attention with an online softmax.
 
 None of the three is a plain "call once, compare the result" function, so each case runs
-through a small harness module (an ``nn.Module`` that the engine builds with
-``instantiate``, as it builds a student's module):
+through a small harness module (an ``nn.Module`` of the checks' own, built around the student's
+code by the ``Harness`` calling strategy):
 
 - ``KVCache`` is a plain class: a case is a sequence of appends to fresh caches, and the
   harness reports the first cache's ``k`` and ``v`` afterwards;
@@ -27,36 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import forbidden as capability
+from ..calling import Harness, load_weights
 from ..compare import describe
 from ..components import MultiHeadAttention
 from ..errors import CheckFailure
-from ..spec import Case, Exercise, close, gradients_reach, linear_weight, load_weights, randn, shapes
+from ..cases import close, gradients_reach, linear_weight, randn, shapes
+from ..spec import Case, Exercise
 from ..tools import TensorMemoryMeter
 
 ASSIGNMENT = "ch13_efficient_inference"
-
-
-class HarnessedExercise(Exercise):
-    """An exercise whose cases run through a harness module built around the student's code.
-
-    ``harness(impl, *case.init)`` returns an ``nn.Module`` whose ``forward(*case.args,
-    **case.kwargs)`` drives ``impl`` (a sequence of calls, a measurement) and returns plain
-    tensors and numbers. The engine treats it like a student's module (``module=True``), so
-    the harness runs on the run's device and dtype, in the student's process, and only its
-    plain results reach the verdict.
-    """
-
-    def __init__(self, name: str, assignment: str, *, harness: Callable[..., nn.Module], weights_of: str = "", **kw):
-        super().__init__(name, assignment, module=True, **kw)
-        self.harness = harness
-        self.weights_of = weights_of  # the harness's submodule that receives the case's ``state``
-
-    def instantiate(self, impl: Callable, case: Case, device: torch.device, dtype: Optional[torch.dtype]) -> nn.Module:
-        model = self.harness(impl, *(case.init or ()))
-        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-        if case.state is not None:
-            load_weights(model.get_submodule(self.weights_of), case.state, "MultiHeadAttention")
-        return model
 
 
 # ------------------------------------------------------------------------------ KVCache
@@ -83,9 +62,7 @@ class CacheReplay(nn.Module):
         return first.k, first.v
 
 
-KVCache = HarnessedExercise("KVCache", ASSIGNMENT, harness=CacheReplay, outputs=("cache.k", "cache.v"),
-                            points=(1, 1), difficulty=1, minutes=10,
-                            task="a plain class: `KVCache()` starts empty (`k` and `v` are `None`); `append(k, v)` adds `(B, h, t, d)` keys and values after the ones already held, along the time axis")
+KVCache = Exercise("KVCache", ASSIGNMENT, call=Harness(CacheReplay, kind="class"), outputs=("cache.k", "cache.v"), points=(1, 1), difficulty=1, minutes=10, task="a plain class: `KVCache()` starts empty (`k` and `v` are `None`); `append(k, v)` adds `(B, h, t, d)` keys and values after the ones already held, along the time axis")
 
 
 def _kv(g, batch, heads, t, d_k, d_v=None):
@@ -253,10 +230,8 @@ class Decoder(nn.Module):
         return torch.cat(outputs, dim=1), cache.k, cache.v
 
 
-cached_attention_step = HarnessedExercise(
-    "cached_attention_step", ASSIGNMENT, harness=Decoder, weights_of="mha", outputs=("outputs", "cache.k", "cache.v"),
-    points=(2, 3), difficulty=3, minutes=25,
-    task="one decoding step for the newest token `x_t (B, 1, D)` with chapter 6's multi-head attention: project, split into heads, append to the cache, attend over the whole cache, merge, `out_proj`; returns `(B, 1, D)`, equal to full causal attention token by token")
+cached_attention_step = Exercise(
+    "cached_attention_step", ASSIGNMENT, call=Harness(Decoder, weights_of="mha"), outputs=("outputs", "cache.k", "cache.v"), points=(2, 3), difficulty=3, minutes=25, task="one decoding step for the newest token `x_t (B, 1, D)` with chapter 6's multi-head attention: project, split into heads, append to the cache, attend over the whole cache, merge, `out_proj`; returns `(B, 1, D)`, equal to full causal attention token by token")
 
 
 def _mha_state(g, d_model: int, bias: bool) -> dict:
@@ -428,12 +403,10 @@ class Tiled(nn.Module):
         return out, meter.peak, list(meter.largest_shape), sorted(meter.fused_kernels)
 
 
-tiled_attention = HarnessedExercise(
-    "tiled_attention", ASSIGNMENT, harness=Tiled,
+tiled_attention = Exercise(
+    "tiled_attention", ASSIGNMENT, call=Harness(Tiled),
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION,),
-    why_forbidden="the point is to write the tiled computation that fused attention kernels use",
-    points=(3, 4), difficulty=4, minutes=40,
-    task="exact attention `(..., T_q, d_v)` computed one block of keys at a time with the online softmax, never holding the `(T_q, T_k)` scores; `F.scaled_dot_product_attention` is not allowed",
+    why_forbidden="the point is to write the tiled computation that fused attention kernels use", points=(3, 4), difficulty=4, minutes=40, task="exact attention `(..., T_q, d_v)` computed one block of keys at a time with the online softmax, never holding the `(T_q, T_k)` scores; `F.scaled_dot_product_attention` is not allowed",
 )
 
 

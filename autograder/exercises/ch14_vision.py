@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import forbidden as capability
-from ..spec import Case, Exercise, gradients_reach, linear_weight, randn, shapes
+from ..calling import MODULE
+from ..cases import changed_output, gradients_flow, gradients_reach, linear_weight, randn, shapes, with_forward
+from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch14_vision"
 # ---------------------------------------------------------------------------------- patchify
@@ -70,9 +72,11 @@ def _(g):
     return [Case(shapes(images=images, patch_size=2), (images, 2), grad=True)], gradients_reach({"args.0": "images"})
 
 
-def _as_patch_pixels(patches, channels, patch_size):
-    """(B, N, C*p*p) -> (B, N, C, p, p), each patch's numbers as (channel, row, column)."""
-    return patches.unflatten(-1, (channels, patch_size, patch_size))
+def _pixels_flattened_as(ref, pattern: str):
+    """A wrong patchify: each patch's pixels, as (channel, row, column), flattened by the einops ``pattern``."""
+    def change(patches, images, patch_size):
+        return einops.rearrange(patches.unflatten(-1, (images.shape[1], patch_size, patch_size)), pattern)
+    return changed_output(ref.patchify, change)
 
 
 @patchify.mistake("the patches are in column-major order (down the first column, then the next). "
@@ -88,19 +92,13 @@ def column_major(ref):
 @patchify.mistake("each patch is flattened as (row, column, channel), channels last; this course flattens it as "
                   "(channel, row, column), the order of an image's own axes (C, H, W).")
 def channels_last(ref):
-    def wrong(images, patch_size):
-        pixels = _as_patch_pixels(ref.patchify(images, patch_size), images.shape[1], patch_size)
-        return einops.rearrange(pixels, "b n c p1 p2 -> b n (p1 p2 c)")
-    return wrong
+    return _pixels_flattened_as(ref, "b n c p1 p2 -> b n (p1 p2 c)")
 
 
 @patchify.mistake("the rows within each patch are read column by column: flatten a patch as (c, ph, pw), "
                   "row after row, like the image itself.")
 def transposed_patches(ref):
-    def wrong(images, patch_size):
-        pixels = _as_patch_pixels(ref.patchify(images, patch_size), images.shape[1], patch_size)
-        return einops.rearrange(pixels, "b n c p1 p2 -> b n (c p2 p1)")
-    return wrong
+    return _pixels_flattened_as(ref, "b n c p1 p2 -> b n (c p2 p1)")
 
 
 @patchify.mistake("the patches take pixels spaced H/p apart instead of p x p squares of neighbouring pixels: in the "
@@ -128,7 +126,7 @@ def builtin(ref):
 
 # ---------------------------------------------------------------------------- PatchEmbedding
 PatchEmbedding = Exercise(
-    "PatchEmbedding", ASSIGNMENT, module=True,
+    "PatchEmbedding", ASSIGNMENT, call=MODULE,
     forbidden=(capability.CONVOLUTION, capability.UNFOLD),
     why_forbidden="the point is to build the patch embedding from patchify and nn.Linear",
     points=(2, 3), difficulty=2, minutes=25,
@@ -199,18 +197,14 @@ def _(g):
 
 @PatchEmbedding.prop("gradients reach the images, proj, cls_token and pos_embedding")
 def _(g):
-    case = _embedding_case(g, 2, 1, 4, 4, 2, 4)
-    case.grad = True
-    return [case], gradients_reach({"args.0": "images", "params.proj.weight": "proj.weight",
-                                    "params.cls_token": "cls_token", "params.pos_embedding": "pos_embedding"})
+    return gradients_flow(_embedding_case(g, 2, 1, 4, 4, 2, 4),
+                          {"args.0": "images", "params.proj.weight": "proj.weight", "params.cls_token": "cls_token",
+                           "params.pos_embedding": "pos_embedding"})
 
 
 def _with_output(ref, change):
     """A wrong PatchEmbedding: the reference's output, changed by ``change(module, output)``."""
-    class Wrong(ref.PatchEmbedding):
-        def forward(self, images):
-            return change(self, super().forward(images))
-    return Wrong
+    return with_forward(ref.PatchEmbedding, lambda self, right, images: change(self, right(images)))
 
 
 def _with_weight(ref, change):

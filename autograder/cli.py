@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "grading that --student and --resume add to. Shows a progress bar and a summary table. First it "
         "records the assignment in the gradebook when nbgrader does not have it (or has an older "
         "version), and grades the reference solution through the same sandbox: if that does not score "
-        "full marks, it stops before the first student and says why.",
+        "full marks, it stops before any grade is written and says why.",
     )
     grade.add_argument("assignment")
     grade.add_argument(

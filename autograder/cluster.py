@@ -22,6 +22,23 @@ from typing import Any
 
 STARTED = "autograder-started"  # the event topic a task logs to when it starts on a worker
 
+# Dask's own bookkeeping that grading does not use, off or slowed down: the statistical profiler samples
+# the running task every 10 ms, the event-loop check runs every 20 ms and the system and memory monitors
+# every 500 and 100 ms, in every worker, nanny and scheduler. Together they take a seventh of a core on an
+# idle cluster of two workers, a core that grading needs (measured by tools/bench_grading.py's way of
+# starting workers). The memory limit of a submission is the sandbox's, not Dask's.
+SETTINGS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
+
+def environment() -> dict[str, str]:
+    """``SETTINGS`` as the ``DASK_*`` variables that ``dask scheduler`` and ``dask worker`` read."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in SETTINGS.items()}
+
 
 class SchedulerLost(Exception):
     """The connection to the Dask scheduler broke while tasks were still running."""
@@ -34,6 +51,7 @@ class ClusterUnfit(Exception):
 @contextmanager
 def connect(scheduler: str | None, workers: int, env: dict[str, str]) -> Iterator[distributed.Client]:  # noqa: F821
     """A client of the given scheduler, or of a new loopback LocalCluster with ``workers`` processes."""
+    import dask
     from distributed import Client, LocalCluster
 
     for name in [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] == "distributed"] + ["distributed"]:
@@ -47,6 +65,7 @@ def connect(scheduler: str | None, workers: int, env: dict[str, str]) -> Iterato
             yield client
         return
     with (
+        dask.config.set(SETTINGS),  # the nannies hand it on to their workers
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

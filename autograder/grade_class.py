@@ -204,6 +204,27 @@ class _TimeLimit:
             self.finished.wait(1.0)
 
 
+def _on_worker(device: str | None) -> None:
+    """This worker's process as grading needs it: nbgrader finds alembic, the checks run on ``device``."""
+    bin_folder = str(Path(sys.executable).parent)
+    if bin_folder not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '')}"  # nbgrader runs alembic by name
+    if device:
+        os.environ["AUTOGRADER_DEVICE"] = device
+    _quiet_libraries()
+
+
+def check_reference(assignment: str, device: str | None = None) -> tuple[bool, str]:
+    """On a worker: the canary (``preflight.canary``); whether the reference scored full marks, and what it said."""
+    from . import preflight
+
+    _on_worker(device)
+    try:
+        return True, preflight.canary(course_root(), assignment)
+    except preflight.NotReady as problem:
+        return False, str(problem)
+
+
 def grade_one(
     assignment: str, student: str, files: dict[str, bytes], timeout: float, duedate=None, device: str | None = None
 ) -> Graded:
@@ -215,14 +236,9 @@ def grade_one(
     started = time.perf_counter()
     outcome = Outcome(student)
     graded = Graded(outcome)
-    bin_folder = str(Path(sys.executable).parent)
-    if bin_folder not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '')}"  # nbgrader runs alembic by name
-    if device:
-        os.environ["AUTOGRADER_DEVICE"] = device
+    _on_worker(device)
     work = Path(tempfile.mkdtemp(prefix="autograder-task-", dir="/tmp"))  # hidden in the sandbox but for the submission
     try:
-        _quiet_libraries()
         from nbgrader.api import Gradebook
 
         from .grading import RUNS
@@ -350,28 +366,43 @@ class ClassGrader:
         if progress:
             progress(outcome)
 
-    def screen(self, students: list[str], progress=None) -> list[str]:
-        """The students whose notebooks can be graded; the others are recorded as skipped, with the reason."""
+    def screen(self, students: list[str]) -> tuple[list[str], list[Outcome]]:
+        """The students whose notebooks can be graded, and the others' entries (skipped, with the reason).
+
+        Nothing is written yet: ``run`` records the skipped ones once the canary has passed.
+        """
         grade_ids = _expected_grade_ids(self.root, self.assignment)
-        todo = []
+        todo, skipped = [], []
         for student in students:
             folder = self.root / "submitted" / student / self.assignment
             problem = problem_with(folder / f"{self.assignment}.ipynb", self.assignment, grade_ids)
             if problem:
-                self._add_student(student)  # so that the exported grades list the student, with the reason
-                self._record(Outcome(student, SKIPPED, problem), progress)
+                skipped.append(Outcome(student, SKIPPED, problem))
             else:
                 todo.append(student)
-        return todo
+        return todo, skipped
 
-    def run(self, todo: list[str], client, workers: int, progress=None) -> dict[str, Outcome]:
-        """Grade ``todo`` on the Dask ``client``'s cluster of ``workers``; their entries of the ledger are replaced."""
-        from distributed import KilledWorker
+    def record_skipped(self, skipped: list[Outcome], progress=None) -> None:
+        for outcome in skipped:
+            self._add_student(outcome.student)  # so that the exported grades list the student, with the reason
+            self._record(outcome, progress)
 
+    def run(
+        self, todo: list[str], client, workers: int, progress=None, skipped: list[Outcome] = (), say=print
+    ) -> dict[str, Outcome]:
+        """Grade ``todo`` on the Dask ``client``'s cluster of ``workers``; their entries of the ledger are replaced.
+
+        The canary (``check_reference``) goes first, on a worker, while the first students are graded
+        on the others. Nothing is written before it passes: ``preflight.NotReady`` if it does not.
+        ``skipped`` (from ``screen``) are recorded then too.
+        """
         from . import cluster
 
         duedate = self._duedate()
         run = uuid.uuid4().hex[:8]
+        say(f"canary: grading {self.assignment}'s reference solution as a student's, through the same sandbox...")
+        canary = client.submit(check_reference, self.assignment, self.device, key=f"canary-{run}", pure=False)
+        passed = False
         jobs = (
             (
                 f"grade-{self.assignment}-{student}-{run}",
@@ -379,28 +410,67 @@ class ClassGrader:
             )
             for student in todo
         )
-        for key, result, attempts in cluster.run(client, grade_one, jobs, window=4 * workers):
-            student = key.removeprefix(f"grade-{self.assignment}-").removesuffix(f"-{run}")
-            if isinstance(result, KilledWorker):
-                outcome = Outcome(
-                    student,
-                    FAILED,
-                    f"its grading stopped {attempts} workers in turn; grade it again, "
-                    "and look at the workers' logs if it fails again",
-                )
-            elif isinstance(result, Exception):  # Dask could not run the task: the cluster's set-up, not the student
-                outcome = Outcome(
-                    student,
-                    FAILED,
-                    f"the cluster could not run its grading ({type(result).__name__}: "
-                    f"{str(result).splitlines()[0] if str(result) else ''}); do the "
-                    "scheduler and workers have this course's environment?",
-                )
-            else:
-                outcome = self._write(result)
-            outcome.attempts = attempts
-            self._record(outcome, progress)
+        with self._gradebook() as gradebook:  # one for the run: SQLAlchemy compiles each query once per engine
+            for key, result, attempts in cluster.run(client, grade_one, jobs, window=4 * workers):
+                if not passed:
+                    passed = self._canary_passed(canary, skipped, progress, say)
+                student = key.removeprefix(f"grade-{self.assignment}-").removesuffix(f"-{run}")
+                outcome = self._outcome(student, result, attempts, gradebook)
+                outcome.attempts = attempts
+                self._record(outcome, progress)
+        if not passed:
+            self._canary_passed(canary, skipped, progress, say)
         return self.outcomes
+
+    def _outcome(self, student: str, result, attempts: int, gradebook) -> Outcome:
+        """A task's result written, or why there is none."""
+        from distributed import KilledWorker
+
+        if isinstance(result, KilledWorker):
+            return Outcome(
+                student,
+                FAILED,
+                f"its grading stopped {attempts} workers in turn; grade it again, "
+                "and look at the workers' logs if it fails again",
+            )
+        if isinstance(result, Exception):  # Dask could not run the task: the cluster's set-up, not the student
+            return Outcome(
+                student,
+                FAILED,
+                f"the cluster could not run its grading ({type(result).__name__}: "
+                f"{str(result).splitlines()[0] if str(result) else ''}); do the "
+                "scheduler and workers have this course's environment?",
+            )
+        return self._write(result, gradebook)
+
+    def _canary_passed(self, canary, skipped: list[Outcome], progress, say) -> bool:
+        """Waits for the canary; once it passed, says so and records the skipped students."""
+        say(self._canary_verdict(canary))
+        self.record_skipped(skipped, progress)
+        return True
+
+    @staticmethod
+    def _canary_verdict(canary) -> str:
+        """What the canary said when the reference scored full marks; raises ``preflight.NotReady`` when it did not."""
+        from distributed.client import FutureCancelledError
+        from distributed.comm.core import CommClosedError
+
+        from . import cluster, preflight
+
+        try:
+            passed, said = canary.result()
+        except (FutureCancelledError, CommClosedError, OSError) as error:
+            raise cluster.SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
+        except Exception as error:  # Dask could not run it: the cluster's set-up
+            raise preflight.NotReady(
+                f"the cluster could not grade the reference notebook ({type(error).__name__}: {error}); "
+                "do the scheduler and workers have this course's environment?"
+            ) from None
+        finally:
+            canary.release()
+        if not passed:
+            raise preflight.NotReady(said)
+        return said
 
     def _files(self, student: str) -> dict[str, bytes]:
         folder = self.root / "submitted" / student / self.assignment
@@ -427,37 +497,36 @@ class ClassGrader:
                     f"run `nbgrader generate_assignment {self.assignment}` first."
                 ) from None
 
-    def _write(self, graded: Graded) -> Outcome:
+    def _write(self, graded: Graded, gradebook) -> Outcome:
         """A worker's result into the gradebook (one transaction) and autograded/, as nbgrader autograde would."""
         outcome = graded.outcome
         if outcome.status != GRADED:
             return outcome
-        with self._gradebook() as gradebook:
-            gradebook.update_or_create_student(outcome.student)
-            extra = {"timestamp": graded.timestamp} if graded.timestamp else {}
-            submission = gradebook.update_or_create_submission(self.assignment, outcome.student, **extra)
-            for name, notebook in graded.notebooks.items():
-                for cell, worker_grade in notebook["grades"].items():
-                    grade = gradebook.find_grade(cell, name, self.assignment, outcome.student)
-                    if grade.max_score != worker_grade["max_score"]:
-                        gradebook.db.rollback()
-                        return Outcome(
-                            outcome.student,
-                            FAILED,
-                            f"the worker's copy of the course differs from this one "
-                            f"({cell} is worth {worker_grade['max_score']:g} there, {grade.max_score:g} here); "
-                            "update the workers' repository and grade it again",
-                            seconds=outcome.seconds,
-                        )
-                    grade.auto_score = worker_grade["auto_score"]
-                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-                for cell, text in notebook["comments"].items():
-                    gradebook.find_comment(cell, name, self.assignment, outcome.student).auto_comment = text
-                gradebook.find_submission_notebook(
-                    name, self.assignment, outcome.student
-                ).late_submission_penalty = notebook["late_submission_penalty"]
-            gradebook.db.commit()
-            outcome.score, outcome.max_score = submission.score, submission.max_score
+        gradebook.update_or_create_student(outcome.student)
+        extra = {"timestamp": graded.timestamp} if graded.timestamp else {}
+        submission = gradebook.update_or_create_submission(self.assignment, outcome.student, **extra)
+        for name, notebook in graded.notebooks.items():
+            for cell, worker_grade in notebook["grades"].items():
+                grade = gradebook.find_grade(cell, name, self.assignment, outcome.student)
+                if grade.max_score != worker_grade["max_score"]:
+                    gradebook.db.rollback()
+                    return Outcome(
+                        outcome.student,
+                        FAILED,
+                        f"the worker's copy of the course differs from this one "
+                        f"({cell} is worth {worker_grade['max_score']:g} there, {grade.max_score:g} here); "
+                        "update the workers' repository and grade it again",
+                        seconds=outcome.seconds,
+                    )
+                grade.auto_score = worker_grade["auto_score"]
+                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+            for cell, text in notebook["comments"].items():
+                gradebook.find_comment(cell, name, self.assignment, outcome.student).auto_comment = text
+            gradebook.find_submission_notebook(
+                name, self.assignment, outcome.student
+            ).late_submission_penalty = notebook["late_submission_penalty"]
+        gradebook.db.commit()
+        outcome.score, outcome.max_score = submission.score, submission.max_score
         self._write_autograded(outcome.student, graded.files)
         return outcome
 
@@ -547,8 +616,9 @@ def main(
     practice: bool = False,
 ) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    from . import cluster
+    from . import cluster, preflight
 
     _quiet_libraries()
     console = Console()
@@ -574,17 +644,22 @@ def main(
     count = workers
     try:
         with _progress(console, assignment, len(chosen)) as progress:
-            todo = grader.screen(chosen, progress.advance)
+            todo, skipped = grader.screen(chosen)
             if todo:
                 with cluster.connect(scheduler, workers, {"AUTOGRADER_COURSE_ROOT": str(grader.root)}) as client:
                     progress.workers = count = cluster.check_workers(client)
-                    grader.run(todo, client, count, progress.advance)
+                    grader.run(todo, client, count, progress.advance, skipped, lambda line: console.print(escape(line)))
+            else:
+                grader.record_skipped(skipped, progress.advance)
     except (cluster.SchedulerLost, cluster.ClusterUnfit) as error:
         console.print(
             f"Stopped: {error}. The grades written so far are kept; "
             f"run the same command with --resume to grade the rest."
         )
         return 3
+    except preflight.NotReady as problem:
+        console.print(f"[bold red]Not grading {escape(assignment)}:[/] {escape(str(problem))}")
+        return 2
     grader.refresh_feedback(chosen)
     _summary(console, grader, chosen, scheduler or f"{count} local workers")
     failures = sum(grader.outcomes[s].status in NEEDS_ANOTHER_RUN for s in chosen)

@@ -5,9 +5,11 @@
 1. refuses the public seed (printed in this repository) unless ``--practice`` is given;
 2. makes sure nbgrader's gradebook knows the assignment with the test cells of ``solutions/``
    (without ``nbgrader generate_assignment`` every student fails with "There was an error
-   processing assignment"), running nbgrader's own generate step when it does not;
-3. grades a canary: the reference notebook, through the same ``GradingExecute`` and the
-   same sandbox as the students. It must score full marks.
+   processing assignment"), running nbgrader's own generate step when it does not.
+
+Then it grades a canary (``canary``): the reference notebook, through the same ``GradingExecute``
+and the same sandbox as the students, on a grading worker while the first students are graded
+beside it. It must score full marks before a single grade is written.
 
 Each problem is one sentence that says what broke and how to fix it. The sentences that
 ``GradingExecute`` uses when it cannot run a notebook live here too.
@@ -38,13 +40,11 @@ class NotReady(Exception):
 
 
 def check_class(root: Path, assignment: str, practice: bool) -> Iterator[str]:
-    """Run the checks before grading ``assignment``; yields a line for each thing done, raises NotReady."""
+    """Run the checks before grading ``assignment`` (all but the canary); yields a line for each, raises NotReady."""
     yield check_seed(practice)
     prepared = prepare_assignment(root, assignment)
     if prepared:
         yield prepared
-    yield f"canary: grading {assignment}'s reference solution as a student's, through the same sandbox..."
-    yield canary(root, assignment)
 
 
 def check_seed(practice: bool) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import BIN, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import BIN, ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder.release import filled_notebook
 
@@ -464,3 +464,23 @@ def test_a_submission_past_the_time_limit_is_stopped(tmp_path, monkeypatch):
     assert graded.files == {} and graded.notebooks == {}
     assert time.monotonic() - started < 600
     assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+
+
+def test_workers_started_as_the_readme_says_get_the_local_clusters_settings():
+    from autograder import cluster
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for name, value in cluster.environment().items():
+        assert f"{name}={value}" in readme, f"the README does not start workers with {name}={value}"
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import dask, distributed; print([dask.config.get(k) for k in {list(cluster.SETTINGS)}])",
+        ],
+        env=dict(os.environ, **cluster.environment()),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.strip() == str(list(cluster.SETTINGS.values()))

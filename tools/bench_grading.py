@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from autograder import cluster  # noqa: E402
 from autograder.release import filled_notebook  # noqa: E402
+from autograder.sandbox import process_tree  # noqa: E402
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 TAMPER = "import torch\ntorch.allclose = lambda *a, **k: True\ndef softmax(x, dim=-1):\n    return x\n"
@@ -67,12 +70,56 @@ def make_class(course: Path, students: int, env: dict) -> None:
         nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
 
 
-def timed(command: list[str], cwd: Path, env: dict) -> float:
+class CpuMeter(threading.Thread):
+    """CPU seconds (user + system) that processes and everything below them spend while it runs.
+
+    ``getrusage(RUSAGE_CHILDREN)`` would miss the sandboxed kernels (nobody here waits for the
+    process that bubblewrap starts in the kernel's own process namespace), so it looks at
+    ``/proc/PID/stat`` of each process of the trees every 20 ms and keeps each one's last figure:
+    what a process spends in its last 20 ms is missed.
+    """
+
+    def __init__(self, roots: list[int]):
+        super().__init__(daemon=True)
+        self.roots, self.stop = roots, threading.Event()
+        self.first: dict[tuple[int, str], float] = {}  # (pid, start time) -> CPU seconds when first seen
+        self.last: dict[tuple[int, str], float] = {}
+        self._look(baseline=True)  # what processes already running spent before (a cluster started earlier)
+
+    def _look(self, baseline: bool = False) -> None:
+        for root in self.roots:
+            for pid in process_tree(root):
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        fields = stat.read().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                key = (pid, fields[19])  # field 22 of stat(5): when the process started
+                seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+                self.first.setdefault(key, seconds if baseline else 0.0)
+                self.last[key] = seconds
+
+    def run(self) -> None:
+        while not self.stop.wait(0.02):
+            self._look()
+
+    def seconds(self) -> float:
+        self.stop.set()
+        self.join()
+        return sum(self.last[key] - self.first[key] for key in self.last)
+
+
+def timed(command: list[str], cwd: Path, env: dict, also: list[int] = ()) -> tuple[float, float]:
+    """Wall seconds of ``command``, and CPU seconds of it and of the processes ``also`` (a cluster) meanwhile."""
     started = time.perf_counter()
-    run = subprocess.run(command, cwd=cwd, env=env, check=False, capture_output=True, text=True)
-    if run.returncode not in (0, 1):  # 1: some submissions failed their checks' way, which is expected here
-        raise SystemExit(f"{' '.join(command)} failed ({run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")
-    return time.perf_counter() - started
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    meter = CpuMeter([process.pid, *also])
+    meter.start()
+    said, _ = process.communicate()
+    wall, cpu = time.perf_counter() - started, meter.seconds()
+    if process.returncode not in (0, 1):  # 1: some submissions failed their checks' way, which is expected here
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{said[-3000:]}")
+    return wall, cpu
 
 
 def old_engine(folder: Path) -> Path:
@@ -149,15 +196,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     n, workers = args.students, args.workers
+    cores = min(workers, os.cpu_count() or 1)
     env = dict(
         os.environ,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         AUTOGRADER_SEED="1",
         AUTOGRADER_DEVICE=os.environ.get("AUTOGRADER_DEVICE", "cpu"),
     )
-    floor = statistics.median(timed([sys.executable, "-c", "import torch"], ROOT, env) for _ in range(3))
+    floor = statistics.median(timed([sys.executable, "-c", "import torch"], ROOT, env)[0] for _ in range(3))
     grade = [sys.executable, "-m", "autograder", "grade", ASSIGNMENT]
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         ways = ["stock", "old pool", "LocalCluster", "TCP cluster"]
@@ -166,8 +215,8 @@ def main() -> None:
             course.mkdir()
             make_class(course, n, env)
         old_env = dict(env, PYTHONPATH=os.pathsep.join([str(old_engine(scratch)), str(ROOT)]))
-        seconds["stock"] = timed(["nbgrader", "autograde", ASSIGNMENT], courses["stock"], env)
-        seconds["old pool"] = timed(
+        seconds["stock"], cpu["stock"] = timed(["nbgrader", "autograde", ASSIGNMENT], courses["stock"], env)
+        seconds["old pool"], cpu["old pool"] = timed(
             [
                 sys.executable,
                 "-c",
@@ -177,13 +226,17 @@ def main() -> None:
             courses["old pool"],
             old_env,
         )
-        seconds["LocalCluster"] = timed([*grade, "--workers", str(workers)], courses["LocalCluster"], env)
-        cluster = TcpCluster(scratch, workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT)))
+        seconds["LocalCluster"], cpu["LocalCluster"] = timed(
+            [*grade, "--workers", str(workers)], courses["LocalCluster"], env
+        )
+        tcp = TcpCluster(scratch, workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT), **cluster.environment()))
         try:
-            cluster.wait_for_workers(workers)
-            seconds["TCP cluster"] = timed([*grade, "--scheduler", cluster.address], courses["TCP cluster"], env)
+            tcp.wait_for_workers(workers)
+            seconds["TCP cluster"], cpu["TCP cluster"] = timed(
+                [*grade, "--scheduler", tcp.address], courses["TCP cluster"], env, [p.pid for p in tcp.processes]
+            )
         finally:
-            cluster.stop()
+            tcp.stop()
         graded = {way: graded_count(course) for way, course in courses.items()}
     print(
         f"{n} submissions of {ASSIGNMENT} (correct, partial, empty, tampered), on {os.cpu_count()} cores, "
@@ -192,13 +245,19 @@ def main() -> None:
     for way in ways:
         print(
             f"  {way:<13}: {seconds[way]:7.1f} s = {seconds[way] / n:5.2f} s per notebook, "
-            f"{seconds['stock'] / seconds[way]:5.2f}x stock, {graded[way]} graded"
+            f"{seconds['stock'] / seconds[way]:5.2f}x stock, CPU {cpu[way] / n:5.2f} s per notebook, "
+            f"{graded[way]} graded"
         )
     print(
         f"  TCP cluster / LocalCluster time: {seconds['TCP cluster'] / seconds['LocalCluster']:5.2f} "
         "(target: at most 1.10)"
     )
     print(f"  LocalCluster vs stock: {seconds['stock'] / seconds['LocalCluster']:5.2f}x (target: at least 1.8x)")
+    ceiling = cores * seconds["stock"] / cpu["stock"]
+    print(
+        f"  ceiling on {cores} cores: {ceiling:5.2f}x stock ({cores} x stock's {seconds['stock'] / n:.2f} s per "
+        f"notebook / the {cpu['stock'] / n:.2f} s of CPU each costs it, nbgrader and its kernels)"
+    )
     per_core_hour = n * 3600 / (seconds["LocalCluster"] * workers)
     print(
         f"  floor: python -c 'import torch': {floor:5.2f} s; LocalCluster cost per notebook per worker = "

@@ -1,5 +1,4 @@
 """Chapter 0 (warm-up): all pairwise dot products with einsum, splitting features into heads."""
-
 from __future__ import annotations
 
 import torch
@@ -12,14 +11,7 @@ ASSIGNMENT = "ch00_warmup"
 
 # ------------------------------------------------------------------------- pairwise_dot
 # SYLLABUS.md asks for einops.einsum in the instructions but grades no forbidden call.
-pairwise_dot = Exercise(
-    "pairwise_dot",
-    ASSIGNMENT,
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task="`a (n, d)`, `b (m, d)` → all dot products, shape `(n, m)`, with `result[i, j] = a[i] · b[j]`; use `einops.einsum`",
-)
+pairwise_dot = Exercise("pairwise_dot", ASSIGNMENT, points=(1, 1), difficulty=1, minutes=10, task="`a (n, d)`, `b (m, d)` → all dot products, shape `(n, m)`, with `result[i, j] = a[i] · b[j]`; use `einops.einsum`")
 
 
 @pairwise_dot.cases
@@ -45,14 +37,11 @@ def _(g):
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (4, 6):
             return f"pairwise_dot(a, b) with a (4, 3) and b (6, 3) should be a (4, 6) tensor, got {describe(got)}."
         if not close(got[2, 5], (a[2] * b[5]).sum(), dtype):
-            return (
-                "Entry (2, 5) of pairwise_dot(a, b) should be the dot product of a[2] and b[5], "
-                "that is (a[2] * b[5]).sum(), but it is not."
-            )
+            return ("Entry (2, 5) of pairwise_dot(a, b) should be the dot product of a[2] and b[5], "
+                    "that is (a[2] * b[5]).sum(), but it is not.")
         if result.grads["args.0"] is None or result.grads["args.1"] is None:
             return "No gradient reaches `a` or `b`: keep every step in torch (no .detach(), numpy or .item())."
         return None
-
     return [Case(shapes(a=a, b=b), (a, b), grad=True)], judge
 
 
@@ -82,12 +71,5 @@ def summed(ref):
 
 
 # ----------------------------------------------------------------------------- to_heads
-to_heads = Exercise(
-    "to_heads",
-    ASSIGNMENT,
-    points=(1, 1),
-    difficulty=2,
-    minutes=15,
-    task="`x (B, T, D)` → `(B, h, T, D/h)` with `h = n_heads`, where head $j$ holds features `j*D/h` to `(j+1)*D/h - 1`; use `einops.rearrange`",
-)
+to_heads = Exercise("to_heads", ASSIGNMENT, points=(1, 1), difficulty=2, minutes=15, task="`x (B, T, D)` → `(B, h, T, D/h)` with `h = n_heads`, where head $j$ holds features `j*D/h` to `(j+1)*D/h - 1`; use `einops.rearrange`")
 splits_into_heads(to_heads)

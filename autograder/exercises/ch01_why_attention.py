@@ -3,7 +3,6 @@
 The catalogue of wrong versions is written on top of the reference (passed in as
 ``ref``), so it names mistakes without spelling out a solution.
 """
-
 from __future__ import annotations
 
 import math
@@ -21,14 +20,10 @@ ASSIGNMENT = "ch01_why_attention"
 
 # --------------------------------------------------------------------------- rnn_encode
 rnn_encode = Exercise(
-    "rnn_encode",
-    ASSIGNMENT,
-    outputs=("outputs", "h_T"),
+    "rnn_encode", ASSIGNMENT, outputs=("outputs", "h_T"),
     forbidden=(capability.RNN,),
     why_forbidden="the point is to write the recurrence yourself, one step after another",
-    points=(2, 3),
-    difficulty=2,
-    minutes=25,
+    points=(2, 3), difficulty=2, minutes=25,
     task=r"the RNN $h_t = \tanh(x_t W_{xh} + h_{t-1} W_{hh} + b_h)$ over `x (T, d_in)` from $h_0 = 0$: returns `(outputs (T, d_h), h_T (d_h,))`",
 )
 
@@ -47,14 +42,9 @@ def _rnn_case(g, length, d_in, d_h, note="", non_contiguous=False):
 def _(g, hidden):
     if not hidden:
         return [_rnn_case(g, 4, 3, 5), _rnn_case(g, 6, 2, 3), _rnn_case(g, 1, 4, 2, " (a single step)")]
-    return [
-        _rnn_case(g, 12, 5, 8),
-        _rnn_case(g, 1, 3, 6, " (a single step)"),
-        _rnn_case(g, 9, 1, 4),
-        _rnn_case(g, 7, 4, 1),
-        _rnn_case(g, 8, 6, 5, " (non-contiguous x)", non_contiguous=True),
-        _rnn_case(g, 30, 3, 16, " (a long sequence)"),
-    ]
+    return [_rnn_case(g, 12, 5, 8), _rnn_case(g, 1, 3, 6, " (a single step)"), _rnn_case(g, 9, 1, 4),
+            _rnn_case(g, 7, 4, 1), _rnn_case(g, 8, 6, 5, " (non-contiguous x)", non_contiguous=True),
+            _rnn_case(g, 30, 3, 16, " (a long sequence)")]
 
 
 def _pair(result):
@@ -76,14 +66,11 @@ def _(g):
             return f"rnn_encode on {case.label} should return (outputs (5, 4), h_T (4,)), got {describe(results[0].output)}."
         outputs, h_T = pair
         if not close(outputs[0], torch.tanh(x[0] @ W_xh + b_h), dtype):
-            return (
-                "The first state should be h_1 = tanh(x_1 W_xh + h_0 W_hh + b_h) with h_0 = 0, that is "
-                "tanh(x_1 W_xh + b_h), and it should be the first row of `outputs`."
-            )
+            return ("The first state should be h_1 = tanh(x_1 W_xh + h_0 W_hh + b_h) with h_0 = 0, that is "
+                    "tanh(x_1 W_xh + b_h), and it should be the first row of `outputs`.")
         if not close(h_T, outputs[-1], dtype):
             return "`h_T` should be the last state, the same vector as the last row of `outputs`."
         return None
-
     return [case], judge
 
 
@@ -100,12 +87,9 @@ def _(g):
         if first is None or second is None:
             return f"rnn_encode should return (outputs, h_T), got {describe(results[0].output)}."
         if not close(first[0][:-1], second[0][:-1], dtype):
-            return (
-                "State h_t may depend only on the inputs x_1..x_t: changing the last input changed earlier "
-                "rows of `outputs`. Process the inputs in order, one step at a time."
-            )
+            return ("State h_t may depend only on the inputs x_1..x_t: changing the last input changed earlier "
+                    "rows of `outputs`. Process the inputs in order, one step at a time.")
         return None
-
     return [case, later], judge
 
 
@@ -124,59 +108,44 @@ def _stepwise(ref, x, W_xh, W_hh, b_h, h_0, carry=lambda h: h):
     return torch.stack(states), h
 
 
-@rnn_encode.mistake(
-    "the state does not start at zero: h_0 = 0, so the first state is tanh(x_1 W_xh + b_h). "
-    "Start from x.new_zeros(d_h)."
-)
+@rnn_encode.mistake("the state does not start at zero: h_0 = 0, so the first state is tanh(x_1 W_xh + b_h). "
+                    "Start from x.new_zeros(d_h).")
 def h_0_not_zero(ref):
     return lambda x, W_xh, W_hh, b_h: _stepwise(ref, x, W_xh, W_hh, b_h, torch.ones_like(b_h))
 
 
-@rnn_encode.mistake(
-    "tanh is missing: each state is x_t W_xh + h_{t-1} W_hh + b_h, which grows without bound. "
-    "Apply torch.tanh at every step."
-)
+@rnn_encode.mistake("tanh is missing: each state is x_t W_xh + h_{t-1} W_hh + b_h, which grows without bound. "
+                    "Apply torch.tanh at every step.")
 def no_tanh(ref):
     def wrong(x, W_xh, W_hh, b_h):
         # tanh(z) = z for tiny z: the reference on inputs scaled by 1e-5, scaled back, is the RNN without tanh.
         outputs, h_T = ref.rnn_encode(x * 1e-5, W_xh, W_hh, b_h * 1e-5)
         return outputs / 1e-5, h_T / 1e-5
-
     return wrong
 
 
-@rnn_encode.mistake(
-    "the returned states are cut from the computation (.detach(), or rebuilt with torch.tensor): "
-    "no gradient flows back through `outputs`.",
-    expect="some path from `x` to them is cut",
-)
+@rnn_encode.mistake("the returned states are cut from the computation (.detach(), or rebuilt with torch.tensor): "
+                    "no gradient flows back through `outputs`.", expect="some path from `x` to them is cut")
 def detached_outputs(ref):
     def wrong(x, W_xh, W_hh, b_h):
         outputs, h_T = ref.rnn_encode(x, W_xh, W_hh, b_h)
         return outputs.detach(), h_T
-
     return wrong
 
 
-@rnn_encode.mistake(
-    "the state is detached at every step (h = h.detach()), so gradients stop after one step.",
-    expect="some path from `x` to them is cut",
-)
+@rnn_encode.mistake("the state is detached at every step (h = h.detach()), so gradients stop after one step.",
+                    expect="some path from `x` to them is cut")
 def state_detached_every_step(ref):
     return lambda x, W_xh, W_hh, b_h: _stepwise(ref, x, W_xh, W_hh, b_h, torch.zeros_like(b_h), torch.Tensor.detach)
 
 
-@rnn_encode.mistake(
-    "the previous state is never fed back: each h_t is computed from x_t alone, so W_hh is unused. "
-    "Keep the new state in the variable the next step reads."
-)
+@rnn_encode.mistake("the previous state is never fed back: each h_t is computed from x_t alone, so W_hh is unused. "
+                    "Keep the new state in the variable the next step reads.")
 def no_recurrence(ref):
     return lambda x, W_xh, W_hh, b_h: ref.rnn_encode(x, W_xh, torch.zeros_like(W_hh), b_h)
 
 
-@rnn_encode.mistake(
-    "W_hh is used transposed: the state is a row vector, so the step is h_{t-1} @ W_hh, not W_hh @ h_{t-1}."
-)
+@rnn_encode.mistake("W_hh is used transposed: the state is a row vector, so the step is h_{t-1} @ W_hh, not W_hh @ h_{t-1}.")
 def transposed_w_hh(ref):
     return lambda x, W_xh, W_hh, b_h: ref.rnn_encode(x, W_xh, W_hh.T, b_h)
 
@@ -186,14 +155,11 @@ def no_bias(ref):
     return lambda x, W_xh, W_hh, b_h: ref.rnn_encode(x, W_xh, W_hh, torch.zeros_like(b_h))
 
 
-@rnn_encode.mistake(
-    "`outputs` holds h_0..h_{T-1} instead of h_1..h_T: store each state after computing it, not before."
-)
+@rnn_encode.mistake("`outputs` holds h_0..h_{T-1} instead of h_1..h_T: store each state after computing it, not before.")
 def outputs_shifted(ref):
     def wrong(x, W_xh, W_hh, b_h):
         outputs, h_T = ref.rnn_encode(x, W_xh, W_hh, b_h)
         return torch.cat([torch.zeros_like(outputs[:1]), outputs[:-1]]), h_T
-
     return wrong
 
 
@@ -202,7 +168,6 @@ def h_T_with_extra_axis(ref):
     def wrong(x, W_xh, W_hh, b_h):
         outputs, h_T = ref.rnn_encode(x, W_xh, W_hh, b_h)
         return outputs, h_T.unsqueeze(0)
-
     return wrong
 
 
@@ -211,19 +176,13 @@ def builtin(ref):
     def wrong(x, W_xh, W_hh, b_h):
         nn.RNN(W_xh.shape[0], W_xh.shape[1])
         return ref.rnn_encode(x, W_xh, W_hh, b_h)
-
     return wrong
 
 
 # ------------------------------------------------------------------------ attention_pool
-attention_pool = Exercise(
-    "attention_pool",
-    ASSIGNMENT,
-    points=(2, 2),
-    difficulty=1,
-    minutes=15,
-    task=r"`query (d,)`, `keys (n, d)`, `values (n, d_v)` → $\sum_j \operatorname{softmax}(s)_j v_j$ of shape `(d_v,)`, with $s_j = k_j \cdot q$ (no scaling)",
-)
+attention_pool = Exercise("attention_pool", ASSIGNMENT,
+                          points=(2, 2), difficulty=1, minutes=15,
+                          task=r"`query (d,)`, `keys (n, d)`, `values (n, d_v)` → $\sum_j \operatorname{softmax}(s)_j v_j$ of shape `(d_v,)`, with $s_j = k_j \cdot q$ (no scaling)")
 
 
 def _pool_case(g, n, d, d_v, note="", scale=1.0, non_contiguous=False):
@@ -247,15 +206,9 @@ def _large_scores_case(g, n, d):
 def _(g, hidden):
     if not hidden:
         return [_pool_case(g, 5, 4, 4), _pool_case(g, 6, 3, 2), _pool_case(g, 3, 8, 5), _large_scores_case(g, 4, 4)]
-    return [
-        _pool_case(g, 9, 6, 6),
-        _pool_case(g, 1, 4, 3, " (a single key)"),
-        _pool_case(g, 7, 1, 2),
-        _pool_case(g, 6, 5, 1),
-        _pool_case(g, 50, 16, 8, scale=0.5),
-        _pool_case(g, 8, 5, 3, " (non-contiguous keys)", non_contiguous=True),
-        _large_scores_case(g, 6, 3),
-    ]
+    return [_pool_case(g, 9, 6, 6), _pool_case(g, 1, 4, 3, " (a single key)"), _pool_case(g, 7, 1, 2),
+            _pool_case(g, 6, 5, 1), _pool_case(g, 50, 16, 8, scale=0.5),
+            _pool_case(g, 8, 5, 3, " (non-contiguous keys)", non_contiguous=True), _large_scores_case(g, 6, 3)]
 
 
 @attention_pool.prop("the output is a weighted average of the values: equal values give that value back")
@@ -269,12 +222,9 @@ def _(g):
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (3,):
             return f"attention_pool with values (6, 3) should return a tensor of shape (3,), got {describe(out)}."
         if not close(out, row, dtype):
-            return (
-                "When every value is the same vector v, the output should be v: the weights are a softmax, "
-                "so they are positive and sum to 1. Check that you normalise the weights."
-            )
+            return ("When every value is the same vector v, the output should be v: the weights are a softmax, "
+                    "so they are positive and sum to 1. Check that you normalise the weights.")
         return None
-
     return [Case(shapes(query=query, keys=keys, values=values) + " (all values equal)", (query, keys, values))], judge
 
 
@@ -287,15 +237,10 @@ def _(g):
 
     def judge(results, dtype):
         a, b = results[0].output, results[1].output
-        if not (
-            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and close(a, b, dtype)
-        ):
-            return (
-                "Attention pooling treats the (key, value) pairs as a set: shuffling them together should not "
-                "change the output, but yours does. Pair key j with value j only through the weights."
-            )
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and close(a, b, dtype)):
+            return ("Attention pooling treats the (key, value) pairs as a set: shuffling them together should not "
+                    "change the output, but yours does. Pair key j with value j only through the weights.")
         return None
-
     return [case, shuffled], judge
 
 
@@ -304,17 +249,13 @@ def _(g):
     return gradients_flow(_pool_case(g, 4, 3, 2), {"args.0": "query", "args.1": "keys", "args.2": "values"})
 
 
-@attention_pool.mistake(
-    "the scores are divided by sqrt(d): in this chapter's pool the scores are plain dot products, keys @ query."
-)
+@attention_pool.mistake("the scores are divided by sqrt(d): in this chapter's pool the scores are plain dot products, keys @ query.")
 def scaled(ref):
     return lambda query, keys, values: ref.attention_pool(query / math.sqrt(query.shape[-1]), keys, values)
 
 
-@attention_pool.mistake(
-    "the softmax is missing: the raw scores keys @ query are used as weights. "
-    "Turn them into positive weights that sum to 1 first."
-)
+@attention_pool.mistake("the softmax is missing: the raw scores keys @ query are used as weights. "
+                        "Turn them into positive weights that sum to 1 first.")
 def no_softmax(ref):
     return lambda query, keys, values: (keys @ query) @ values
 
@@ -324,10 +265,8 @@ def plain_mean(ref):
     return lambda query, keys, values: values.mean(dim=0)
 
 
-@attention_pool.mistake(
-    "only the best-matching value is returned (hard attention): use a softmax over all the scores "
-    "and blend every value."
-)
+@attention_pool.mistake("only the best-matching value is returned (hard attention): use a softmax over all the scores "
+                        "and blend every value.")
 def hard_max(ref):
     return lambda query, keys, values: values[(keys @ query).argmax()]
 
@@ -337,10 +276,8 @@ def scores_from_values(ref):
     return lambda query, keys, values: ref.attention_pool(query, values, values)
 
 
-@attention_pool.mistake(
-    "exp() overflows for large scores, giving NaN. Subtract the largest score before exp "
-    "(or use torch.softmax, which does)."
-)
+@attention_pool.mistake("exp() overflows for large scores, giving NaN. Subtract the largest score before exp "
+                        "(or use torch.softmax, which does).")
 def naive_exp(ref):
     def wrong(query, keys, values):
         out = ref.attention_pool(query, keys, values)
@@ -348,12 +285,10 @@ def naive_exp(ref):
         if not torch.isfinite(exps).all() or exps.sum() == 0:  # inf / inf or 0 / 0
             return torch.full_like(out, float("nan"))
         return out
-
     return wrong
 
 
 @attention_pool.mistake("the attention weights are returned instead of the weighted sum of the values.")
 def returns_weights(ref):
-    return lambda query, keys, values: ref.attention_pool(
-        query, keys, torch.eye(keys.shape[0], dtype=values.dtype, device=values.device)
-    )
+    return lambda query, keys, values: ref.attention_pool(query, keys, torch.eye(keys.shape[0], dtype=values.dtype,
+                                                                                  device=values.device))

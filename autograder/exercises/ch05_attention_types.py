@@ -3,7 +3,6 @@
 The catalogue of wrong versions is written on top of the reference (passed in as
 ``ref``), so it names mistakes without spelling out a solution.
 """
-
 from __future__ import annotations
 
 import math
@@ -37,32 +36,20 @@ ATTENTION_WHY = "the point is to wire queries, keys and values yourself"
 def _row_sums_are_one(weights: torch.Tensor, name: str) -> str | None:
     sums = weights.detach().cpu().double().sum(-1)
     if not torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
-        return (
-            f"Each row of `weights` from {name} should sum to 1 (a softmax over the keys, the last axis); "
-            f"the row sums range from {sums.min().item():.4g} to {sums.max().item():.4g}."
-        )
+        return (f"Each row of `weights` from {name} should sum to 1 (a softmax over the keys, the last axis); "
+                f"the row sums range from {sums.min().item():.4g} to {sums.max().item():.4g}.")
     return None
 
 
 # ------------------------------------------------------------------------ additive_attention
-additive_attention = Exercise(
-    "additive_attention",
-    ASSIGNMENT,
-    outputs=("out", "weights"),
-    points=(2, 2),
-    difficulty=3,
-    minutes=25,
-    task=r"`(out, weights)` with scores $\tanh(qW_q + kW_k)\cdot w_v$; `q (B, T_q, d_q)`, `k (B, T_k, d_k)`, `v (B, T_k, d_v)`",
-)
+additive_attention = Exercise("additive_attention", ASSIGNMENT, outputs=("out", "weights"),
+                              points=(2, 2), difficulty=3, minutes=25,
+                              task=r"`(out, weights)` with scores $\tanh(qW_q + kW_k)\cdot w_v$; `q (B, T_q, d_q)`, `k (B, T_k, d_k)`, `v (B, T_k, d_v)`")
 
 
 def _additive_case(g, batch, t_q, t_k, d_q, d_k, d_v, hidden, note="", leading=()):
-    q, k, v = (
-        randn(g, *leading, batch, t_q, d_q),
-        randn(g, *leading, batch, t_k, d_k),
-        randn(g, *leading, batch, t_k, d_v),
-    )
-    W_q, W_k = randn(g, d_q, hidden, scale=d_q**-0.5), randn(g, d_k, hidden, scale=d_k**-0.5)
+    q, k, v = randn(g, *leading, batch, t_q, d_q), randn(g, *leading, batch, t_k, d_k), randn(g, *leading, batch, t_k, d_v)
+    W_q, W_k = randn(g, d_q, hidden, scale=d_q ** -0.5), randn(g, d_k, hidden, scale=d_k ** -0.5)
     w_v = randn(g, hidden)
     return Case(shapes(q=q, k=k, v=v, W_q=W_q, W_k=W_k, w_v=w_v) + note, (q, k, v, W_q, W_k, w_v))
 
@@ -71,11 +58,8 @@ def _additive_case(g, batch, t_q, t_k, d_q, d_k, d_v, hidden, note="", leading=(
 def _(g, hidden):
     if not hidden:
         # q and k of the same size come first: there a swap of W_q and W_k runs and can be named.
-        return [
-            _additive_case(g, 1, 3, 4, 4, 4, 2, 5),
-            _additive_case(g, 2, 3, 5, 6, 4, 3, 8),
-            _additive_case(g, 2, 1, 6, 3, 5, 4, 2, " (one query)"),
-        ]
+        return [_additive_case(g, 1, 3, 4, 4, 4, 2, 5), _additive_case(g, 2, 3, 5, 6, 4, 3, 8),
+                _additive_case(g, 2, 1, 6, 3, 5, 4, 2, " (one query)")]
     transposed_k = _additive_case(g, 2, 4, 7, 5, 6, 3, 4)
     q, k, v, W_q, W_k, w_v = transposed_k.args
     k = transposed(g, 2, 7, 6)
@@ -101,50 +85,40 @@ def _(g):
         if not close(out, weights.detach().cpu().double() @ v, dtype):
             return "`out` should be the weighted sum of the values, weights @ v, with the same `weights` you return."
         return None
-
     return [case], judge
 
 
 @additive_attention.prop("gradients reach q, k, v, W_q, W_k and w_v")
 def _(g):
-    return gradients_flow(
-        _additive_case(g, 1, 2, 3, 4, 3, 2, 5),
-        {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q", "args.4": "W_k", "args.5": "w_v"},
-    )
+    return gradients_flow(_additive_case(g, 1, 2, 3, 4, 3, 2, 5),
+                          {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q", "args.4": "W_k",
+                           "args.5": "w_v"})
 
 
-@additive_attention.mistake(
-    "the tanh is missing. Without it the score is (q W_q) . w_v + (k W_k) . w_v, and the "
-    "query's part cancels in the softmax: every query gets the same weights."
-)
+@additive_attention.mistake("the tanh is missing. Without it the score is (q W_q) . w_v + (k W_k) . w_v, and the "
+                            "query's part cancels in the softmax: every query gets the same weights.")
 def no_tanh(ref):
     tiny = 1e-5  # tanh(tiny * s) / tiny == s to within tiny**2: the reference with its tanh made linear
 
     def wrong(q, k, v, W_q, W_k, w_v):
         return ref.additive_attention(q, k, v, W_q * tiny, W_k * tiny, w_v / tiny)
-
     return wrong
 
 
-@additive_attention.mistake(
-    "the query has no effect on the weights: apply tanh to the sum q W_q + k W_k, not to each "
-    "projection separately (a term that depends only on the query cancels in the softmax)."
-)
+@additive_attention.mistake("the query has no effect on the weights: apply tanh to the sum q W_q + k W_k, not to each "
+                            "projection separately (a term that depends only on the query cancels in the softmax).")
 def tanh_of_each_projection(ref):
     return lambda q, k, v, W_q, W_k, w_v: ref.additive_attention(torch.zeros_like(q), k, v, W_q, W_k, w_v)
 
 
-@additive_attention.mistake(
-    "the softmax runs over the queries (axis -2) instead of over the keys (the last axis): "
-    "each row of `weights`, one query, must sum to 1."
-)
+@additive_attention.mistake("the softmax runs over the queries (axis -2) instead of over the keys (the last axis): "
+                            "each row of `weights`, one query, must sum to 1.")
 def softmax_over_queries(ref):
     def wrong(q, k, v, W_q, W_k, w_v):
         # The same scores with the roles of queries and keys exchanged, softmaxed over their last axis, are the
         # scores softmaxed over the queries (q stands in for the values, which are not used).
         weights = ref.additive_attention(k, q, q, W_k, W_q, w_v)[1].transpose(-1, -2)
         return weights @ v, weights
-
     return wrong
 
 
@@ -153,10 +127,8 @@ def swapped_projections(ref):
     return lambda q, k, v, W_q, W_k, w_v: ref.additive_attention(q, k, v, W_k, W_q, w_v)
 
 
-@additive_attention.mistake(
-    "the scores are divided by sqrt(h). Additive attention has no scaling: "
-    "the division by sqrt(d) belongs to dot-product attention."
-)
+@additive_attention.mistake("the scores are divided by sqrt(h). Additive attention has no scaling: "
+                            "the division by sqrt(d) belongs to dot-product attention.")
 def scaled_like_dot_product(ref):
     return lambda q, k, v, W_q, W_k, w_v: ref.additive_attention(q, k, v, W_q, W_k, w_v / math.sqrt(w_v.shape[-1]))
 
@@ -167,15 +139,9 @@ def sums_instead_of_w_v(ref):
 
 
 # ---------------------------------------------------------------------------- hard_attention
-hard_attention = Exercise(
-    "hard_attention",
-    ASSIGNMENT,
-    outputs=("out", "weights"),
-    points=(1, 2),
-    difficulty=2,
-    minutes=20,
-    task="`(out, weights)` with one-hot weights at the argmax of the scaled scores (the first index on ties)",
-)
+hard_attention = Exercise("hard_attention", ASSIGNMENT, outputs=("out", "weights"),
+                          points=(1, 2), difficulty=2, minutes=20,
+                          task="`(out, weights)` with one-hot weights at the argmax of the scaled scores (the first index on ties)")
 
 
 def _small_integers(g: torch.Generator, *shape: int) -> torch.Tensor:
@@ -225,14 +191,11 @@ def _(g):
         weights = weights.detach().cpu().double()
         ones, zeros = (weights == 1).sum(-1), (weights == 0).sum(-1)
         if not ((ones == 1) & (zeros == weights.shape[-1] - 1)).all():
-            return (
-                "Each row of `weights` should be one-hot: a single 1.0 at the chosen key and exactly 0.0 "
-                "everywhere else."
-            )
+            return ("Each row of `weights` should be one-hot: a single 1.0 at the chosen key and exactly 0.0 "
+                    "everywhere else.")
         if not close(out, weights @ v, dtype):
             return "`out` should be the value of the chosen key in each row, that is weights @ v."
         return None
-
     return [case], judge
 
 
@@ -246,7 +209,6 @@ def last_on_ties(ref):
     def wrong(q, k, v):
         out, weights = ref.hard_attention(q, k.flip(-2), v.flip(-2))
         return out, weights.flip(-1)
-
     return wrong
 
 
@@ -261,7 +223,6 @@ def argmax_over_queries(ref):
         _, weights = ref.hard_attention(k, q, q)
         weights = weights.transpose(-2, -1)
         return weights @ v, weights
-
     return wrong
 
 
@@ -275,20 +236,13 @@ def returns_keys(ref):
     def wrong(q, k, v):
         _, weights = ref.hard_attention(q, k, v)
         return weights @ k, weights
-
     return wrong
 
 
 # ----------------------------------------------------------------------- local_attention_mask
-local_attention_mask = Exercise(
-    "local_attention_mask",
-    ASSIGNMENT,
-    dtypes=(None,),
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task=r"a bool `(T, T)` mask, `True` where $\lvert i - j\rvert \le$ `window`",
-)
+local_attention_mask = Exercise("local_attention_mask", ASSIGNMENT, dtypes=(None,),
+                                points=(1, 1), difficulty=1, minutes=10,
+                                task=r"a bool `(T, T)` mask, `True` where $\lvert i - j\rvert \le$ `window`")
 
 
 @local_attention_mask.cases
@@ -307,12 +261,9 @@ def _(g):
         if not mask.diagonal().all():
             return "In local_attention_mask(8, 2) every position should be allowed to attend to itself (the diagonal is True)."
         if not torch.equal(mask, mask.T):
-            return (
-                "local_attention_mask(8, 2) should be symmetric: if i may see j, then j may see i "
-                "(the window reaches `window` positions on both sides)."
-            )
+            return ("local_attention_mask(8, 2) should be symmetric: if i may see j, then j may see i "
+                    "(the window reaches `window` positions on both sides).")
         return None
-
     return [Case("seq_len=8, window=2", (8, 2))], judge
 
 
@@ -326,48 +277,33 @@ def inverted(ref):
     return lambda seq_len, window: ~ref.local_attention_mask(seq_len, window)
 
 
-@local_attention_mask.mistake(
-    "the window only looks back (j <= i); a local window reaches `window` positions on both sides."
-)
+@local_attention_mask.mistake("the window only looks back (j <= i); a local window reaches `window` positions on "
+                              "both sides.")
 def past_only(ref):
     return lambda seq_len, window: ref.local_attention_mask(seq_len, window).tril()
 
 
-@local_attention_mask.mistake(
-    "`window` was taken as the total width of the band; it is the number of neighbours "
-    "on each side, so the band is 2 * window + 1 wide."
-)
+@local_attention_mask.mistake("`window` was taken as the total width of the band; it is the number of neighbours "
+                              "on each side, so the band is 2 * window + 1 wide.")
 def total_width(ref):
     return lambda seq_len, window: ref.local_attention_mask(seq_len, window // 2)
 
 
 # ----------------------------------------------------------------------------- CrossAttention
 CrossAttention = Exercise(
-    "CrossAttention",
-    ASSIGNMENT,
-    outputs=("out", "weights"),
-    call=MODULE,
-    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION),
-    why_forbidden=ATTENTION_WHY,
-    points=(2, 2),
-    difficulty=2,
-    minutes=20,
+    "CrossAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
+    forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION, capability.MULTI_HEAD_ATTENTION), why_forbidden=ATTENTION_WHY,
+    points=(2, 2), difficulty=2, minutes=20,
     task="a module with `W_q`, `W_k`, `W_v`: queries from `x`, keys and values from `memory`",
 )
 
 
 def _cross_case(g, batch, t_q, t_k, d_model, d_memory, mask=None, note=""):
     x, memory = randn(g, batch, t_q, d_model), randn(g, batch, t_k, d_memory)
-    state = {
-        "W_q.weight": linear_weight(g, d_model, d_model),
-        "W_k.weight": linear_weight(g, d_model, d_memory),
-        "W_v.weight": linear_weight(g, d_model, d_memory),
-    }
-    label = (
-        f"CrossAttention(d_model={d_model}, d_memory={d_memory}) on {shapes(x=x, memory=memory)}"
-        + (f", mask {tuple(mask.shape)}" if mask is not None else "")
-        + note
-    )
+    state = {"W_q.weight": linear_weight(g, d_model, d_model), "W_k.weight": linear_weight(g, d_model, d_memory),
+             "W_v.weight": linear_weight(g, d_model, d_memory)}
+    label = f"CrossAttention(d_model={d_model}, d_memory={d_memory}) on {shapes(x=x, memory=memory)}" + (
+        f", mask {tuple(mask.shape)}" if mask is not None else "") + note
     return Case(label, (x, memory), {} if mask is None else {"mask": mask}, init=(d_model, d_memory), state=state)
 
 
@@ -377,12 +313,9 @@ def _(g, hidden):
         # d_model == d_memory and T_q == T_k come first: there every mix-up of x and memory runs and is named.
         # Then d_model == d_memory with T_q != T_k (keys or values from x give the wrong number of columns),
         # then sizes that all differ.
-        return [
-            _cross_case(g, 1, 3, 3, 4, 4, random_mask(g, 3, 3)),
-            _cross_case(g, 2, 3, 5, 6, 6),
-            _cross_case(g, 2, 3, 5, 6, 4),
-            _cross_case(g, 2, 4, 6, 8, 10, random_mask(g, 2, 1, 6), " (a mask over the memory)"),
-        ]
+        return [_cross_case(g, 1, 3, 3, 4, 4, random_mask(g, 3, 3)), _cross_case(g, 2, 3, 5, 6, 6),
+                _cross_case(g, 2, 3, 5, 6, 4),
+                _cross_case(g, 2, 4, 6, 8, 10, random_mask(g, 2, 1, 6), " (a mask over the memory)")]
     transposed = _cross_case(g, 2, 3, 6, 8, 5, note=" (non-contiguous memory)")
     transposed.args = (transposed.args[0], randn(g, 2, 5, 6).transpose(1, 2))  # a (2, 6, 5) view
     return [
@@ -398,53 +331,36 @@ def _(g, hidden):
 
 @CrossAttention.prop("W_q is nn.Linear(d_model, d_model), W_k and W_v are nn.Linear(d_memory, d_model), no bias")
 def _(g):
-    expected = {
-        "W_q": "in_features=6, out_features=6, bias=False",
-        "W_k": "in_features=4, out_features=6, bias=False",
-        "W_v": "in_features=4, out_features=6, bias=False",
-    }
-    return has_linear_layers(
-        Case("CrossAttention(d_model=6, d_memory=4)", init=(6, 4), inspect=True), "CrossAttention(6, 4)", expected
-    )
+    expected = {"W_q": "in_features=6, out_features=6, bias=False", "W_k": "in_features=4, out_features=6, bias=False",
+                "W_v": "in_features=4, out_features=6, bias=False"}
+    return has_linear_layers(Case("CrossAttention(d_model=6, d_memory=4)", init=(6, 4), inspect=True),
+                             "CrossAttention(6, 4)", expected)
 
 
 @CrossAttention.prop("permuting the memory tokens leaves out unchanged and permutes the weights' columns")
 def _(g):
     case = _cross_case(g, 1, 3, 5, 6, 4)
     perm = torch.randperm(5, generator=g)
-    shuffled = Case(
-        case.label + ", memory permuted", (case.args[0], case.args[1][:, perm]), init=case.init, state=case.state
-    )
+    shuffled = Case(case.label + ", memory permuted", (case.args[0], case.args[1][:, perm]), init=case.init,
+                    state=case.state)
 
     def judge(results, dtype):
         (out, weights), (out_perm, weights_perm) = results[0].output, results[1].output
         if not close(out_perm, out, dtype):
-            return (
-                "The memory is a set of keys and values: shuffling its tokens should leave `out` unchanged, but "
-                "yours changes. Each query should take a weighted sum over all memory tokens."
-            )
+            return ("The memory is a set of keys and values: shuffling its tokens should leave `out` unchanged, but "
+                    "yours changes. Each query should take a weighted sum over all memory tokens.")
         if not close(weights_perm, weights[..., perm.to(weights.device)], dtype):
-            return (
-                "Shuffling the memory tokens should shuffle the columns of `weights` the same way: column j "
-                "belongs to memory token j."
-            )
+            return ("Shuffling the memory tokens should shuffle the columns of `weights` the same way: column j "
+                    "belongs to memory token j.")
         return None
-
     return [case, shuffled], judge
 
 
 @CrossAttention.prop("gradients reach x, memory and W_q, W_k, W_v")
 def _(g):
-    return gradients_flow(
-        _cross_case(g, 2, 3, 4, 4, 3),
-        {
-            "args.0": "x",
-            "args.1": "memory",
-            "params.W_q.weight": "W_q",
-            "params.W_k.weight": "W_k",
-            "params.W_v.weight": "W_v",
-        },
-    )
+    return gradients_flow(_cross_case(g, 2, 3, 4, 4, 3),
+                          {"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                           "params.W_v.weight": "W_v"})
 
 
 def _with_weights(ref, change):
@@ -470,7 +386,6 @@ class _ReadsFrom(nn.Module):
 
 def _projections_from_x(ref, names: tuple):
     """A wrong CrossAttention: the reference, with the projections ``names`` applied to x instead of memory."""
-
     class Wrong(ref.CrossAttention):
         def forward(self, x, memory, mask=None):
             layers = {name: getattr(self, name) for name in names}
@@ -481,14 +396,11 @@ def _projections_from_x(ref, names: tuple):
             finally:
                 for name, layer in layers.items():
                     setattr(self, name, layer)
-
     return Wrong
 
 
-@CrossAttention.mistake(
-    "the keys and the values are made from x: this is self-attention on x. In cross-attention "
-    "only the queries come from x; the keys and values come from memory."
-)
+@CrossAttention.mistake("the keys and the values are made from x: this is self-attention on x. In cross-attention "
+                        "only the queries come from x; the keys and values come from memory.")
 def keys_and_values_from_x(ref):
     return _projections_from_x(ref, ("W_k", "W_v"))
 
@@ -508,13 +420,11 @@ def no_scaling(ref):
     return _with_weights(ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(p["W_q.weight"].shape[0])})
 
 
-@CrossAttention.mistake(
-    "the scores are divided by sqrt(d_memory); the queries and keys have d_model features, so divide by sqrt(d_model)."
-)
+@CrossAttention.mistake("the scores are divided by sqrt(d_memory); the queries and keys have d_model features, so "
+                        "divide by sqrt(d_model).")
 def scales_by_d_memory(ref):
-    return _with_weights(
-        ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(p["W_q.weight"].shape[0] / p["W_k.weight"].shape[1])}
-    )
+    return _with_weights(ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(
+        p["W_q.weight"].shape[0] / p["W_k.weight"].shape[1])})
 
 
 @CrossAttention.mistake("the values are made with W_k instead of W_v.")
@@ -522,9 +432,8 @@ def values_from_w_k(ref):
     return _with_weights(ref, lambda p: {"W_v.weight": p["W_k.weight"]})
 
 
-@CrossAttention.mistake(
-    "the inputs are multiplied by the weight matrices directly (x @ W.weight); an nn.Linear computes x @ W.weight.T."
-)
+@CrossAttention.mistake("the inputs are multiplied by the weight matrices directly (x @ W.weight); an nn.Linear "
+                        "computes x @ W.weight.T.")
 def transposed_weights(ref):
     return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
 

@@ -5,7 +5,6 @@ The catalogue of wrong versions is written on top of the reference (passed in as
 is also compared with ``nn.MultiheadAttention(batch_first=True)`` given the same weights,
 by a property whose judge runs the built-in (outside the student's code).
 """
-
 from __future__ import annotations
 
 import math
@@ -41,35 +40,18 @@ MHA_WHY = "the point is to build multi-head attention from projections, heads an
 
 
 # ------------------------------------------------------------------------------- split_heads
-split_heads = Exercise(
-    "split_heads",
-    ASSIGNMENT,
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task=r"`(B, T, D)` → `(B, h, T, D/h)`; head $j$ takes features $j\,d_\text{head}$ to $(j+1)\,d_\text{head} - 1$",
-)
+split_heads = Exercise("split_heads", ASSIGNMENT, points=(1, 1), difficulty=1, minutes=10, task=r"`(B, T, D)` → `(B, h, T, D/h)`; head $j$ takes features $j\,d_\text{head}$ to $(j+1)\,d_\text{head} - 1$")
 splits_into_heads(split_heads, non_contiguous=True)
 
 
 # ------------------------------------------------------------------------------- merge_heads
-merge_heads = Exercise(
-    "merge_heads",
-    ASSIGNMENT,
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task="`(B, h, T, d_head)` → `(B, T, h·d_head)`, the inverse of `split_heads`",
-)
+merge_heads = Exercise("merge_heads", ASSIGNMENT, points=(1, 1), difficulty=1, minutes=10, task="`(B, h, T, d_head)` → `(B, T, h·d_head)`, the inverse of `split_heads`")
 
 
 @merge_heads.cases
 def _(g, hidden):
-    sizes = (
-        [(1, 2, 4, 2), (2, 3, 5, 4), (2, 4, 3, 1)]
-        if not hidden
-        else [(3, 4, 7, 4), (2, 6, 1, 1), (1, 1, 5, 9), (4, 5, 3, 4)]
-    )
+    sizes = [(1, 2, 4, 2), (2, 3, 5, 4), (2, 4, 3, 1)] if not hidden else [
+        (3, 4, 7, 4), (2, 6, 1, 1), (1, 1, 5, 9), (4, 5, 3, 4)]
     cases = [Case(shapes(x=x), (x,)) for x in (randn(g, *size) for size in sizes)]
     if hidden:
         x = transposed(g, 2, 3, 5, 6)
@@ -86,31 +68,23 @@ def _(g):
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 5, 12):
             return f"merge_heads(x) with x of shape (2, 3, 5, 4) should be a (2, 5, 12) tensor, got {describe(got)}."
         if not close(got[1, 3, 8:12], x[1, 2, 3], dtype):
-            return (
-                "merge_heads(x)[1, 3, 8:12] (batch 1, token 3, the third block of 4 features) should be "
-                "x[1, 2, 3], the features of head 2 for that token, but it is not."
-            )
+            return ("merge_heads(x)[1, 3, 8:12] (batch 1, token 3, the third block of 4 features) should be "
+                    "x[1, 2, 3], the features of head 2 for that token, but it is not.")
         return None
-
     return [Case(shapes(x=x), (x,))], judge
 
 
-@merge_heads.mistake(
-    "the features are merged as '(d_head h)' instead of '(h d_head)': head j's features must "
-    "stay together at positions j*d_head:(j+1)*d_head."
-)
+@merge_heads.mistake("the features are merged as '(d_head h)' instead of '(h d_head)': head j's features must "
+                     "stay together at positions j*d_head:(j+1)*d_head.")
 def interleaved(ref):
     def wrong(x):
         inverse = torch.argsort(interleaving(x.shape[1] * x.shape[-1], x.shape[1], x.device))
         return ref.merge_heads(x)[..., inverse]
-
     return wrong
 
 
-@merge_heads.mistake(
-    "x was reshaped to (B, T, h * d_head) directly, which mixes tokens and heads. Move the "
-    "head axis after the sequence axis first, then merge (h, d_head)."
-)
+@merge_heads.mistake("x was reshaped to (B, T, h * d_head) directly, which mixes tokens and heads. Move the "
+                     "head axis after the sequence axis first, then merge (h, d_head).")
 def plain_reshape(ref):
     return lambda x: x.reshape(x.shape[0], x.shape[2], x.shape[1] * x.shape[3])
 
@@ -120,25 +94,17 @@ def summed_heads(ref):
     return lambda x: x.sum(1)
 
 
-@merge_heads.mistake(
-    "the result is (B, h * d_head, T): the sequence axis should come before the features, (B, T, h * d_head)."
-)
+@merge_heads.mistake("the result is (B, h * d_head, T): the sequence axis should come before the features, "
+                     "(B, T, h * d_head).")
 def transposed_output(ref):
     return lambda x: ref.merge_heads(x).transpose(1, 2)
 
 
 # ------------------------------------------------------------------------ MultiHeadAttention
 MultiHeadAttention = Exercise(
-    "MultiHeadAttention",
-    ASSIGNMENT,
-    outputs=("out", "weights"),
-    call=MODULE,
+    "MultiHeadAttention", ASSIGNMENT, outputs=("out", "weights"), call=MODULE,
     forbidden=(capability.MULTI_HEAD_ATTENTION, capability.SCALED_DOT_PRODUCT_ATTENTION, components.MultiHeadAttention),
-    why_forbidden=MHA_WHY,
-    points=(3, 3),
-    difficulty=3,
-    minutes=45,
-    task="a module with `q_proj`, `k_proj`, `v_proj`, `out_proj`; `forward(query, key, value, mask=None)` → `(out, weights)` with weights `(B, h, T_q, T_k)`; equal to `nn.MultiheadAttention(batch_first=True)` given the same weights",
+    why_forbidden=MHA_WHY, points=(3, 3), difficulty=3, minutes=45, task="a module with `q_proj`, `k_proj`, `v_proj`, `out_proj`; `forward(query, key, value, mask=None)` → `(out, weights)` with weights `(B, h, T_q, T_k)`; equal to `nn.MultiheadAttention(batch_first=True)` given the same weights",
 )
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
@@ -161,18 +127,10 @@ def _mha_case(g, d_model, n_heads, batch, t_q, t_k, *, bias=True, mask=None, sel
         key, value = randn(g, batch, t_k, d_model), randn(g, batch, t_k, d_model)
         inputs = shapes(query=query, key=key, value=value)
     init = (d_model, n_heads) if bias else (d_model, n_heads, False)
-    label = (
-        f"MultiHeadAttention({d_model}, {n_heads}{'' if bias else ', bias=False'}) on {inputs}"
-        + (f", mask {tuple(mask.shape)}" if mask is not None else "")
-        + note
-    )
-    return Case(
-        label,
-        (query, key, value),
-        {} if mask is None else {"mask": mask},
-        init=init,
-        state=_mha_state(g, d_model, bias),
-    )
+    label = (f"MultiHeadAttention({d_model}, {n_heads}{'' if bias else ', bias=False'}) on {inputs}"
+             + (f", mask {tuple(mask.shape)}" if mask is not None else "") + note)
+    return Case(label, (query, key, value), {} if mask is None else {"mask": mask}, init=init,
+                state=_mha_state(g, d_model, bias))
 
 
 @MultiHeadAttention.cases
@@ -202,17 +160,13 @@ def _(g):
     def judge(results, dtype):
         for result, bias in zip(results, (True, False)):
             call = "MultiHeadAttention(8, 2)" if bias else "MultiHeadAttention(8, 2, bias=False)"
-            problem = linear_layers_problem(
-                result.structure, call, dict.fromkeys(PROJECTIONS, f"in_features=8, out_features=8, bias={bias}")
-            )
+            problem = linear_layers_problem(result.structure, call,
+                                            dict.fromkeys(PROJECTIONS, f"in_features=8, out_features=8, bias={bias}"))
             if problem:
                 return problem
         return None
-
-    return [
-        Case("MultiHeadAttention(8, 2)", init=(8, 2), inspect=True),
-        Case("MultiHeadAttention(8, 2, bias=False)", init=(8, 2, False), inspect=True),
-    ], judge
+    return [Case("MultiHeadAttention(8, 2)", init=(8, 2), inspect=True),
+            Case("MultiHeadAttention(8, 2, bias=False)", init=(8, 2, False), inspect=True)], judge
 
 
 def builtin_attention(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,17 +204,12 @@ def _(g):
             out, weights = result.output
             expected_out, expected_weights = builtin_attention(case)
             if tuple(weights.shape) != tuple(expected_weights.shape) or not close(weights, expected_weights, dtype):
-                return (
-                    f"With {case.label}, your `weights` differ from those of nn.MultiheadAttention(batch_first=True, "
-                    "average_attn_weights=False) given the same weights: one (T_q, T_k) matrix per head."
-                )
+                return (f"With {case.label}, your `weights` differ from those of nn.MultiheadAttention(batch_first=True, "
+                        "average_attn_weights=False) given the same weights: one (T_q, T_k) matrix per head.")
             if tuple(out.shape) != tuple(expected_out.shape) or not close(out, expected_out, dtype):
-                return (
-                    f"With {case.label}, your `out` differs from that of nn.MultiheadAttention(batch_first=True) "
-                    "given the same weights."
-                )
+                return (f"With {case.label}, your `out` differs from that of nn.MultiheadAttention(batch_first=True) "
+                        "given the same weights.")
         return None
-
     return cases, judge
 
 
@@ -273,9 +222,8 @@ def _(g):
 
 def _with_weights(ref, change):
     """A wrong MultiHeadAttention: the reference, run with some parameters replaced by ``change(params, d_model, n_heads)``."""
-    return with_parameters(
-        ref.MultiHeadAttention, lambda params, model: change(params, model.q_proj.out_features, model.n_heads)
-    )
+    return with_parameters(ref.MultiHeadAttention, lambda params, model: change(params, model.q_proj.out_features,
+                                                                                model.n_heads))
 
 
 def _scale_queries(params: dict, factor: float) -> dict:
@@ -287,25 +235,20 @@ def no_scaling(ref):
     return _with_weights(ref, lambda p, d_model, h: _scale_queries(p, math.sqrt(d_model // h)))
 
 
-@MultiHeadAttention.mistake(
-    "the scores are divided by sqrt(d_model); each head compares vectors of "
-    "d_head = d_model / n_heads features, so divide by sqrt(d_head)."
-)
+@MultiHeadAttention.mistake("the scores are divided by sqrt(d_model); each head compares vectors of "
+                            "d_head = d_model / n_heads features, so divide by sqrt(d_head).")
 def scales_by_d_model(ref):
     return _with_weights(ref, lambda p, d_model, h: _scale_queries(p, 1 / math.sqrt(h)))
 
 
-@MultiHeadAttention.mistake(
-    "the features are split into heads as '(d_head h)' instead of '(h d_head)': head j "
-    "must take the contiguous block j*d_head:(j+1)*d_head of the projected features."
-)
+@MultiHeadAttention.mistake("the features are split into heads as '(d_head h)' instead of '(h d_head)': head j "
+                            "must take the contiguous block j*d_head:(j+1)*d_head of the projected features.")
 def interleaved_heads(ref):
     def change(p, d_model, h):
         order = interleaving(d_model, h, p["q_proj.weight"].device)
         moved = {name: p[name][order] for name in p if name.split(".")[0] in PROJECTIONS[:3]}
         moved["out_proj.weight"] = p["out_proj.weight"][:, order]
         return moved
-
     return _with_weights(ref, change)
 
 
@@ -317,48 +260,37 @@ def no_out_proj(ref):
         if "out_proj.bias" in p:
             identity["out_proj.bias"] = torch.zeros_like(p["out_proj.bias"])
         return identity
-
     return _with_weights(ref, change)
 
 
 @MultiHeadAttention.mistake("the queries are made with k_proj instead of q_proj.")
 def queries_from_k_proj(ref):
-    return _with_weights(
-        ref,
-        lambda p, d_model, h: {
-            name.replace("k_proj", "q_proj"): p[name] for name in ("k_proj.weight", "k_proj.bias") if name in p
-        },
-    )
+    return _with_weights(ref, lambda p, d_model, h: {
+        name.replace("k_proj", "q_proj"): p[name] for name in ("k_proj.weight", "k_proj.bias") if name in p})
 
 
 @MultiHeadAttention.mistake("the values are computed from `key` instead of `value`.")
 def values_from_key(ref):
-    return with_forward(
-        ref.MultiHeadAttention, lambda self, right, query, key, value, mask=None: right(query, key, key, mask)
-    )
+    return with_forward(ref.MultiHeadAttention,
+                        lambda self, right, query, key, value, mask=None: right(query, key, key, mask))
 
 
-@MultiHeadAttention.mistake(
-    "the weights are averaged over the heads; return one (T_q, T_k) matrix per head, shape (B, h, T_q, T_k)."
-)
+@MultiHeadAttention.mistake("the weights are averaged over the heads; return one (T_q, T_k) matrix per head, "
+                            "shape (B, h, T_q, T_k).")
 def averaged_weights(ref):
     class Wrong(ref.MultiHeadAttention):
         def forward(self, query, key, value, mask=None):
             out, weights = super().forward(query, key, value, mask)
             return out, weights.mean(1)
-
     return Wrong
 
 
-@MultiHeadAttention.mistake(
-    "the mask is inverted: in this course True means 'may attend' and False means "
-    "'masked out' (nn.MultiheadAttention's boolean masks mean the opposite)."
-)
+@MultiHeadAttention.mistake("the mask is inverted: in this course True means 'may attend' and False means "
+                            "'masked out' (nn.MultiheadAttention's boolean masks mean the opposite).")
 def inverted_mask(ref):
     class Wrong(ref.MultiHeadAttention):
         def forward(self, query, key, value, mask=None):
             return super().forward(query, key, value, None if mask is None else ~mask)
-
     return Wrong
 
 

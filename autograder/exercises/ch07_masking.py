@@ -5,7 +5,6 @@ The catalogue of wrong versions is written on top of the reference (passed in as
 attention with the student's mask (in the judge, outside the student's code) to check
 what the mask is for: causality, and invariance to whatever sits in the padding.
 """
-
 from __future__ import annotations
 
 import math
@@ -35,15 +34,9 @@ def _bool_tensor(value, shape: tuple, call: str):
 
 
 # ------------------------------------------------------------------------------- causal_mask
-causal_mask = Exercise(
-    "causal_mask",
-    ASSIGNMENT,
-    dtypes=(None,),
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task="a bool `(T, T)` mask, `True` on and below the diagonal",
-)
+causal_mask = Exercise("causal_mask", ASSIGNMENT, dtypes=(None,),
+                       points=(1, 1), difficulty=1, minutes=10,
+                       task="a bool `(T, T)` mask, `True` on and below the diagonal")
 
 
 @causal_mask.cases
@@ -63,36 +56,26 @@ def _(g):
         if message:
             return message
         if not mask.cpu().diagonal().all():
-            return (
-                f"In causal_mask({length}) every position should be allowed to attend to itself (the diagonal is True)."
-            )
+            return f"In causal_mask({length}) every position should be allowed to attend to itself (the diagonal is True)."
         out = _attend(x, mask)
         for t in range(1, length):
             changed = x.clone()
-            changed[:, t] = 10 * torch.randn(
-                changed[:, t].shape, generator=torch.Generator().manual_seed(t), dtype=changed.dtype
-            )
+            changed[:, t] = 10 * torch.randn(changed[:, t].shape, generator=torch.Generator().manual_seed(t),
+                                             dtype=changed.dtype)
             if not torch.allclose(_attend(changed, mask)[:, :t], out[:, :t], rtol=1e-9, atol=1e-12):
-                return (
-                    f"With your causal_mask({length}), changing token {t} changed the attention output of an "
-                    f"earlier position (0 to {t - 1}): a position must not see the tokens after it."
-                )
+                return (f"With your causal_mask({length}), changing token {t} changed the attention output of an "
+                        f"earlier position (0 to {t - 1}): a position must not see the tokens after it.")
         return None
-
     return [Case(f"seq_len={length}", (length,))], judge
 
 
-@causal_mask.mistake(
-    "the diagonal is False: each position must also attend to itself (True on and below the diagonal)."
-)
+@causal_mask.mistake("the diagonal is False: each position must also attend to itself (True on and below the diagonal).")
 def diagonal_excluded(ref):
     return lambda seq_len: ref.causal_mask(seq_len) & ~torch.eye(seq_len, dtype=torch.bool)
 
 
-@causal_mask.mistake(
-    "the mask lets each position see the future (True on and above the diagonal); it must see "
-    "only itself and the past: row i is True for columns 0 to i."
-)
+@causal_mask.mistake("the mask lets each position see the future (True on and above the diagonal); it must see "
+                     "only itself and the past: row i is True for columns 0 to i.")
 def future_allowed(ref):
     return lambda seq_len: ref.causal_mask(seq_len).T
 
@@ -102,24 +85,16 @@ def inverted(ref):
     return lambda seq_len: ~ref.causal_mask(seq_len)
 
 
-@causal_mask.mistake(
-    "this is an additive float mask (0 and -inf). In this course a mask is boolean: True = may "
-    "attend, False = masked out."
-)
+@causal_mask.mistake("this is an additive float mask (0 and -inf). In this course a mask is boolean: True = may "
+                     "attend, False = masked out.")
 def additive_float(ref):
     return lambda seq_len: torch.zeros(seq_len, seq_len).masked_fill(~ref.causal_mask(seq_len), float("-inf"))
 
 
 # ------------------------------------------------------------------------------ padding_mask
-padding_mask = Exercise(
-    "padding_mask",
-    ASSIGNMENT,
-    dtypes=(None,),
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task="a bool `(B, max_len)` mask, `True` at the real tokens",
-)
+padding_mask = Exercise("padding_mask", ASSIGNMENT, dtypes=(None,),
+                        points=(1, 1), difficulty=1, minutes=10,
+                        task="a bool `(B, max_len)` mask, `True` at the real tokens")
 
 
 def _lengths(*values: int) -> torch.Tensor:
@@ -129,30 +104,12 @@ def _lengths(*values: int) -> torch.Tensor:
 @padding_mask.cases
 def _(g, hidden):
     if not hidden:
-        return [
-            Case(f"lengths={list(n.tolist())}, max_len={m}", (n, m))
-            for n, m in (
-                (_lengths(3, 1, 4, 2), 4),
-                (_lengths(2, 5), 6),
-                (
-                    _lengths(
-                        1,
-                    ),
-                    1,
-                ),
-                (_lengths(0, 3, 2), 3),
-            )
-        ]
+        return [Case(f"lengths={list(n.tolist())}, max_len={m}", (n, m)) for n, m in (
+            (_lengths(3, 1, 4, 2), 4), (_lengths(2, 5), 6), (_lengths(1,), 1), (_lengths(0, 3, 2), 3))]
     random_lengths = torch.randint(0, 10, (6,), generator=g)
-    return [
-        Case(f"{len(n)} sequences, max_len={m}" + note, (n, m))
-        for n, m, note in (
-            (random_lengths, 10, ""),
-            (_lengths(0, 3, 2), 3, " (one sequence of length 0)"),
-            (_lengths(7, 7), 7, " (no padding)"),
-            (_lengths(1, 4, 2, 5, 3), 8, ""),
-        )
-    ]
+    return [Case(f"{len(n)} sequences, max_len={m}" + note, (n, m)) for n, m, note in (
+        (random_lengths, 10, ""), (_lengths(0, 3, 2), 3, " (one sequence of length 0)"),
+        (_lengths(7, 7), 7, " (no padding)"), (_lengths(1, 4, 2, 5, 3), 8, ""))]
 
 
 @padding_mask.mistake("the mask is inverted: True must mark the real tokens and False the padding.")
@@ -170,61 +127,31 @@ def transposed(ref):
     return lambda lengths, max_len: ref.padding_mask(lengths, max_len).T
 
 
-@padding_mask.mistake(
-    "the padding is put at the start of each row; in this course sequences are padded at the "
-    "end, so the real tokens come first."
-)
+@padding_mask.mistake("the padding is put at the start of each row; in this course sequences are padded at the "
+                      "end, so the real tokens come first.")
 def left_padded(ref):
     return lambda lengths, max_len: ref.padding_mask(lengths, max_len).flip(-1)
 
 
 # ----------------------------------------------------------------------------- combine_masks
-combine_masks = Exercise(
-    "combine_masks",
-    ASSIGNMENT,
-    dtypes=(None,),
-    points=(1, 2),
-    difficulty=2,
-    minutes=20,
-    task="a bool `(B, 1, T, T)` mask: the key is real, and not in the future when `causal`",
-)
+combine_masks = Exercise("combine_masks", ASSIGNMENT, dtypes=(None,),
+                         points=(1, 2), difficulty=2, minutes=20,
+                         task="a bool `(B, 1, T, T)` mask: the key is real, and not in the future when `causal`")
 
 
 @combine_masks.cases
 def _(g, hidden):
     if not hidden:
-        return [
-            Case(f"lengths={list(n.tolist())}, max_len={m}, causal={c}", (n, m, c))
-            for n, m, c in (
-                (_lengths(3, 1), 4, False),
-                (_lengths(2, 4), 4, True),
-                (_lengths(5, 3, 4), 5, True),
-                (_lengths(0, 2), 3, True),
-            )
-        ]
+        return [Case(f"lengths={list(n.tolist())}, max_len={m}, causal={c}", (n, m, c)) for n, m, c in (
+            (_lengths(3, 1), 4, False), (_lengths(2, 4), 4, True), (_lengths(5, 3, 4), 5, True),
+            (_lengths(0, 2), 3, True))]
     random_lengths = torch.randint(1, 9, (5,), generator=g)
-    return [
-        Case(f"{len(n)} sequences, max_len={m}, causal={c}" + note, (n, m, c))
-        for n, m, c, note in (
-            (random_lengths, 8, False, ""),
-            (random_lengths, 8, True, ""),
-            (_lengths(0, 2), 3, True, " (a length 0)"),
-            (
-                _lengths(
-                    1,
-                ),
-                1,
-                False,
-                " (length 1)",
-            ),
-            (_lengths(6, 6), 6, True, " (no padding)"),
-        )
-    ]
+    return [Case(f"{len(n)} sequences, max_len={m}, causal={c}" + note, (n, m, c)) for n, m, c, note in (
+        (random_lengths, 8, False, ""), (random_lengths, 8, True, ""), (_lengths(0, 2), 3, True, " (a length 0)"),
+        (_lengths(1,), 1, False, " (length 1)"), (_lengths(6, 6), 6, True, " (no padding)"))]
 
 
-@combine_masks.prop(
-    "attention with the mask ignores padding: changing a padding token changes no real position's output"
-)
+@combine_masks.prop("attention with the mask ignores padding: changing a padding token changes no real position's output")
 def _(g):
     lengths, max_len = _lengths(5, 3, 1), 5
     x = randn(g, 3, max_len, 4)
@@ -238,23 +165,17 @@ def _(g):
                 return message
             changed = x.clone()
             for b, n in enumerate(lengths.tolist()):
-                changed[b, n:] = 10 * torch.randn(
-                    changed[b, n:].shape, generator=torch.Generator().manual_seed(b), dtype=changed.dtype
-                )
+                changed[b, n:] = 10 * torch.randn(changed[b, n:].shape, generator=torch.Generator().manual_seed(b),
+                                                  dtype=changed.dtype)
             mask = mask.cpu()[:, 0]
             out, out_changed = _attend(x, mask), _attend(changed, mask)
             for b, n in enumerate(lengths.tolist()):
                 if not torch.allclose(out_changed[b, :n], out[b, :n], rtol=1e-9, atol=1e-12):
-                    return (
-                        f"With the mask of {call}, changing a padding token of sequence {b} changed the attention "
-                        "output of a real token: padding keys must be masked out for every query."
-                    )
+                    return (f"With the mask of {call}, changing a padding token of sequence {b} changed the attention "
+                            "output of a real token: padding keys must be masked out for every query.")
         return None
-
-    return [
-        Case("lengths=[5, 3, 1], max_len=5, causal=False", (lengths, max_len, False)),
-        Case("lengths=[5, 3, 1], max_len=5, causal=True", (lengths, max_len, True)),
-    ], judge
+    return [Case("lengths=[5, 3, 1], max_len=5, causal=False", (lengths, max_len, False)),
+            Case("lengths=[5, 3, 1], max_len=5, causal=True", (lengths, max_len, True))], judge
 
 
 def _queries_only(ref, lengths, max_len):
@@ -262,26 +183,20 @@ def _queries_only(ref, lengths, max_len):
     return ref.combine_masks(lengths, max_len, False).transpose(-2, -1)
 
 
-@combine_masks.mistake(
-    "the padding mask is applied to the queries (rows) instead of the keys (columns): a query "
-    "may attend a key iff the KEY is a real token."
-)
+@combine_masks.mistake("the padding mask is applied to the queries (rows) instead of the keys (columns): a query "
+                       "may attend a key iff the KEY is a real token.")
 def queries_masked(ref):
     def wrong(lengths, max_len, causal):
         rows = _queries_only(ref, lengths, max_len)
         return rows & ref.causal_mask(max_len).to(rows.device) if causal else rows
-
     return wrong
 
 
-@combine_masks.mistake(
-    "padding queries are masked too, which leaves their rows with no key at all. Mask only the "
-    "keys: the outputs at padding positions are ignored later anyway."
-)
+@combine_masks.mistake("padding queries are masked too, which leaves their rows with no key at all. Mask only the "
+                       "keys: the outputs at padding positions are ignored later anyway.")
 def queries_and_keys_masked(ref):
-    return lambda lengths, max_len, causal: (
-        ref.combine_masks(lengths, max_len, causal) & _queries_only(ref, lengths, max_len)
-    )
+    return lambda lengths, max_len, causal: (ref.combine_masks(lengths, max_len, causal)
+                                             & _queries_only(ref, lengths, max_len))
 
 
 @combine_masks.mistake("the two masks are combined with OR; a key must be real AND not in the future, so use &.")
@@ -289,7 +204,6 @@ def or_instead_of_and(ref):
     def wrong(lengths, max_len, causal):
         padding = ref.combine_masks(lengths, max_len, False)
         return padding | ref.causal_mask(max_len).to(padding.device) if causal else padding
-
     return wrong
 
 
@@ -298,10 +212,8 @@ def always_causal(ref):
     return lambda lengths, max_len, causal: ref.combine_masks(lengths, max_len, True)
 
 
-@combine_masks.mistake(
-    "the head axis is missing: return shape (B, 1, T, T), so that the mask broadcasts over the "
-    "heads of (B, h, T, T) scores."
-)
+@combine_masks.mistake("the head axis is missing: return shape (B, 1, T, T), so that the mask broadcasts over the "
+                       "heads of (B, h, T, T) scores.")
 def no_head_axis(ref):
     return lambda lengths, max_len, causal: ref.combine_masks(lengths, max_len, causal).squeeze(1)
 
@@ -309,13 +221,10 @@ def no_head_axis(ref):
 # ---------------------------------------------------------------------------- masked_softmax
 SOFTMAX_WHY = "write the masked softmax from exp, max and sum, so that a row with nothing to attend to gives zeros"
 masked_softmax = Exercise(
-    "masked_softmax",
-    ASSIGNMENT,
+    "masked_softmax", ASSIGNMENT,
     forbidden=(capability.SOFTMAX, capability.SCALED_DOT_PRODUCT_ATTENTION),
     why_forbidden=SOFTMAX_WHY,
-    points=(2, 3),
-    difficulty=3,
-    minutes=30,
+    points=(2, 3), difficulty=3, minutes=30,
     task="the softmax over the allowed keys; masked weights exactly 0; a row with no allowed key all zeros, never NaN (nor a NaN gradient)",
 )
 
@@ -382,18 +291,13 @@ def _(g):
             return "The weights contain NaN or infinity: every weight must be a number in [0, 1]."
         leaked = weights[~mask]
         if (leaked != 0).any():
-            return (
-                f"Where the mask is False the weight must be exactly 0, but the largest such weight is "
-                f"{leaked.abs().max().item():.3g}. Fill masked scores with -inf before taking exp."
-            )
+            return (f"Where the mask is False the weight must be exactly 0, but the largest such weight is "
+                    f"{leaked.abs().max().item():.3g}. Fill masked scores with -inf before taking exp.")
         sums, wanted = weights.sum(-1), mask.any(-1).double()
         if not torch.allclose(sums, wanted, atol=1e-5):
-            return (
-                "Each row should sum to 1 when it allows at least one key, and be all zeros when it allows none; "
-                f"the row sums differ from that by up to {(sums - wanted).abs().max().item():.3g}."
-            )
+            return ("Each row should sum to 1 when it allows at least one key, and be all zeros when it allows none; "
+                    f"the row sums differ from that by up to {(sums - wanted).abs().max().item():.3g}.")
         return None
-
     return [Case(shapes(scores=scores, mask=mask) + " (two rows allow no key)", (scores, mask))], judge
 
 
@@ -407,19 +311,14 @@ def _(g):
     def judge(results, dtype):
         grad = (results[0].grads or {}).get("args.0")
         if grad is None:
-            return (
-                "No gradient reaches `scores`: keep every step in torch (no .detach(), numpy, .item() or "
-                "torch.tensor(...)), so that the model can learn."
-            )
+            return ("No gradient reaches `scores`: keep every step in torch (no .detach(), numpy, .item() or "
+                    "torch.tensor(...)), so that the model can learn.")
         if not torch.isfinite(grad).all():
-            return (
-                f"Your weights are right, but {NAN_GRADIENT} for a row that allows no key: a NaN made in the "
-                "forward pass and replaced afterwards (nan_to_num, torch.where) still flows backward. Mask the "
-                "scores with masked_fill, and never compute -inf - (-inf) or 0 / 0 (for example, divide by a sum "
-                "that you set to 1 where it is 0)."
-            )
+            return (f"Your weights are right, but {NAN_GRADIENT} for a row that allows no key: a NaN made in the "
+                    "forward pass and replaced afterwards (nan_to_num, torch.where) still flows backward. Mask the "
+                    "scores with masked_fill, and never compute -inf - (-inf) or 0 / 0 (for example, divide by a sum "
+                    "that you set to 1 where it is 0).")
         return None
-
     return [Case(shapes(scores=scores, mask=mask) + " (row 0 allows no key)", (scores, mask), grad=True)], judge
 
 
@@ -439,47 +338,32 @@ def _(g):
         outs = []
         for y, result in zip(inputs, results):
             if not isinstance(result.output, torch.Tensor) or tuple(result.output.shape) != (1, length, length):
-                return (
-                    f"masked_softmax(scores, mask) with scores (1, {length}, {length}) should be a "
-                    f"(1, {length}, {length}) tensor, got {describe(result.output)}."
-                )
+                return (f"masked_softmax(scores, mask) with scores (1, {length}, {length}) should be a "
+                        f"(1, {length}, {length}) tensor, got {describe(result.output)}.")
             outs.append(result.output.detach().cpu().double() @ y)
         for t, out in enumerate(outs[1:], start=1):
             if not close(out[:, :t], outs[0][:, :t], dtype):
-                return (
-                    f"With a causal mask, changing token {t} changed the attention output of an earlier position "
-                    f"(0 to {t - 1}): masked scores, however large, must not affect the weights."
-                )
+                return (f"With a causal mask, changing token {t} changed the attention output of an earlier position "
+                        f"(0 to {t - 1}): masked scores, however large, must not affect the weights.")
         return None
-
-    cases = [
-        Case(
-            f"scores of {'the tokens' if i == 0 else f'the tokens with token {i} changed'}, causal mask",
-            (y @ y.transpose(-2, -1) / 2, causal),
-        )
-        for i, y in enumerate(inputs)
-    ]
+    cases = [Case(f"scores of {'the tokens' if i == 0 else f'the tokens with token {i} changed'}, causal mask",
+                  (y @ y.transpose(-2, -1) / 2, causal)) for i, y in enumerate(inputs)]
     return cases, judge
 
 
 # First: on the case with masked scores far above the others, masking after the softmax also gives zeros.
-@masked_softmax.mistake(
-    "the largest score is taken over all the keys, masked ones included: when a masked score "
-    "is far above the allowed ones, every allowed exp() underflows to 0. Take the maximum after "
-    "masking (over the allowed keys only)."
-)
+@masked_softmax.mistake("the largest score is taken over all the keys, masked ones included: when a masked score "
+                        "is far above the allowed ones, every allowed exp() underflows to 0. Take the maximum after "
+                        "masking (over the allowed keys only).")
 def max_over_all_keys(ref):
     def wrong(scores, mask):
         underflows = (scores - scores.amax(-1, keepdim=True)).exp() == 0
         return ref.masked_softmax(scores, mask & ~underflows)
-
     return wrong
 
 
-@masked_softmax.mistake(
-    "the mask is applied after the softmax, so the remaining weights no longer sum to 1. "
-    "Mask the scores (with -inf) before the softmax."
-)
+@masked_softmax.mistake("the mask is applied after the softmax, so the remaining weights no longer sum to 1. "
+                        "Mask the scores (with -inf) before the softmax.")
 def mask_after_softmax(ref):
     return lambda scores, mask: ref.masked_softmax(scores, torch.ones_like(mask)).masked_fill(~mask, 0.0)
 
@@ -494,27 +378,21 @@ def fills_with_zero(ref):
     return lambda scores, mask: ref.masked_softmax(scores.masked_fill(~mask, 0.0), torch.ones_like(mask))
 
 
-@masked_softmax.mistake(
-    "a row with no allowed key comes out as NaN (exp(-inf - (-inf)) is NaN, and so is 0 / 0). "
-    "Such a row must be all zeros."
-)
+@masked_softmax.mistake("a row with no allowed key comes out as NaN (exp(-inf - (-inf)) is NaN, and so is 0 / 0). "
+                        "Such a row must be all zeros.")
 def nan_rows(ref):
     def wrong(scores, mask):
         weights = ref.masked_softmax(scores, mask)
         return weights.masked_fill(~mask.any(-1, keepdim=True), float("nan"))
-
     return wrong
 
 
-@masked_softmax.mistake(
-    "a row with no allowed key gets equal weights 1 / T_k (this happens when masked scores are "
-    "set to a large negative number instead of -inf). Such a row must be all zeros."
-)
+@masked_softmax.mistake("a row with no allowed key gets equal weights 1 / T_k (this happens when masked scores are "
+                        "set to a large negative number instead of -inf). Such a row must be all zeros.")
 def uniform_rows(ref):
     def wrong(scores, mask):
         weights = ref.masked_softmax(scores, mask)
         return torch.where(mask.any(-1, keepdim=True), weights, torch.full_like(weights, 1 / scores.shape[-1]))
-
     return wrong
 
 
@@ -523,20 +401,16 @@ def overflows(ref):
     def wrong(scores, mask):
         exps = scores.exp().masked_fill(~mask, 0.0)
         return exps / exps.sum(-1, keepdim=True)
-
     return wrong
 
 
-@masked_softmax.mistake(
-    "the mask is added to the scores (0 and -inf) and the NaN of a row with no allowed key is replaced afterwards",
-    expect=NAN_GRADIENT,
-)
+@masked_softmax.mistake("the mask is added to the scores (0 and -inf) and the NaN of a row with no allowed key is "
+                        "replaced afterwards", expect=NAN_GRADIENT)
 def nan_replaced_afterwards(ref):
     def wrong(scores, mask):
         masked = scores + torch.zeros_like(scores).masked_fill(~mask, float("-inf"))
         exps = (masked - masked.amax(-1, keepdim=True)).exp()
         return torch.nan_to_num(exps / exps.sum(-1, keepdim=True), nan=0.0)
-
     return wrong
 
 
@@ -544,5 +418,4 @@ def nan_replaced_afterwards(ref):
 def builtin(ref):
     def wrong(scores, mask):
         return torch.softmax(scores, -1) * 0 + ref.masked_softmax(scores, mask)
-
     return wrong

@@ -9,7 +9,6 @@ student's code, the reference and every catalogued mistake alike.
 
 The catalogue of wrong versions is written on top of the reference (passed in as ``ref``).
 """
-
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,56 +39,33 @@ class StepFunction:
         self.table, self.bos_id, self.eos_id, self.max_len = table, bos_id, eos_id, max_len
 
     def __call__(self, prefix) -> torch.Tensor:
-        if (
-            not isinstance(prefix, torch.Tensor)
-            or prefix.is_floating_point()
-            or prefix.is_complex()
-            or prefix.dtype == torch.bool
-        ):
-            raise CheckFailure(
-                f"step_fn takes the prefix as a 1-D LongTensor of token ids, but it was given "
-                f"{describe(prefix)}. Build it with torch.tensor(tokens)."
-            )
+        if not isinstance(prefix, torch.Tensor) or prefix.is_floating_point() or prefix.is_complex() \
+                or prefix.dtype == torch.bool:
+            raise CheckFailure(f"step_fn takes the prefix as a 1-D LongTensor of token ids, but it was given "
+                               f"{describe(prefix)}. Build it with torch.tensor(tokens).")
         if prefix.dim() != 1 or prefix.numel() == 0:
-            raise CheckFailure(
-                f"step_fn takes the prefix as a non-empty 1-D tensor of shape (t,), but it was "
-                f"given shape {tuple(prefix.shape)}."
-            )
+            raise CheckFailure(f"step_fn takes the prefix as a non-empty 1-D tensor of shape (t,), but it was "
+                               f"given shape {tuple(prefix.shape)}.")
         tokens = prefix.tolist()
         if tokens[0] != self.bos_id:
-            raise CheckFailure(
-                f"The prefix given to step_fn should start with bos_id={self.bos_id}, but it starts "
-                f"with {tokens[0]}: pass the whole sequence so far, not only the last token."
-            )
+            raise CheckFailure(f"The prefix given to step_fn should start with bos_id={self.bos_id}, but it starts "
+                               f"with {tokens[0]}: pass the whole sequence so far, not only the last token.")
         if len(tokens) >= self.max_len:
-            raise CheckFailure(
-                f"step_fn was called with a prefix of {len(tokens)} tokens although max_len is "
-                f"{self.max_len}: stop when the sequence holds max_len tokens (bos included)."
-            )
+            raise CheckFailure(f"step_fn was called with a prefix of {len(tokens)} tokens although max_len is "
+                               f"{self.max_len}: stop when the sequence holds max_len tokens (bos included).")
         if self.eos_id in tokens[1:]:
-            raise CheckFailure(
-                f"step_fn was called with the prefix {tokens}, which already holds eos_id={self.eos_id}: "
-                "decoding goes on after eos, but a sequence is complete once it ends with eos. Stop "
-                "there (in beam search, set that hypothesis aside as finished and never extend it)."
-            )
+            raise CheckFailure(f"step_fn was called with the prefix {tokens}, which already holds eos_id={self.eos_id}: "
+                               "decoding goes on after eos, but a sequence is complete once it ends with eos. Stop "
+                               "there (in beam search, set that hypothesis aside as finished and never extend it).")
         last = tokens[-1]
         if not 0 <= last < self.table.shape[-1]:
-            raise CheckFailure(
-                f"The prefix given to step_fn holds the token id {last}, outside the vocabulary "
-                f"0..{self.table.shape[-1] - 1}."
-            )
+            raise CheckFailure(f"The prefix given to step_fn holds the token id {last}, outside the vocabulary "
+                               f"0..{self.table.shape[-1] - 1}.")
         return self.table[len(tokens) - 1, last].clone()
 
 
-def _table(
-    g: torch.Generator,
-    max_len: int,
-    vocab: int,
-    scale: float = 2.0,
-    eos_id: int | None = None,
-    eos_boost: float = 0.0,
-    banned: tuple = (),
-) -> torch.Tensor:
+def _table(g: torch.Generator, max_len: int, vocab: int, scale: float = 2.0, eos_id: int | None = None,
+           eos_boost: float = 0.0, banned: tuple = ()) -> torch.Tensor:
     """A random step-function table (max_len - 1, V, V): logits for every (position, last token)."""
     table = randn(g, max(max_len - 1, 1), vocab, vocab, scale=scale)
     if eos_id is not None:
@@ -126,33 +102,14 @@ PAD, UNK, BOS, EOS, A, B, C = range(7)
 
 # Three small language models whose right answers can be worked out by hand (the chapter
 # page works them out). Probabilities of the next token given (position, last token).
-GREEDY_AND_BEAM_DISAGREE = {
-    (0, BOS): {A: 0.5, B: 0.4, EOS: 0.1},
-    (1, A): {A: 0.25, B: 0.35, C: 0.3, EOS: 0.1},
-    (1, B): {EOS: 0.9, A: 0.1},
-    (2, B): {A: 0.5, EOS: 0.45, C: 0.05},
-    (3, A): {EOS: 0.8, C: 0.2},
-}
-EOS_EARLY = {
-    (0, BOS): {EOS: 0.45, A: 0.3, B: 0.25},
-    (1, A): {C: 0.9, EOS: 0.1},
-    (1, B): {EOS: 0.5, A: 0.5},
-    (2, C): {EOS: 0.95, A: 0.05},
-}
-THREE_WINNERS = {
-    (0, BOS): {A: 0.55, B: 0.35, EOS: 0.1},
-    (1, A): {EOS: 0.4, C: 0.35, B: 0.25},
-    (1, B): {EOS: 0.9, A: 0.1},
-    (2, C): {EOS: 0.99, A: 0.01},
-}  # beam_size 3: greedy, the plain sum and the length penalty differ
-PENALTY_DECIDES = {
-    (0, BOS): {A: 0.5, B: 0.45, EOS: 0.05},
-    (1, A): {EOS: 0.6, C: 0.4},
-    (1, B): {C: 0.8, EOS: 0.1, A: 0.1},
-    (2, C): {C: 0.8, EOS: 0.15, A: 0.05},
-    (3, C): {EOS: 0.8, C: 0.2},
-    (2, A): {EOS: 0.5, B: 0.5},
-}
+GREEDY_AND_BEAM_DISAGREE = {(0, BOS): {A: .5, B: .4, EOS: .1}, (1, A): {A: .25, B: .35, C: .3, EOS: .1},
+                            (1, B): {EOS: .9, A: .1}, (2, B): {A: .5, EOS: .45, C: .05}, (3, A): {EOS: .8, C: .2}}
+EOS_EARLY = {(0, BOS): {EOS: .45, A: .3, B: .25}, (1, A): {C: .9, EOS: .1}, (1, B): {EOS: .5, A: .5},
+             (2, C): {EOS: .95, A: .05}}
+THREE_WINNERS = {(0, BOS): {A: .55, B: .35, EOS: .1}, (1, A): {EOS: .4, C: .35, B: .25}, (1, B): {EOS: .9, A: .1},
+                 (2, C): {EOS: .99, A: .01}}  # beam_size 3: greedy, the plain sum and the length penalty differ
+PENALTY_DECIDES = {(0, BOS): {A: .5, B: .45, EOS: .05}, (1, A): {EOS: .6, C: .4}, (1, B): {C: .8, EOS: .1, A: .1},
+                   (2, C): {C: .8, EOS: .15, A: .05}, (3, C): {EOS: .8, C: .2}, (2, A): {EOS: .5, B: .5}}
 
 
 def _relabelled(g: torch.Generator, rows: dict, vocab: int, noise: float) -> tuple[dict, int, int]:
@@ -166,36 +123,20 @@ def _relabelled(g: torch.Generator, rows: dict, vocab: int, noise: float) -> tup
 
 
 # ----------------------------------------------------------------------- greedy_decode
-greedy_decode = Exercise(
-    "greedy_decode",
-    ASSIGNMENT,
-    call=Bound(_bind_greedy),
-    points=(1, 2),
-    difficulty=2,
-    minutes=15,
-    task="the generation loop with argmax, bos, eos and `max_len`; returns the token ids as a list",
-)
+greedy_decode = Exercise("greedy_decode", ASSIGNMENT, call=Bound(_bind_greedy), points=(1, 2), difficulty=2, minutes=15, task="the generation loop with argmax, bos, eos and `max_len`; returns the token ids as a list")
 
 
 def _greedy_case(table, bos_id, eos_id, max_len, what):
-    return Case(
-        f"step_fn over {table.shape[-1]} tokens {what}, bos_id={bos_id}, eos_id={eos_id}, max_len={max_len}",
-        (table, bos_id, eos_id, max_len),
-    )
+    return Case(f"step_fn over {table.shape[-1]} tokens {what}, bos_id={bos_id}, eos_id={eos_id}, max_len={max_len}",
+                (table, bos_id, eos_id, max_len))
 
 
 @greedy_decode.cases
 def _(g, hidden):
     if not hidden:
-        tie = _designed(4, 7, {(0, BOS): {A: 0.4, B: 0.4, EOS: 0.2}, (1, A): {EOS: 0.7, C: 0.3}, (1, B): {C: 1.0}})
+        tie = _designed(4, 7, {(0, BOS): {A: .4, B: .4, EOS: .2}, (1, A): {EOS: .7, C: .3}, (1, B): {C: 1.0}})
         return [
-            _greedy_case(
-                _designed(6, 7, GREEDY_AND_BEAM_DISAGREE),
-                BOS,
-                EOS,
-                6,
-                "where the most probable first token leads astray",
-            ),
+            _greedy_case(_designed(6, 7, GREEDY_AND_BEAM_DISAGREE), BOS, EOS, 6, "where the most probable first token leads astray"),
             _greedy_case(_designed(6, 7, EOS_EARLY), BOS, EOS, 6, "whose most probable first token is eos"),
             _greedy_case(_table(g, 5, 8), BOS, EOS, 5, "that never makes eos the most probable"),
             _greedy_case(tie, BOS, EOS, 4, "with a tie between tokens 4 and 5 at the first step"),
@@ -207,27 +148,18 @@ def _(g, hidden):
     cases.append(_greedy_case(_table(g, 8, 11, banned=(bos_id, eos_id)), bos_id, eos_id, 8, "that never produces eos"))
     for vocab, max_len, boost in ((12, 9, 2.5), (30, 12, 1.5), (6, 2, 0.0), (10, 7, -8.0)):
         bos_id, eos_id = torch.randperm(vocab, generator=g)[:2].tolist()
-        cases.append(
-            _greedy_case(
-                _table(g, max_len, vocab, eos_id=eos_id, eos_boost=boost, banned=(bos_id,)),
-                bos_id,
-                eos_id,
-                max_len,
-                "(random)",
-            )
-        )
+        cases.append(_greedy_case(_table(g, max_len, vocab, eos_id=eos_id, eos_boost=boost, banned=(bos_id,)),
+                                  bos_id, eos_id, max_len, "(random)"))
     cases.append(_greedy_case(_table(g, 1, 5), BOS, EOS, 1, "(max_len=1: nothing to generate)"))
     return cases
 
 
-@greedy_decode.mistake(
-    "the eos token is not part of the returned list: when the model produces eos, append it, then stop."
-)
+@greedy_decode.mistake("the eos token is not part of the returned list: when the model produces eos, "
+                       "append it, then stop.")
 def no_eos_in_output(ref):
     def wrong(step_fn, bos_id, eos_id, max_len):
         tokens = ref.greedy_decode(step_fn, bos_id, eos_id, max_len)
         return tokens[:-1] if len(tokens) > 1 and tokens[-1] == eos_id else tokens
-
     return wrong
 
 
@@ -241,9 +173,7 @@ def no_bos_in_output(ref):
     return lambda step_fn, bos_id, eos_id, max_len: ref.greedy_decode(step_fn, bos_id, eos_id, max_len)[1:]
 
 
-@greedy_decode.mistake(
-    "decoding stops one token early: it should stop when the list holds max_len tokens, bos included."
-)
+@greedy_decode.mistake("decoding stops one token early: it should stop when the list holds max_len tokens, bos included.")
 def stops_one_early(ref):
     return lambda step_fn, bos_id, eos_id, max_len: ref.greedy_decode(step_fn, bos_id, eos_id, max(max_len - 1, 1))
 
@@ -251,8 +181,7 @@ def stops_one_early(ref):
 @greedy_decode.mistake("step_fn is given only the last token", expect="not only the last token")
 def last_token_only(ref):
     return lambda step_fn, bos_id, eos_id, max_len: ref.greedy_decode(
-        lambda prefix: step_fn(prefix[-1:]), bos_id, eos_id, max_len
-    )
+        lambda prefix: step_fn(prefix[-1:]), bos_id, eos_id, max_len)
 
 
 @greedy_decode.mistake("one token too many", expect="stop when the sequence holds max_len tokens")
@@ -266,27 +195,14 @@ def ignores_max_len_one(ref):
 
 
 # ------------------------------------------------------------------------- beam_search
-beam_search = Exercise(
-    "beam_search",
-    ASSIGNMENT,
-    call=Bound(_bind_beam),
-    outputs=("tokens", "score"),
-    points=(2, 3),
-    difficulty=4,
-    minutes=40,
-    task="beam search with finished hypotheses and a length penalty; returns `(tokens, score)`",
-)
+beam_search = Exercise("beam_search", ASSIGNMENT, call=Bound(_bind_beam), outputs=("tokens", "score"), points=(2, 3), difficulty=4, minutes=40, task="beam search with finished hypotheses and a length penalty; returns `(tokens, score)`")
 
 
 def _beam_case(table, bos_id, eos_id, beam_size, max_len, length_penalty, what):
     kwargs = {} if length_penalty is None else {"length_penalty": length_penalty}
     penalty = "" if length_penalty is None else f", length_penalty={length_penalty}"
-    return Case(
-        f"step_fn over {table.shape[-1]} tokens {what}, bos_id={bos_id}, eos_id={eos_id}, "
-        f"beam_size={beam_size}, max_len={max_len}{penalty}",
-        (table, bos_id, eos_id, beam_size, max_len),
-        kwargs,
-    )
+    return Case(f"step_fn over {table.shape[-1]} tokens {what}, bos_id={bos_id}, eos_id={eos_id}, "
+                f"beam_size={beam_size}, max_len={max_len}{penalty}", (table, bos_id, eos_id, beam_size, max_len), kwargs)
 
 
 @beam_search.cases
@@ -296,82 +212,37 @@ def _(g, hidden):
         # return another hypothesis, so that each of these mistakes is named.
         penalty = _designed(6, 7, PENALTY_DECIDES)
         return [
-            _beam_case(
-                _designed(6, 7, THREE_WINNERS),
-                BOS,
-                EOS,
-                3,
-                6,
-                1.0,
-                "where greedy decoding, the plain sum and the length penalty each choose another winner",
-            ),
+            _beam_case(_designed(6, 7, THREE_WINNERS), BOS, EOS, 3, 6, 1.0,
+                       "where greedy decoding, the plain sum and the length penalty each choose another winner"),
             _beam_case(penalty, BOS, EOS, 2, 6, 1.0, "where the length penalty decides the winner"),
-            _beam_case(
-                _designed(6, 7, GREEDY_AND_BEAM_DISAGREE),
-                BOS,
-                EOS,
-                2,
-                6,
-                None,
-                "where greedy decoding and beam search disagree",
-            ),
+            _beam_case(_designed(6, 7, GREEDY_AND_BEAM_DISAGREE), BOS, EOS, 2, 6, None,
+                       "where greedy decoding and beam search disagree"),
             _beam_case(penalty, BOS, EOS, 2, 6, 0.0, "where the length penalty decides the winner"),
             _beam_case(_designed(6, 7, EOS_EARLY), BOS, EOS, 2, 6, 1.0, "whose most probable first token is eos"),
-            _beam_case(
-                _table(g, 4, 6, eos_id=EOS, eos_boost=-10.0),
-                BOS,
-                EOS,
-                3,
-                4,
-                1.0,
-                "that (almost) never ends: no hypothesis finishes",
-            ),
+            _beam_case(_table(g, 4, 6, eos_id=EOS, eos_boost=-10.0), BOS, EOS, 3, 4, 1.0,
+                       "that (almost) never ends: no hypothesis finishes"),
         ]
     three, bos_id, eos_id = _relabelled(g, THREE_WINNERS, 10, noise=0.02)
-    cases = [
-        _beam_case(
-            _designed(7, 10, three),
-            bos_id,
-            eos_id,
-            3,
-            7,
-            1.0,
-            "where greedy decoding, the plain sum and the length penalty each choose another winner",
-        )
-    ]
+    cases = [_beam_case(_designed(7, 10, three), bos_id, eos_id, 3, 7, 1.0,
+                        "where greedy decoding, the plain sum and the length penalty each choose another winner")]
     moved, bos_id, eos_id = _relabelled(g, PENALTY_DECIDES, 10, noise=0.1)
-    cases.append(
-        _beam_case(_designed(7, 10, moved), bos_id, eos_id, 2, 7, 0.9, "where the length penalty decides the winner")
-    )
-    for vocab, beam_size, max_len, penalty, boost in (
-        (12, 3, 8, 1.0, 1.0),
-        (20, 4, 10, 0.6, 0.5),
-        (9, 5, 6, 2.0, 0.0),
-        (8, 1, 7, 1.0, 1.0),
-        (6, 3, 2, 1.0, 0.0),
-        (10, 3, 6, 0.0, 1.5),
-    ):
+    cases.append(_beam_case(_designed(7, 10, moved), bos_id, eos_id, 2, 7, 0.9, "where the length penalty decides the winner"))
+    for vocab, beam_size, max_len, penalty, boost in ((12, 3, 8, 1.0, 1.0), (20, 4, 10, 0.6, 0.5), (9, 5, 6, 2.0, 0.0),
+                                                      (8, 1, 7, 1.0, 1.0), (6, 3, 2, 1.0, 0.0), (10, 3, 6, 0.0, 1.5)):
         bos_id, eos_id = torch.randperm(vocab, generator=g)[:2].tolist()
         table = _table(g, max_len, vocab, scale=1.5, eos_id=eos_id, eos_boost=boost, banned=(bos_id,))
         cases.append(_beam_case(table, bos_id, eos_id, beam_size, max_len, penalty, "(random)"))
     return cases
 
 
-@beam_search.prop(
-    "the score is the sum of the log-probabilities of the returned tokens, divided by len ** length_penalty"
-)
+@beam_search.prop("the score is the sum of the log-probabilities of the returned tokens, divided by len ** length_penalty")
 def _(g):
     table = _table(g, 6, 8, scale=1.5, eos_id=EOS, eos_boost=1.0, banned=(BOS,))
     case = _beam_case(table, BOS, EOS, 3, 6, 0.7, "(random)")
 
     def judge(results, dtype):
         out = results[0].output
-        if (
-            not isinstance(out, (tuple, list))
-            or len(out) != 2
-            or not isinstance(out[0], (list, tuple))
-            or len(out[0]) < 2
-        ):
+        if not isinstance(out, (tuple, list)) or len(out) != 2 or not isinstance(out[0], (list, tuple)) or len(out[0]) < 2:
             return None  # the comparisons have already said what is wrong with the shape of the result
         tokens, score = list(out[0]), out[1]
         score = score.item() if isinstance(score, torch.Tensor) and score.numel() == 1 else score
@@ -380,67 +251,49 @@ def _(g):
         total = sum(torch.log_softmax(table[i, tokens[i]], -1)[tokens[i + 1]].item() for i in range(len(tokens) - 1))
         expected = total / (len(tokens) - 1) ** 0.7
         if abs(score - expected) > 1e-4 * max(1.0, abs(expected)):
-            return (
-                "The score beam_search returns is not the sum of the log-probabilities of the tokens it returns "
-                "divided by len ** length_penalty (len counts the tokens after bos). Return the score of the "
-                "hypothesis you return."
-            )
+            return ("The score beam_search returns is not the sum of the log-probabilities of the tokens it returns "
+                    "divided by len ** length_penalty (len counts the tokens after bos). Return the score of the "
+                    "hypothesis you return.")
         return None
-
     return [case], judge
 
 
-@beam_search.mistake(
-    "the final winner is chosen by the plain sum of log-probabilities: rank the finished hypotheses "
-    "by their score, sum / len ** length_penalty, which is also the score you return."
-)
+@beam_search.mistake("the final winner is chosen by the plain sum of log-probabilities: rank the finished hypotheses "
+                     "by their score, sum / len ** length_penalty, which is also the score you return.")
 def winner_by_sum(ref):
     def wrong(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0):
         tokens, total = ref.beam_search(step_fn, bos_id, eos_id, beam_size, max_len, 0.0)
         return tokens, total / (len(tokens) - 1) ** length_penalty
-
     return wrong
 
 
-@beam_search.mistake(
-    "only the single best hypothesis is kept at each step: that is greedy decoding. "
-    "Beam search keeps the beam_size best partial sequences."
-)
+@beam_search.mistake("only the single best hypothesis is kept at each step: that is greedy decoding. "
+                     "Beam search keeps the beam_size best partial sequences.")
 def greedy_not_beam(ref):
     return lambda step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0: ref.beam_search(
-        step_fn, bos_id, eos_id, 1, max_len, length_penalty
-    )
+        step_fn, bos_id, eos_id, 1, max_len, length_penalty)
 
 
-@beam_search.mistake(
-    "the length penalty is ignored: finished hypotheses are ranked (and scored) by their plain sum of "
-    "log-probabilities instead of sum / len ** length_penalty."
-)
+@beam_search.mistake("the length penalty is ignored: finished hypotheses are ranked (and scored) by their plain sum of "
+                     "log-probabilities instead of sum / len ** length_penalty.")
 def no_length_penalty(ref):
     return lambda step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0: ref.beam_search(
-        step_fn, bos_id, eos_id, beam_size, max_len, 0.0
-    )
+        step_fn, bos_id, eos_id, beam_size, max_len, 0.0)
 
 
-@beam_search.mistake(
-    "the returned score is the plain sum of log-probabilities: divide it by len ** length_penalty, "
-    "where len counts the tokens after bos."
-)
+@beam_search.mistake("the returned score is the plain sum of log-probabilities: divide it by len ** length_penalty, "
+                     "where len counts the tokens after bos.")
 def unnormalised_score(ref):
     def wrong(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0):
         tokens, score = ref.beam_search(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty)
         return tokens, score * (len(tokens) - 1) ** length_penalty
-
     return wrong
 
 
-@beam_search.mistake(
-    "hypotheses that end with eos are extended further", expect="set that hypothesis aside as finished"
-)
+@beam_search.mistake("hypotheses that end with eos are extended further", expect="set that hypothesis aside as finished")
 def extends_finished(ref):
     return lambda step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0: ref.beam_search(
-        step_fn, bos_id, -1, beam_size, max_len, length_penalty
-    )
+        step_fn, bos_id, -1, beam_size, max_len, length_penalty)
 
 
 @beam_search.mistake("bos is missing from the returned tokens: they start with bos_id.")
@@ -448,7 +301,6 @@ def no_bos_in_output(ref):
     def wrong(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0):
         tokens, score = ref.beam_search(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty)
         return tokens[1:], score
-
     return wrong
 
 
@@ -469,24 +321,13 @@ def _bind_sampler(impl, device, logits, temperature, draws):
         return [impl(logits.clone(), temperature, generator) for _ in range(draws["count"])]
 
 
-sample_next = Exercise(
-    "sample_next",
-    ASSIGNMENT,
-    call=Bound(_bind_sampler),
-    dtypes=(None,),
-    points=(1, 2),
-    difficulty=2,
-    minutes=10,
-    task=r"one draw from $\operatorname{softmax}(z/T)$ with a seeded generator; returns a token id",
-)
+sample_next = Exercise("sample_next", ASSIGNMENT, call=Bound(_bind_sampler), dtypes=(None,), points=(1, 2), difficulty=2, minutes=10, task=r"one draw from $\operatorname{softmax}(z/T)$ with a seeded generator; returns a token id")
 
 
 def _sample_case(logits, temperature, seed, count, on_cpu=False, note=""):
     dtype = str(logits.dtype).removeprefix("torch.")
-    label = (
-        f"{count} calls in a row of sample_next(logits {tuple(logits.shape)} {dtype}{note}, "
-        f"temperature={temperature}, generator) with one generator seeded with {seed}"
-    )
+    label = (f"{count} calls in a row of sample_next(logits {tuple(logits.shape)} {dtype}{note}, "
+             f"temperature={temperature}, generator) with one generator seeded with {seed}")
     return Case(label, (logits, temperature, {"seed": seed, "count": count, "on_cpu": on_cpu}))
 
 
@@ -501,14 +342,12 @@ def _(g, hidden):
             _sample_case(randn(g, 8), 2.0, 3, 8, on_cpu=True),
             _sample_case(tie, 0.0, 0, 8, on_cpu=True, note=", a tie for the largest"),
         ]
-
     def seed():
         return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-
     with_inf = randn(g, 9).index_fill(0, torch.randperm(9, generator=g)[:3], NEG_INF)
     # First, logits spread evenly (0 to 2, shuffled): at temperature 0.5 the right draws, the draws at
     # temperature 1, at 0.25 (multiplied) and the argmax all differ, so each mistake can be named.
-    spread = torch.linspace(0, 2, 10, dtype=torch.float64)[torch.randperm(10, generator=g)] + randn(g, 10, scale=0.1)
+    spread = (torch.linspace(0, 2, 10, dtype=torch.float64)[torch.randperm(10, generator=g)] + randn(g, 10, scale=0.1))
     return [
         _sample_case(spread.float(), 0.5, seed(), 40, note=", spread evenly"),
         _sample_case(randn(g, 12, scale=0.5), 0.0, seed(), 10),
@@ -523,10 +362,8 @@ def _(g, hidden):
 STAT_DRAWS, STAT_TOLERANCE = 1200, 0.06
 
 
-@sample_next.prop(
-    f"over {STAT_DRAWS} draws, each token comes out about as often as softmax(logits / temperature) "
-    f"says (within {STAT_TOLERANCE})"
-)
+@sample_next.prop(f"over {STAT_DRAWS} draws, each token comes out about as often as softmax(logits / temperature) "
+                  f"says (within {STAT_TOLERANCE})")
 def _(g):
     temperature = 0.7
     logits = randn(g, 5).index_fill(0, torch.randint(0, 5, (1,), generator=g), NEG_INF).float()
@@ -541,29 +378,21 @@ def _(g):
                 return None  # the comparisons have already said what is wrong with the returned value
             counts = torch.bincount(torch.tensor(draws), minlength=len(probs)).double() / len(draws)
             if (counts[probs == 0] > 0).any():
-                return (
-                    f"Over {len(draws)} draws at temperature {temperature}, a token whose logit is -inf came out; "
-                    "its probability is 0, so it must never be drawn."
-                )
+                return (f"Over {len(draws)} draws at temperature {temperature}, a token whose logit is -inf came out; "
+                        "its probability is 0, so it must never be drawn.")
             gap = (counts - probs).abs().max().item()
             if gap > STAT_TOLERANCE:
-                return (
-                    f"Over {len(draws)} draws at temperature {temperature}, how often a token comes out differs "
-                    f"from its probability softmax(logits / temperature) by up to {gap:.2f} (allowed: "
-                    f"{STAT_TOLERANCE}). Draw from softmax(logits / temperature)."
-                )
+                return (f"Over {len(draws)} draws at temperature {temperature}, how often a token comes out differs "
+                        f"from its probability softmax(logits / temperature) by up to {gap:.2f} (allowed: "
+                        f"{STAT_TOLERANCE}). Draw from softmax(logits / temperature).")
         return None
-
     return cases, judge
 
 
-@sample_next.mistake(
-    "the logits are multiplied by the temperature instead of divided by it: softmax(logits / temperature)."
-)
+@sample_next.mistake("the logits are multiplied by the temperature instead of divided by it: softmax(logits / temperature).")
 def temperature_multiplies(ref):
     return lambda logits, temperature, generator: ref.sample_next(
-        logits * temperature * temperature if temperature > 0 else logits, temperature, generator
-    )
+        logits * temperature * temperature if temperature > 0 else logits, temperature, generator)
 
 
 @sample_next.mistake("the temperature is ignored: divide the logits by it before the softmax.")
@@ -576,17 +405,14 @@ def samples_at_zero_temperature(ref):
     return lambda logits, temperature, generator: ref.sample_next(logits, temperature or 1.0, generator)
 
 
-@sample_next.mistake(
-    "the draw does not use `generator`: pass generator=generator to torch.multinomial, so that "
-    "the same seed gives the same draws."
-)
+@sample_next.mistake("the draw does not use `generator`: pass generator=generator to torch.multinomial, so that "
+                     "the same seed gives the same draws.")
 def ignores_generator(ref):
     return lambda logits, temperature, generator: ref.sample_next(logits, temperature, None)
 
 
-@sample_next.mistake(
-    "it always returns the most probable token: with a temperature above 0, draw one token with torch.multinomial."
-)
+@sample_next.mistake("it always returns the most probable token: with a temperature above 0, draw one token with "
+                     "torch.multinomial.")
 def always_argmax(ref):
     return lambda logits, temperature, generator: ref.sample_next(logits, 0.0, generator)
 
@@ -597,20 +423,16 @@ def _filter_binder(name: str) -> Callable:
         given = logits.clone()
         out = impl(given, cutoff)
         if not torch.equal(given, logits):
-            raise CheckFailure(
-                f"`{name}` changed the logits it was given (in place). Leave its input as it is and "
-                "return a new tensor: use masked_fill, not masked_fill_ or logits[...] = ...."
-            )
+            raise CheckFailure(f"`{name}` changed the logits it was given (in place). Leave its input as it is and "
+                               "return a new tensor: use masked_fill, not masked_fill_ or logits[...] = ....")
         return out
-
     return bind
 
 
 def _zero_filled(filter_: Callable) -> Callable:
     """A wrong version of a filter (top-k, top-p) that sets the dropped logits to 0 instead of -inf."""
-    return changed_output(
-        filter_, lambda kept, logits, cutoff: torch.where(torch.isneginf(kept), torch.zeros_like(logits), logits)
-    )
+    return changed_output(filter_, lambda kept, logits, cutoff: torch.where(torch.isneginf(kept), torch.zeros_like(logits),
+                                                                           logits))
 
 
 def _on_the_first_axis(filter_: Callable) -> Callable:
@@ -629,16 +451,9 @@ def _in_place(filter_: Callable) -> Callable:
 
 
 top_k_filter = Exercise(
-    "top_k_filter",
-    ASSIGNMENT,
-    call=Bound(_filter_binder("top_k_filter")),
+    "top_k_filter", ASSIGNMENT, call=Bound(_filter_binder("top_k_filter")),
     infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
-    "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.",
-    points=(1, 1),
-    difficulty=2,
-    minutes=15,
-    task=r"the logits with all but those at least as large as the $k$-th largest set to $-\infty$",
-)
+               "(ties included), every other one becomes -inf, and a logit that is -inf already stays -inf.", points=(1, 1), difficulty=2, minutes=15, task=r"the logits with all but those at least as large as the $k$-th largest set to $-\infty$")
 
 
 def _k_case(logits, k, note=""):
@@ -650,9 +465,8 @@ def _(g, hidden):
     if not hidden:
         return [
             _k_case(randn(g, 2, 6), 3),
-            _k_case(
-                torch.tensor([1.0, 3.0, 2.0, 2.0, 0.5, -1.0], dtype=torch.float64), 2, " with a tie for the 2nd largest"
-            ),
+            _k_case(torch.tensor([1.0, 3.0, 2.0, 2.0, 0.5, -1.0], dtype=torch.float64), 2,
+                    " with a tie for the 2nd largest"),
             _k_case(randn(g, 3, 5), 5, " (k = V: keep everything)"),
             _k_case(torch.tensor([0.3, NEG_INF, 1.2, NEG_INF], dtype=torch.float64), 1, " with -inf entries"),
         ]
@@ -679,19 +493,15 @@ def keeps_smallest(ref):
     def wrong(logits, k):
         flipped = ref.top_k_filter(-logits, k)
         return torch.where(torch.isneginf(flipped), flipped, logits)
-
     return wrong
 
 
-@top_k_filter.mistake(
-    "only logits strictly above the k-th largest are kept, so the k-th largest itself (and any tie "
-    "with it) is dropped: keep every logit >= the k-th largest."
-)
+@top_k_filter.mistake("only logits strictly above the k-th largest are kept, so the k-th largest itself (and any tie "
+                      "with it) is dropped: keep every logit >= the k-th largest.")
 def strict_threshold(ref):
     def wrong(logits, k):
         threshold = _kth_kept(ref.top_k_filter(logits, k))
         return logits.masked_fill(~(logits > threshold), NEG_INF)
-
     return wrong
 
 
@@ -710,9 +520,7 @@ def one_too_many(ref):
     return lambda logits, k: ref.top_k_filter(logits, k + 1)
 
 
-@top_k_filter.mistake(
-    "the result is sorted: each kept logit must stay at its own token id (its position along the last axis)."
-)
+@top_k_filter.mistake("the result is sorted: each kept logit must stay at its own token id (its position along the last axis).")
 def sorted_output(ref):
     return _sorted(ref.top_k_filter)
 
@@ -723,16 +531,9 @@ def in_place(ref):
 
 
 top_p_filter = Exercise(
-    "top_p_filter",
-    ASSIGNMENT,
-    call=Bound(_filter_binder("top_p_filter")),
+    "top_p_filter", ASSIGNMENT, call=Bound(_filter_binder("top_p_filter")),
     infinities="Here -inf marks a dropped token: a token is kept (with its own logit) when the tokens more probable "
-    "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.",
-    points=(1, 2),
-    difficulty=3,
-    minutes=25,
-    task=r"the logits with all but the smallest most-probable set holding $p$ set to $-\infty$",
-)
+               "than it hold less than p; every other token becomes -inf, and a -inf logit stays -inf.", points=(1, 2), difficulty=3, minutes=25, task=r"the logits with all but the smallest most-probable set holding $p$ set to $-\infty$")
 
 
 def _safe_p(g: torch.Generator, logits: torch.Tensor, low: float, high: float) -> float:
@@ -756,16 +557,10 @@ def _(g, hidden):
         first = randn(g, 2, 6)
         return [
             _p_case(first, _safe_p(g, first, 0.7, 0.9)),
-            _p_case(
-                torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64).log(),
-                0.75,
-                " holding probabilities (0.5, 0.3, 0.15, 0.05)",
-            ),
-            _p_case(
-                torch.tensor([1.0, NEG_INF, -0.5, 2.0, 0.0, 0.3], dtype=torch.float64),
-                1.0,
-                " with a -inf entry (p = 1: keep everything)",
-            ),
+            _p_case(torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64).log(), 0.75,
+                    " holding probabilities (0.5, 0.3, 0.15, 0.05)"),
+            _p_case(torch.tensor([1.0, NEG_INF, -0.5, 2.0, 0.0, 0.3], dtype=torch.float64), 1.0,
+                    " with a -inf entry (p = 1: keep everything)"),
             _p_case(randn(g, 3, 5), 1e-9, " (p near 0: keep only the most probable)"),
             _p_case(torch.zeros(5, dtype=torch.float64), 0.5, " all equal (a five-way tie)"),
         ]
@@ -788,10 +583,8 @@ def _(g, hidden):
     return cases
 
 
-@top_p_filter.prop(
-    "the kept tokens are the most probable ones, hold at least p of the probability, "
-    "and would hold less than p without the least probable of them"
-)
+@top_p_filter.prop("the kept tokens are the most probable ones, hold at least p of the probability, "
+                   "and would hold less than p without the least probable of them")
 def _(g):
     logits = randn(g, 4, 10, scale=1.5)
     p = _safe_p(g, logits, 0.3, 0.9)
@@ -810,25 +603,19 @@ def _(g):
             if kept[row].any() and dropped.numel() and probs[row][kept[row]].min() < dropped.max():
                 return "top_p_filter dropped a token that is more probable than one it kept: keep the most probable tokens."
             if mass - probs[row][kept[row]].min().item() >= p:
-                return (
-                    "top_p_filter(logits, p) keeps more tokens than needed: without its least probable kept "
-                    "token the rest would still hold at least p. Keep the smallest such set."
-                )
+                return ("top_p_filter(logits, p) keeps more tokens than needed: without its least probable kept "
+                        "token the rest would still hold at least p. Keep the smallest such set.")
         return None
-
     return [_p_case(logits, p)], judge
 
 
-@top_p_filter.mistake(
-    "the token whose probability crosses p is dropped: keep it, so that the kept tokens hold at least p "
-    "of the probability (the most probable token is always kept)."
-)
+@top_p_filter.mistake("the token whose probability crosses p is dropped: keep it, so that the kept tokens hold at least p "
+                      "of the probability (the most probable token is always kept).")
 def drops_crossing_token(ref):
     def wrong(logits, p):
         kept = ref.top_p_filter(logits, p)
         probs = torch.softmax(logits, dim=-1).masked_fill(torch.isneginf(kept), float("inf"))
         return kept.scatter(-1, probs.argmin(-1, keepdim=True), NEG_INF)
-
     return wrong
 
 
@@ -847,10 +634,8 @@ def wrong_axis(ref):
     return _on_the_first_axis(ref.top_p_filter)
 
 
-@top_p_filter.mistake(
-    "the result is still in sorted order: put each kept logit back at its own token id "
-    "(scatter with the sorting indices)."
-)
+@top_p_filter.mistake("the result is still in sorted order: put each kept logit back at its own token id "
+                      "(scatter with the sorting indices).")
 def sorted_output(ref):
     return _sorted(ref.top_p_filter)
 

@@ -14,7 +14,6 @@ shifting the target does), built without training: a real training run per mista
 cost a minute of test time each. The chapter's benchmark (``tools/bench_training.py``) shows
 that real trainings with these mistakes get the same diagnosis.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -61,126 +60,83 @@ def _bind_batch(impl, device, batch_size, seq_len, vocab_size, draws):
         return impl(batch_size, seq_len, vocab_size, generator)
 
 
-make_reversal_batch = Exercise(
-    "make_reversal_batch",
-    ASSIGNMENT,
-    call=Bound(_bind_batch),
-    outputs=("src", "tgt_in", "tgt_out"),
-    dtypes=(None,),
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task="`(src, tgt_in, tgt_out)` for reversal, with a seeded generator: `src (B, T)`, `tgt_in` and `tgt_out (B, T + 1)`",
-)
+make_reversal_batch = Exercise("make_reversal_batch", ASSIGNMENT, call=Bound(_bind_batch),
+                                    outputs=("src", "tgt_in", "tgt_out"), dtypes=(None,), points=(1, 1), difficulty=1, minutes=10, task="`(src, tgt_in, tgt_out)` for reversal, with a seeded generator: `src (B, T)`, `tgt_in` and `tgt_out (B, T + 1)`")
 
 
 def _batch_case(batch_size, seq_len, vocab_size, seed):
-    return Case(
-        f"make_reversal_batch({batch_size}, {seq_len}, {vocab_size}, generator) with a generator seeded with {seed}",
-        (batch_size, seq_len, vocab_size, {"seed": seed}),
-    )
+    return Case(f"make_reversal_batch({batch_size}, {seq_len}, {vocab_size}, generator) with a generator seeded "
+                f"with {seed}", (batch_size, seq_len, vocab_size, {"seed": seed}))
 
 
 @make_reversal_batch.cases
 def _(g, hidden):
     if not hidden:
         return [_batch_case(2, 5, 10, 0), _batch_case(3, 1, 14, 7), _batch_case(4, 6, 20, 123)]
-
     def seed():
         return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-
-    return [
-        _batch_case(5, 7, 14, seed()),
-        _batch_case(1, 12, 30, seed()),
-        _batch_case(8, 2, 5, seed()),
-        _batch_case(3, 1, 6, seed()),
-        _batch_case(64, 6, 14, seed()),
-    ]
+    return [_batch_case(5, 7, 14, seed()), _batch_case(1, 12, 30, seed()), _batch_case(8, 2, 5, seed()),
+            _batch_case(3, 1, 6, seed()), _batch_case(64, 6, 14, seed())]
 
 
 def _with_target(ref, target_of):
     """A wrong make_reversal_batch whose target (after bos in tgt_in, before eos in tgt_out) is ``target_of(src)``."""
-
     def change(batch, *_):
         src, tgt_in, tgt_out = batch
         target = target_of(src)
         return src, torch.cat([tgt_in[:, :1], target], 1), torch.cat([target, tgt_out[:, -1:]], 1)
-
     return changed_output(ref.make_reversal_batch, change)
 
 
-@make_reversal_batch.mistake(
-    "the target is not reversed: tgt_in and tgt_out must hold the source backwards, src.flip(1)."
-)
+@make_reversal_batch.mistake("the target is not reversed: tgt_in and tgt_out must hold the source backwards, src.flip(1).")
 def not_reversed(ref):
     return _with_target(ref, lambda src: src)
 
 
-@make_reversal_batch.mistake(
-    "each sequence is reversed along the batch axis (flip(0)) instead of along its own tokens (flip(1))."
-)
+@make_reversal_batch.mistake("each sequence is reversed along the batch axis (flip(0)) instead of along its own "
+                             "tokens (flip(1)).")
 def flips_the_batch(ref):
     return _with_target(ref, lambda src: src.flip(0))
 
 
-@make_reversal_batch.mistake(
-    "tgt_in and tgt_out are swapped: the decoder reads [bos] + target and must predict target + [eos]."
-)
+@make_reversal_batch.mistake("tgt_in and tgt_out are swapped: the decoder reads [bos] + target and must predict "
+                             "target + [eos].")
 def swapped_in_and_out(ref):
     return changed_output(ref.make_reversal_batch, lambda batch, *_: (batch[0], batch[2], batch[1]))
 
 
-@make_reversal_batch.mistake(
-    "tgt_in is not shifted: it should be [bos] + target, so that at each position the "
-    "decoder reads the previous token and predicts the next."
-)
+@make_reversal_batch.mistake("tgt_in is not shifted: it should be [bos] + target, so that at each position the "
+                             "decoder reads the previous token and predicts the next.")
 def not_shifted(ref):
     return changed_output(ref.make_reversal_batch, lambda batch, *_: (batch[0], batch[2], batch[2]))
 
 
-@make_reversal_batch.mistake(
-    "the tokens are drawn from 0..vocab_size-1, which includes the special ids 0..3 "
-    "(<pad>, <unk>, <bos>, <eos>): draw them from 4..vocab_size-1."
-)
+@make_reversal_batch.mistake("the tokens are drawn from 0..vocab_size-1, which includes the special ids 0..3 "
+                             "(<pad>, <unk>, <bos>, <eos>): draw them from 4..vocab_size-1.")
 def draws_special_ids(ref):
     def wrong(batch_size, seq_len, vocab_size, generator):
         src, tgt_in, tgt_out = ref.make_reversal_batch(batch_size, seq_len, vocab_size + 4, generator)
-        return (
-            src - 4,
-            torch.cat([tgt_in[:, :1], tgt_in[:, 1:] - 4], 1),
-            torch.cat([tgt_out[:, :-1] - 4, tgt_out[:, -1:]], 1),
-        )
-
+        return src - 4, torch.cat([tgt_in[:, :1], tgt_in[:, 1:] - 4], 1), torch.cat([tgt_out[:, :-1] - 4, tgt_out[:, -1:]], 1)
     return wrong
 
 
-@make_reversal_batch.mistake(
-    "the draw does not use `generator`: pass generator=generator to torch.randint, so that "
-    "the same seed gives the same batch."
-)
+@make_reversal_batch.mistake("the draw does not use `generator`: pass generator=generator to torch.randint, so that "
+                             "the same seed gives the same batch.")
 def ignores_generator(ref):
-    return lambda batch_size, seq_len, vocab_size, generator: ref.make_reversal_batch(
-        batch_size, seq_len, vocab_size, None
-    )
+    return lambda batch_size, seq_len, vocab_size, generator: ref.make_reversal_batch(batch_size, seq_len, vocab_size, None)
 
 
 # ------------------------------------------------------------ label_smoothed_cross_entropy
 label_smoothed_cross_entropy = Exercise(
-    "label_smoothed_cross_entropy",
-    ASSIGNMENT,
+    "label_smoothed_cross_entropy", ASSIGNMENT,
     forbidden=(capability.CROSS_ENTROPY,),
-    why_forbidden="the point is to write the loss from log_softmax",
-    points=(2, 2),
-    difficulty=3,
-    minutes=25,
-    task="the label-smoothed cross-entropy for `logits (N, V)` and `target (N,)`, ignoring padding, without `F.cross_entropy`",
+    why_forbidden="the point is to write the loss from log_softmax", points=(2, 2), difficulty=3, minutes=25, task="the label-smoothed cross-entropy for `logits (N, V)` and `target (N,)`, ignoring padding, without `F.cross_entropy`",
 )
 
 
 def _loss_case(logits, target, smoothing, ignore_index=None, note=""):
-    label = f"logits {tuple(logits.shape)}, target {tuple(target.shape)}{note}, smoothing={smoothing}" + (
-        f", ignore_index={ignore_index}" if ignore_index is not None else ""
-    )
+    label = (f"logits {tuple(logits.shape)}, target {tuple(target.shape)}{note}, smoothing={smoothing}"
+             + (f", ignore_index={ignore_index}" if ignore_index is not None else ""))
     return Case(label, (logits, target, smoothing), {} if ignore_index is None else {"ignore_index": ignore_index})
 
 
@@ -206,13 +162,8 @@ def _(g, hidden):
         return [
             _loss_case(_confident(randn(g, 6, 5), target), target, 0.2, note=" with 2 padding targets (id 0)"),
             _loss_case(randn(g, 4, 7), _targets(g, 4, 7), 0.0, note=" (no smoothing: plain cross-entropy)"),
-            _loss_case(
-                randn(g, 8, 10),
-                _targets(g, 8, 10, ignored=3, ignore_index=1),
-                0.2,
-                1,
-                note=" with 3 targets equal to ignore_index",
-            ),
+            _loss_case(randn(g, 8, 10), _targets(g, 8, 10, ignored=3, ignore_index=1), 0.2, 1,
+                       note=" with 3 targets equal to ignore_index"),
             _loss_case(randn(g, 3, 6, scale=1e4), _targets(g, 3, 6), 0.1, note=" with entries near 1e4"),
         ]
     shuffled = randn(g, 9, 6).T
@@ -240,52 +191,39 @@ def _(g):
             return gradients_reach({"args.0": "logits"})(results, dtype)
         grad = grad.detach().cpu()
         if (grad[ignored] != 0).any():
-            return (
-                "The logits at ignored positions (target == ignore_index) still get a gradient: leave those "
-                "positions out of the loss entirely, so that padding cannot teach the model anything."
-            )
+            return ("The logits at ignored positions (target == ignore_index) still get a gradient: leave those "
+                    "positions out of the loss entirely, so that padding cannot teach the model anything.")
         if (grad[~ignored].abs().sum(-1) == 0).any():
             return "Some positions that are not ignored get no gradient: every non-ignored target must count."
         return None
-
-    return [
-        Case("logits (6, 5), target (6,) with 2 padding targets, smoothing=0.1", (logits, target, 0.1), grad=True)
-    ], judge
+    return [Case("logits (6, 5), target (6,) with 2 padding targets, smoothing=0.1", (logits, target, 0.1),
+                 grad=True)], judge
 
 
 def _valid(target, ignore_index):
     return (target != ignore_index).sum()
 
 
-@label_smoothed_cross_entropy.mistake(
-    "the smoothing is ignored: this is plain cross-entropy. With smoothing s the target "
-    "puts 1 - s on the right token and spreads s evenly over all V tokens."
-)
+@label_smoothed_cross_entropy.mistake("the smoothing is ignored: this is plain cross-entropy. With smoothing s the target "
+                                      "puts 1 - s on the right token and spreads s evenly over all V tokens.")
 def no_smoothing(ref):
     return lambda logits, target, smoothing, ignore_index=PAD_ID: ref.label_smoothed_cross_entropy(
-        logits, target, 0.0, ignore_index
-    )
+        logits, target, 0.0, ignore_index)
 
 
-@label_smoothed_cross_entropy.mistake(
-    "padding is not ignored: positions whose target equals ignore_index must not count "
-    "at all, neither in the sum nor in the number you divide by."
-)
+@label_smoothed_cross_entropy.mistake("padding is not ignored: positions whose target equals ignore_index must not count "
+                                      "at all, neither in the sum nor in the number you divide by.")
 def padding_counted(ref):
     return lambda logits, target, smoothing, ignore_index=PAD_ID: ref.label_smoothed_cross_entropy(
-        logits, target, smoothing, -100
-    )
+        logits, target, smoothing, -100)
 
 
-@label_smoothed_cross_entropy.mistake(
-    "the sum over the non-ignored positions is divided by the number of all positions: "
-    "divide by the number of non-ignored targets."
-)
+@label_smoothed_cross_entropy.mistake("the sum over the non-ignored positions is divided by the number of all positions: "
+                                      "divide by the number of non-ignored targets.")
 def divides_by_all_positions(ref):
     def wrong(logits, target, smoothing, ignore_index=PAD_ID):
         loss = ref.label_smoothed_cross_entropy(logits, target, smoothing, ignore_index)
         return loss * _valid(target, ignore_index) / target.numel()
-
     return wrong
 
 
@@ -293,46 +231,33 @@ def divides_by_all_positions(ref):
 def sums_instead_of_mean(ref):
     def wrong(logits, target, smoothing, ignore_index=PAD_ID):
         return ref.label_smoothed_cross_entropy(logits, target, smoothing, ignore_index) * _valid(target, ignore_index)
-
     return wrong
 
 
-@label_smoothed_cross_entropy.mistake(
-    "the smoothing mass s is spread over the V - 1 wrong tokens only; here (as in "
-    "PyTorch) it is spread over all V tokens, the right one included: s / V each."
-)
+@label_smoothed_cross_entropy.mistake("the smoothing mass s is spread over the V - 1 wrong tokens only; here (as in "
+                                      "PyTorch) it is spread over all V tokens, the right one included: s / V each.")
 def spreads_over_wrong_tokens(ref):
     return lambda logits, target, smoothing, ignore_index=PAD_ID: ref.label_smoothed_cross_entropy(
-        logits, target, smoothing * logits.shape[-1] / (logits.shape[-1] - 1), ignore_index
-    )
+        logits, target, smoothing * logits.shape[-1] / (logits.shape[-1] - 1), ignore_index)
 
 
-@label_smoothed_cross_entropy.mistake(
-    "the right token's term is not weighted by (1 - smoothing): the loss is "
-    "(1 - s) * (-log p[target]) + s * mean over tokens of (-log p)."
-)
+@label_smoothed_cross_entropy.mistake("the right token's term is not weighted by (1 - smoothing): the loss is "
+                                      "(1 - s) * (-log p[target]) + s * mean over tokens of (-log p).")
 def target_not_down_weighted(ref):
     def wrong(logits, target, smoothing, ignore_index=PAD_ID):
-        return ref.label_smoothed_cross_entropy(
-            logits, target, smoothing, ignore_index
-        ) + smoothing * ref.label_smoothed_cross_entropy(logits, target, 0.0, ignore_index)
-
+        return (ref.label_smoothed_cross_entropy(logits, target, smoothing, ignore_index)
+                + smoothing * ref.label_smoothed_cross_entropy(logits, target, 0.0, ignore_index))
     return wrong
 
 
-@label_smoothed_cross_entropy.mistake(
-    "calls the built-in cross-entropy", expect="uses torch.nn.functional.cross_entropy"
-)
+@label_smoothed_cross_entropy.mistake("calls the built-in cross-entropy", expect="uses torch.nn.functional.cross_entropy")
 def builtin(ref):
     return lambda logits, target, smoothing, ignore_index=PAD_ID: F.cross_entropy(
-        logits, target, ignore_index=ignore_index, label_smoothing=smoothing
-    )
+        logits, target, ignore_index=ignore_index, label_smoothing=smoothing)
 
 
 # ---------------------------------------------------------------- train_reversal_model
-_trained: weakref.WeakKeyDictionary = (
-    weakref.WeakKeyDictionary()
-)  # function -> {seed: (fingerprint, model, seconds, used)}
+_trained: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # function -> {seed: (fingerprint, model, seconds, used)}
 
 
 def _cpu_seconds() -> float:
@@ -411,15 +336,10 @@ def _reversal_targets(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _check_model(model, name: str) -> torch.device:
-    if (
-        not isinstance(model, nn.Module)
-        or not callable(getattr(model, "encode", None))
-        or not callable(getattr(model, "decode", None))
-    ):
-        raise CheckFailure(
-            f"`{name}` should return the trained Transformer (an nn.Module with encode and decode), "
-            f"but it returned {describe(model)}."
-        )
+    if not isinstance(model, nn.Module) or not callable(getattr(model, "encode", None)) \
+            or not callable(getattr(model, "decode", None)):
+        raise CheckFailure(f"`{name}` should return the trained Transformer (an nn.Module with encode and decode), "
+                           f"but it returned {describe(model)}.")
     parameter = next(model.parameters(), None)
     if parameter is None:
         raise CheckFailure(f"The model that `{name}` returned has no parameters: return the Transformer you trained.")
@@ -444,16 +364,12 @@ def _bind_training(impl, device, seed, test_sets):
             with torch.no_grad():
                 logits = model.decode(torch.tensor([[BOS_ID]], device=model_device), model.encode(probe), probe)
         except (IndexError, RuntimeError) as error:
-            raise CheckFailure(
-                "The model cannot read every token id of the task (0 to "
-                f"{VOCAB_SIZE - 1}): make it with src_vocab = tgt_vocab = VOCAB_SIZE ({VOCAB_SIZE}). "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:120]})"
-            ) from None
+            raise CheckFailure("The model cannot read every token id of the task (0 to "
+                               f"{VOCAB_SIZE - 1}): make it with src_vocab = tgt_vocab = VOCAB_SIZE ({VOCAB_SIZE}). "
+                               f"({type(error).__name__}: {str(error).splitlines()[0][:120]})") from None
         if logits.shape[-1] != VOCAB_SIZE:
-            raise CheckFailure(
-                f"The model's logits have {logits.shape[-1]} entries per position, but the task has "
-                f"{VOCAB_SIZE} token ids: make it with src_vocab = tgt_vocab = VOCAB_SIZE ({VOCAB_SIZE})."
-            )
+            raise CheckFailure(f"The model's logits have {logits.shape[-1]} entries per position, but the task has "
+                               f"{VOCAB_SIZE} token ids: make it with src_vocab = tgt_vocab = VOCAB_SIZE ({VOCAB_SIZE}).")
         greedy, forced, losses = [], [], []
         with torch.no_grad():
             for src in test_sets:
@@ -466,36 +382,16 @@ def _bind_training(impl, device, seed, test_sets):
     finally:
         model.train(was_training)
     exact = sum(int((out == _reversal_targets(src)[1]).all(1).sum()) for src, out in zip(test_sets, greedy))
-    return {
-        "seconds": float(seconds),
-        "forbidden": used,
-        "greedy": greedy,
-        "teacher_forced": forced,
-        "loss": losses,
-        "exact": exact,
-    }
+    return {"seconds": float(seconds), "forbidden": used, "greedy": greedy, "teacher_forced": forced, "loss": losses,
+            "exact": exact}
 
 
 train_reversal_model = Exercise(
-    "train_reversal_model",
-    ASSIGNMENT,
-    call=Bound(_bind_training),
-    dtypes=(None,),
+    "train_reversal_model", ASSIGNMENT, call=Bound(_bind_training), dtypes=(None,),
     # Watched by name, not by operator: an operator-level watch would slow the timed training itself.
-    forbidden=(
-        F.cross_entropy,
-        nn.CrossEntropyLoss,
-        F.nll_loss,
-        nn.NLLLoss,
-        torch._C._nn.cross_entropy_loss,
-        torch._C._nn.nll_loss,
-        torch._C._nn.nll_loss_nd,
-    ),
-    why_forbidden="train with your own label_smoothed_cross_entropy of exercise 2",
-    points=(3, 3),
-    difficulty=4,
-    minutes=50,
-    task="the whole training run, passing 95 % exact match within 120 s of CPU time on one CPU thread",
+    forbidden=(F.cross_entropy, nn.CrossEntropyLoss, F.nll_loss, nn.NLLLoss, torch._C._nn.cross_entropy_loss,
+               torch._C._nn.nll_loss, torch._C._nn.nll_loss_nd),
+    why_forbidden="train with your own label_smoothed_cross_entropy of exercise 2", points=(3, 3), difficulty=4, minutes=50, task="the whole training run, passing 95 % exact match within 120 s of CPU time on one CPU thread",
 )
 
 
@@ -518,10 +414,8 @@ def _(g, hidden):
 
 def _per_length(test_sets, greedy) -> dict:
     """The fraction of the test sequences of each length that greedy decoding reverses exactly."""
-    return {
-        src.shape[1]: float((out == _reversal_targets(src)[1]).all(1).double().mean())
-        for src, out in zip(test_sets, greedy)
-    }
+    return {src.shape[1]: float((out == _reversal_targets(src)[1]).all(1).double().mean())
+            for src, out in zip(test_sets, greedy)}
 
 
 def _lengths_text(per_length: dict) -> str:
@@ -533,16 +427,12 @@ def _judge_training(test_sets):
         run = results[0].output
         seconds, greedy, forced = run["seconds"], run["greedy"], run["teacher_forced"]
         if run.get("forbidden"):
-            return (
-                f"`train_reversal_model` uses {run['forbidden'][0]}, which this exercise asks you not to use: "
-                f"{train_reversal_model.why_forbidden}."
-            )
+            return (f"`train_reversal_model` uses {run['forbidden'][0]}, which this exercise asks you not to use: "
+                    f"{train_reversal_model.why_forbidden}.")
         if seconds > TIME_LIMIT:
-            return (
-                f"train_reversal_model used {seconds:.0f} s of CPU time to train; it must finish within "
-                f"{TIME_LIMIT:.0f} s of CPU time (one CPU thread). Train for fewer steps (see the hints for "
-                "settings that learn fast)."
-            )
+            return (f"train_reversal_model used {seconds:.0f} s of CPU time to train; it must finish within "
+                    f"{TIME_LIMIT:.0f} s of CPU time (one CPU thread). Train for fewer steps (see the hints for "
+                    "settings that learn fast).")
         exact = total = copied = symbols = unreversed = longer = right_tokens = positions = 0
         for src, out, pred in zip(test_sets, greedy, forced):
             tgt_in, tgt_out = _reversal_targets(src)
@@ -559,44 +449,28 @@ def _judge_training(test_sets):
         if accuracy >= PASS_ACCURACY:
             return None
         if copied / symbols > 0.8:
-            return (
-                "The model predicts the very token its decoder is given: it was trained to copy its input. "
-                "Feed the decoder tgt_in ([bos] + target) and compare its output with tgt_out (target + [eos])."
-            )
+            return ("The model predicts the very token its decoder is given: it was trained to copy its input. "
+                    "Feed the decoder tgt_in ([bos] + target) and compare its output with tgt_out (target + [eos]).")
         if longer and unreversed / longer > 0.5:
-            return (
-                "The model writes the sequence back in its original order: train it to produce the source "
-                "reversed (tgt_out = src.flip(1) + [eos])."
-            )
+            return ("The model writes the sequence back in its original order: train it to produce the source "
+                    "reversed (tgt_out = src.flip(1) + [eos]).")
         if right_tokens / positions < 0.3:
-            return (
-                f"The model has not learned the task: with the right previous tokens given, it still predicts "
-                f"only {right_tokens / positions:.0%} of the next tokens. Check that each training step calls "
-                "optimizer.zero_grad(), loss.backward() and optimizer.step(), and that the loss goes down."
-            )
+            return (f"The model has not learned the task: with the right previous tokens given, it still predicts "
+                    f"only {right_tokens / positions:.0%} of the next tokens. Check that each training step calls "
+                    "optimizer.zero_grad(), loss.backward() and optimizer.step(), and that the loss goes down.")
         per_length = _per_length(test_sets, greedy)
         loss = sum(run["loss"]) / len(run["loss"]) if run.get("loss") else None
-        found = (
-            f"Greedy decoding reverses {accuracy:.0%} of the {total} test sequences exactly (by length: "
-            f"{_lengths_text(per_length)}); at least {PASS_ACCURACY:.0%} must come out right."
-            + (
-                f" Its cross-entropy on the test sequences, with the right previous tokens given, is {loss:.3f}."
-                if loss is not None
-                else ""
-            )
-        )
+        found = (f"Greedy decoding reverses {accuracy:.0%} of the {total} test sequences exactly (by length: "
+                 f"{_lengths_text(per_length)}); at least {PASS_ACCURACY:.0%} must come out right."
+                 + (f" Its cross-entropy on the test sequences, with the right previous tokens given, is {loss:.3f}."
+                    if loss is not None else ""))
         learned = [length for length, share in per_length.items() if share >= 0.9]
         failed = [length for length, share in per_length.items() if share < 0.5]
         if learned and failed:
-            return (
-                found + f" It has learned some lengths and not others ({', '.join(map(str, failed))}): train on "
-                f"every length from MIN_LEN to MAX_LEN ({MIN_LEN} to {MAX_LEN}), in every batch (hint 2 shows "
-                "how to mix them, padded with PAD_ID)."
-            )
-        return (
-            found + " Train for more steps, check the learning rate and its warm-up, and plot the loss (see the hints)."
-        )
-
+            return (found + f" It has learned some lengths and not others ({', '.join(map(str, failed))}): train on "
+                    f"every length from MIN_LEN to MAX_LEN ({MIN_LEN} to {MAX_LEN}), in every batch (hint 2 shows "
+                    "how to mix them, padded with PAD_ID).")
+        return found + " Train for more steps, check the learning rate and its warm-up, and plot the loss (see the hints)."
     return judge
 
 
@@ -605,26 +479,20 @@ def _passed(results) -> str:
     run = results[0].output
     greedy = run["greedy"]
     total = sum(out.shape[0] for out in greedy)
-    return (
-        f"greedy decoding reverses {run['exact'] / total:.0%} of {total} test sequences exactly; "
-        f"training took {run['seconds']:.1f} s of CPU time, the limit is {TIME_LIMIT:.0f} s"
-    )
+    return (f"greedy decoding reverses {run['exact'] / total:.0%} of {total} test sequences exactly; "
+            f"training took {run['seconds']:.1f} s of CPU time, the limit is {TIME_LIMIT:.0f} s")
 
 
 train_reversal_model.summary = _passed
 
 
-@train_reversal_model.prop(
-    f"after at most {TIME_LIMIT:.0f} s of CPU time of training on one CPU thread, greedy decoding reverses "
-    f"at least {PASS_ACCURACY:.0%} of the test sequences exactly"
-)
+@train_reversal_model.prop(f"after at most {TIME_LIMIT:.0f} s of CPU time of training on one CPU thread, greedy decoding reverses "
+                           f"at least {PASS_ACCURACY:.0%} of the test sequences exactly")
 def _(g):
     test_sets = reversal_test_sets(g, TEST_PER_LENGTH)
     seed = training_seed()
-    label = (
-        f"train_reversal_model({seed}), then greedy decoding of {sum(len(t) for t in test_sets)} test sequences "
-        f"of {MIN_LEN} to {MAX_LEN} symbols"
-    )
+    label = (f"train_reversal_model({seed}), then greedy decoding of {sum(len(t) for t in test_sets)} test sequences "
+             f"of {MIN_LEN} to {MAX_LEN} symbols")
     return [Case(label, (seed, test_sets))], _judge_training(test_sets)
 
 
@@ -655,13 +523,10 @@ def copies_its_input(ref):
     class Copier(ref.Transformer):
         def decode(self, tgt, memory, src):
             return _one_hot_logits(tgt, self)
-
     return lambda seed: Copier(VOCAB_SIZE, VOCAB_SIZE)
 
 
-@train_reversal_model.mistake(
-    "trained on the source unreversed", expect="writes the sequence back in its original order"
-)
+@train_reversal_model.mistake("trained on the source unreversed", expect="writes the sequence back in its original order")
 def unreversed_target(ref):
     class Echo(ref.Transformer):
         def decode(self, tgt, memory, src):
@@ -669,7 +534,6 @@ def unreversed_target(ref):
             steps = min(tgt.shape[1], source_then_eos.shape[1])
             logits = _one_hot_logits(source_then_eos[:, :steps], self)
             return torch.cat([logits, logits[:, -1:].expand(-1, tgt.shape[1] - steps, -1)], 1)
-
     return lambda seed: Echo(VOCAB_SIZE, VOCAB_SIZE)
 
 
@@ -680,7 +544,6 @@ def builtin_loss(ref):
         src, tgt_in, tgt_out = ref.make_reversal_batch(4, 3, VOCAB_SIZE, torch.Generator().manual_seed(seed))
         F.cross_entropy(model(src, tgt_in).flatten(0, 1), tgt_out.flatten()).backward()
         return model
-
     return wrong
 
 
@@ -697,5 +560,4 @@ def short_sequences_only(ref):
             steps = min(tgt.shape[1], answer.shape[1])
             logits = _one_hot_logits(answer[:, :steps], self)
             return torch.cat([logits, logits[:, -1:].expand(-1, tgt.shape[1] - steps, -1)], 1)
-
     return lambda seed: Short(VOCAB_SIZE, VOCAB_SIZE)

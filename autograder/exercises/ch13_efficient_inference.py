@@ -16,7 +16,6 @@ The catalogue of wrong versions is written on top of the reference (``ref``) whe
 be; the tiled-attention mistakes that change the algorithm itself are written as the
 (wrong) formula they compute.
 """
-
 from __future__ import annotations
 
 import copy
@@ -53,30 +52,17 @@ class CacheReplay(nn.Module):
         for i, (k, v) in enumerate(appends):
             returned = first.append(k, v)
             if returned is not None:
-                raise CheckFailure(
-                    f"`KVCache.append(k, v)` should return nothing (None): it changes the cache itself. "
-                    f"Yours returned {describe(returned)}."
-                )
+                raise CheckFailure(f"`KVCache.append(k, v)` should return nothing (None): it changes the cache itself. "
+                                   f"Yours returned {describe(returned)}.")
             if i < len(others):
                 second.append(*others[i])
         for name in ("k", "v"):
             if not hasattr(first, name):
-                raise CheckFailure(
-                    f"A KVCache should have an attribute `{name}` (None while empty), but yours has none."
-                )
+                raise CheckFailure(f"A KVCache should have an attribute `{name}` (None while empty), but yours has none.")
         return first.k, first.v
 
 
-KVCache = Exercise(
-    "KVCache",
-    ASSIGNMENT,
-    call=Harness(CacheReplay, kind="class"),
-    outputs=("cache.k", "cache.v"),
-    points=(1, 1),
-    difficulty=1,
-    minutes=10,
-    task="a plain class: `KVCache()` starts empty (`k` and `v` are `None`); `append(k, v)` adds `(B, h, t, d)` keys and values after the ones already held, along the time axis",
-)
+KVCache = Exercise("KVCache", ASSIGNMENT, call=Harness(CacheReplay, kind="class"), outputs=("cache.k", "cache.v"), points=(1, 1), difficulty=1, minutes=10, task="a plain class: `KVCache()` starts empty (`k` and `v` are `None`); `append(k, v)` adds `(B, h, t, d)` keys and values after the ones already held, along the time axis")
 
 
 def _kv(g, batch, heads, t, d_k, d_v=None):
@@ -86,10 +72,8 @@ def _kv(g, batch, heads, t, d_k, d_v=None):
 def _appends_label(appends, others=()) -> str:
     k0, v0 = appends[0]
     lengths = ", ".join(str(k.shape[-2]) for k, _ in appends)
-    text = (
-        f"{len(appends)} appends to KVCache() of k (B={k0.shape[0]}, h={k0.shape[1]}, t, d_k={k0.shape[-1]}) and "
-        f"v (..., d_v={v0.shape[-1]}) with t = {lengths}"
-    )
+    text = (f"{len(appends)} appends to KVCache() of k (B={k0.shape[0]}, h={k0.shape[1]}, t, d_k={k0.shape[-1]}) and "
+            f"v (..., d_v={v0.shape[-1]}) with t = {lengths}")
     return text + (", interleaved with appends to a second KVCache()" if others else "")
 
 
@@ -122,12 +106,9 @@ def _(g):
     def judge(results, dtype):
         k, v = results[0].output
         if k is not None or v is not None:
-            return (
-                f"A new KVCache() should hold nothing yet: `k` and `v` should be None, but they are "
-                f"{describe(k)} and {describe(v)}."
-            )
+            return (f"A new KVCache() should hold nothing yet: `k` and `v` should be None, but they are "
+                    f"{describe(k)} and {describe(v)}.")
         return None
-
     return [Case("KVCache() with no append", ([],))], judge
 
 
@@ -135,10 +116,8 @@ def _cat(old, new, dim):
     return new if old is None else torch.cat([old, new], dim=dim)
 
 
-@KVCache.mistake(
-    "two caches share their storage (a class attribute or a mutable default argument), so one "
-    "cache sees the tokens appended to the other. Create the storage in __init__, on self."
-)
+@KVCache.mistake("two caches share their storage (a class attribute or a mutable default argument), so one "
+                 "cache sees the tokens appended to the other. Create the storage in __init__, on self.")
 def shared_storage(ref):
     class Shared(ref.KVCache):
         common = None
@@ -148,7 +127,6 @@ def shared_storage(ref):
                 Shared.common = ref.KVCache()
             Shared.common.append(k, v)
             self.k, self.v = Shared.common.k, Shared.common.v
-
     return Shared
 
 
@@ -157,7 +135,6 @@ def replaces(ref):
     class Replaces(ref.KVCache):
         def append(self, k, v):
             self.k, self.v = k, v
-
     return Replaces
 
 
@@ -166,7 +143,6 @@ def joins_heads(ref):
     class JoinsHeads(ref.KVCache):
         def append(self, k, v):
             self.k, self.v = _cat(self.k, k, 1), _cat(self.v, v, 1)
-
     return JoinsHeads
 
 
@@ -175,7 +151,6 @@ def joins_features(ref):
     class JoinsFeatures(ref.KVCache):
         def append(self, k, v):
             self.k, self.v = _cat(self.k, k, -1), _cat(self.v, v, -1)
-
     return JoinsFeatures
 
 
@@ -185,7 +160,6 @@ def prepends(ref):
         def append(self, k, v):
             self.k = k if self.k is None else torch.cat([k, self.k], dim=-2)
             self.v = v if self.v is None else torch.cat([v, self.v], dim=-2)
-
     return Prepends
 
 
@@ -195,7 +169,6 @@ def returns_itself(ref):
         def append(self, k, v):
             super().append(k, v)
             return self
-
     return ReturnsItself
 
 
@@ -204,7 +177,6 @@ def swapped(ref):
     class Swapped(ref.KVCache):
         def append(self, k, v):
             super().append(v, k)
-
     return Swapped
 
 
@@ -223,19 +195,12 @@ class ChecksCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
         for name, value in (("k", k), ("v", v)):
-            if (
-                not isinstance(value, torch.Tensor)
-                or value.dim() != 4
-                or value.shape[1] != self.n_heads
-                or value.shape[-1] != self.d_head
-                or (self.k is not None and value.shape[0] != self.k.shape[0])
-            ):
+            if not isinstance(value, torch.Tensor) or value.dim() != 4 or value.shape[1] != self.n_heads \
+                    or value.shape[-1] != self.d_head or (self.k is not None and value.shape[0] != self.k.shape[0]):
                 got = f"of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else describe(value)
-                raise ValueError(
-                    f"cache.append(k, v) takes k and v of shape (batch, n_heads={self.n_heads}, "
-                    f"new tokens, d_head={self.d_head}), but {name} is {got}: split the projections "
-                    "into heads before appending"
-                )
+                raise ValueError(f"cache.append(k, v) takes k and v of shape (batch, n_heads={self.n_heads}, "
+                                 f"new tokens, d_head={self.d_head}), but {name} is {got}: split the projections "
+                                 "into heads before appending")
         self.k, self.v = _cat(self.k, k, -2), _cat(self.v, v, -2)
 
 
@@ -256,27 +221,17 @@ class Decoder(nn.Module):
             cache.append(past_k, past_v)
         outputs = []
         for t in range(x.shape[1]):
-            x_t = x[:, t : t + 1]
+            x_t = x[:, t:t + 1]
             out = self.step(self.mha, x_t, cache)
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x_t.shape):
-                raise CheckFailure(
-                    f"`cached_attention_step` should return a tensor of shape {tuple(x_t.shape)} for "
-                    f"x_t of shape {tuple(x_t.shape)}, but it returned {describe(out)}."
-                )
+                raise CheckFailure(f"`cached_attention_step` should return a tensor of shape {tuple(x_t.shape)} for "
+                                   f"x_t of shape {tuple(x_t.shape)}, but it returned {describe(out)}.")
             outputs.append(out)
         return torch.cat(outputs, dim=1), cache.k, cache.v
 
 
 cached_attention_step = Exercise(
-    "cached_attention_step",
-    ASSIGNMENT,
-    call=Harness(Decoder, weights_of="mha"),
-    outputs=("outputs", "cache.k", "cache.v"),
-    points=(2, 3),
-    difficulty=3,
-    minutes=25,
-    task="one decoding step for the newest token `x_t (B, 1, D)` with chapter 6's multi-head attention: project, split into heads, append to the cache, attend over the whole cache, merge, `out_proj`; returns `(B, 1, D)`, equal to full causal attention token by token",
-)
+    "cached_attention_step", ASSIGNMENT, call=Harness(Decoder, weights_of="mha"), outputs=("outputs", "cache.k", "cache.v"), points=(2, 3), difficulty=3, minutes=25, task="one decoding step for the newest token `x_t (B, 1, D)` with chapter 6's multi-head attention: project, split into heads, append to the cache, attend over the whole cache, merge, `out_proj`; returns `(B, 1, D)`, equal to full causal attention token by token")
 
 
 def _mha_state(g, d_model: int, bias: bool) -> dict:
@@ -291,10 +246,8 @@ def _mha_state(g, d_model: int, bias: bool) -> dict:
 def _decoding_case(g, batch, length, d_model, n_heads, past=0, bias=True, note=""):
     x = randn(g, batch, length, d_model)
     d_head = d_model // n_heads
-    label = (
-        f"MultiHeadAttention(d_model={d_model}, n_heads={n_heads}{'' if bias else ', bias=False'}), "
-        f"x {tuple(x.shape)} fed one token at a time, "
-    )
+    label = (f"MultiHeadAttention(d_model={d_model}, n_heads={n_heads}{'' if bias else ', bias=False'}), "
+             f"x {tuple(x.shape)} fed one token at a time, ")
     kwargs = {}
     if past:
         kwargs = {"past_k": randn(g, batch, n_heads, past, d_head), "past_v": randn(g, batch, n_heads, past, d_head)}
@@ -308,18 +261,11 @@ def _decoding_case(g, batch, length, d_model, n_heads, past=0, bias=True, note="
 def _(g, hidden):
     if not hidden:
         # A cache that already holds tokens comes first: every catalogued mistake can be recognised there.
-        return [
-            _decoding_case(g, 1, 2, 8, 2, past=2),
-            _decoding_case(g, 2, 4, 6, 3),
-            _decoding_case(g, 1, 3, 4, 1, bias=False),
-        ]
-    return [
-        _decoding_case(g, 2, 2, 8, 2, past=3),
-        _decoding_case(g, 1, 5, 12, 3),
-        _decoding_case(g, 3, 1, 4, 1, bias=False, note=" (one token)"),
-        _decoding_case(g, 2, 6, 16, 4, past=1),
-        _decoding_case(g, 1, 3, 8, 8, past=4, note=" (d_head = 1)"),
-    ]
+        return [_decoding_case(g, 1, 2, 8, 2, past=2), _decoding_case(g, 2, 4, 6, 3),
+                _decoding_case(g, 1, 3, 4, 1, bias=False)]
+    return [_decoding_case(g, 2, 2, 8, 2, past=3), _decoding_case(g, 1, 5, 12, 3),
+            _decoding_case(g, 3, 1, 4, 1, bias=False, note=" (one token)"),
+            _decoding_case(g, 2, 6, 16, 4, past=1), _decoding_case(g, 1, 3, 8, 8, past=4, note=" (d_head = 1)")]
 
 
 @cached_attention_step.prop("stepping through a sequence equals full causal multi-head attention")
@@ -336,13 +282,10 @@ def _(g):
         if not close(outputs, full, dtype):
             worst = (outputs.detach().cpu().double() - full).abs().amax(dim=(0, 2))
             first = int((worst > 1e-3).nonzero()[0]) if (worst > 1e-3).any() else int(worst.argmax())
-            return (
-                f"Fed one token at a time from an empty cache, your steps should give the same outputs as "
-                f"mha(x, x, x, causal mask) on the whole sequence x {tuple(x.shape)}; they first differ at "
-                f"token {first}."
-            )
+            return (f"Fed one token at a time from an empty cache, your steps should give the same outputs as "
+                    f"mha(x, x, x, causal mask) on the whole sequence x {tuple(x.shape)}; they first differ at "
+                    f"token {first}.")
         return None
-
     return [case], judge
 
 
@@ -360,7 +303,6 @@ def _scale_queries(factor: Callable[[nn.Module], float]) -> Callable[[nn.Module]
         mha.q_proj.weight.mul_(c)
         if mha.q_proj.bias is not None:
             mha.q_proj.bias.mul_(c)
-
     return change
 
 
@@ -392,39 +334,31 @@ class _FirstKeyOnly:
         return self.cache.v[..., :1, :]
 
 
-@cached_attention_step.mistake(
-    "the new token attends only to the tokens already in the cache: append its own key "
-    "and value first, so that it also attends to itself."
-)
+@cached_attention_step.mistake("the new token attends only to the tokens already in the cache: append its own key "
+                               "and value first, so that it also attends to itself.")
 def attends_before_append(ref):
     def wrong(mha, x_t, cache):
         before = _Before(cache)
         out = ref.cached_attention_step(mha, x_t, before)
         cache.append(*before.new)
         return out
-
     return wrong
 
 
-@cached_attention_step.mistake(
-    "the new key and value are used for this step but never appended to the cache, so "
-    "later tokens cannot see this one. Call cache.append(k, v), then read cache.k and cache.v."
-)
+@cached_attention_step.mistake("the new key and value are used for this step but never appended to the cache, so "
+                               "later tokens cannot see this one. Call cache.append(k, v), then read cache.k and cache.v.")
 def never_appends(ref):
     def wrong(mha, x_t, cache):
         peek = ref.KVCache()
         if cache.k is not None:
             peek.append(cache.k, cache.v)
         return ref.cached_attention_step(mha, x_t, peek)
-
     return wrong
 
 
-@cached_attention_step.mistake(
-    "the new token attends only to the first token in the cache. It is the newest "
-    "position, so it may attend to every cached key: no causal mask is needed here "
-    "(the first row of a causal mask, or is_causal=True with one query, keeps only key 0)."
-)
+@cached_attention_step.mistake("the new token attends only to the first token in the cache. It is the newest "
+                               "position, so it may attend to every cached key: no causal mask is needed here "
+                               "(the first row of a causal mask, or is_causal=True with one query, keeps only key 0).")
 def first_key_only(ref):
     return lambda mha, x_t, cache: ref.cached_attention_step(mha, x_t, _FirstKeyOnly(cache))
 
@@ -434,7 +368,6 @@ def no_scaling(ref):
     def wrong(mha, x_t, cache):
         d_head = mha.d_model // mha.n_heads
         return ref.cached_attention_step(_mha_with(mha, _scale_queries(lambda m: math.sqrt(d_head))), x_t, cache)
-
     return wrong
 
 
@@ -442,7 +375,6 @@ def no_scaling(ref):
 def scales_by_d_model(ref):
     def wrong(mha, x_t, cache):
         return ref.cached_attention_step(_mha_with(mha, _scale_queries(lambda m: 1 / math.sqrt(m.n_heads))), x_t, cache)
-
     return wrong
 
 
@@ -452,7 +384,6 @@ def no_out_proj(ref):
         mha.out_proj.weight.copy_(torch.eye(mha.d_model))
         if mha.out_proj.bias is not None:
             mha.out_proj.bias.zero_()
-
     return lambda mha, x_t, cache: ref.cached_attention_step(_mha_with(mha, identity), x_t, cache)
 
 
@@ -473,15 +404,9 @@ class Tiled(nn.Module):
 
 
 tiled_attention = Exercise(
-    "tiled_attention",
-    ASSIGNMENT,
-    call=Harness(Tiled),
+    "tiled_attention", ASSIGNMENT, call=Harness(Tiled),
     forbidden=(capability.SCALED_DOT_PRODUCT_ATTENTION,),
-    why_forbidden="the point is to write the tiled computation that fused attention kernels use",
-    points=(3, 4),
-    difficulty=4,
-    minutes=40,
-    task="exact attention `(..., T_q, d_v)` computed one block of keys at a time with the online softmax, never holding the `(T_q, T_k)` scores; `F.scaled_dot_product_attention` is not allowed",
+    why_forbidden="the point is to write the tiled computation that fused attention kernels use", points=(3, 4), difficulty=4, minutes=40, task="exact attention `(..., T_q, d_v)` computed one block of keys at a time with the online softmax, never holding the `(T_q, T_k)` scores; `F.scaled_dot_product_attention` is not allowed",
 )
 
 
@@ -507,9 +432,8 @@ def _(g, hidden):
         return [
             _tiled_case(randn(g, 2, 5, 4), randn(g, 2, 11, 4), randn(g, 2, 11, 3), 4),
             _tiled_case(randn(g, 1, 6, 8), randn(g, 1, 6, 8), randn(g, 1, 6, 8), 2),
-            _tiled_case(
-                randn(g, 2, 2, 3, 4), randn(g, 2, 2, 7, 4), randn(g, 2, 2, 7, 5), 16, " (one block holds every key)"
-            ),
+            _tiled_case(randn(g, 2, 2, 3, 4), randn(g, 2, 2, 7, 4), randn(g, 2, 2, 7, 5), 16,
+                        " (one block holds every key)"),
             _large_scores_case(g, 1, 4, 9, 2, 3),
         ]
     return [
@@ -518,13 +442,8 @@ def _(g, hidden):
         _tiled_case(randn(g, 2, 1, 8), randn(g, 2, 20, 8), randn(g, 2, 20, 3), 7, " (one query)"),
         _tiled_case(randn(g, 2, 3, 4), randn(g, 2, 1, 4), randn(g, 2, 1, 2), 4, " (one key)"),
         _tiled_case(randn(g, 2, 3, 4, 6), randn(g, 2, 3, 10, 6), randn(g, 2, 3, 10, 6), 4),
-        _tiled_case(
-            randn(g, 2, 4, 5),
-            randn(g, 2, 5, 9).transpose(-1, -2),
-            randn(g, 2, 3, 9).transpose(-1, -2),
-            3,
-            " (non-contiguous k and v)",
-        ),
+        _tiled_case(randn(g, 2, 4, 5), randn(g, 2, 5, 9).transpose(-1, -2), randn(g, 2, 3, 9).transpose(-1, -2), 3,
+                    " (non-contiguous k and v)"),
         _large_scores_case(g, 2, 5, 12, 3, 5),
     ]
 
@@ -541,20 +460,15 @@ def _(g):
     def judge(results, dtype):
         _, peak, largest, fused = results[0].output
         if fused:
-            return (
-                f"`tiled_attention` runs a fused attention kernel ({fused[0]}): compute the blocks yourself "
-                "with @, exp and sums."
-            )
+            return (f"`tiled_attention` runs a fused attention kernel ({fused[0]}): compute the blocks yourself "
+                    "with @, exp and sums.")
         full = t_q * t_k * torch.tensor([], dtype=dtype).element_size()
         if peak >= full / 2:
-            return (
-                f"With {label}, the tensors your `tiled_attention` creates hold {peak / 2**20:.2f} MiB at their "
-                f"peak, while the whole ({t_q}, {t_k}) score matrix takes {full / 2**20:.2f} MiB: it must stay "
-                f"under half of that (the largest tensor has shape {tuple(largest)}). Compute scores for at most "
-                "block_size keys at a time and fold them into the running max, sum and output."
-            )
+            return (f"With {label}, the tensors your `tiled_attention` creates hold {peak / 2**20:.2f} MiB at their "
+                    f"peak, while the whole ({t_q}, {t_k}) score matrix takes {full / 2**20:.2f} MiB: it must stay "
+                    f"under half of that (the largest tensor has shape {tuple(largest)}). Compute scores for at most "
+                    "block_size keys at a time and fold them into the running max, sum and output.")
         return None
-
     return [Case(label + ", measuring memory", (q, k, v, block), {"measure": True})], judge
 
 
@@ -566,18 +480,11 @@ def _(g):
     def judge(results, dtype):
         outputs = [r.output for r in results]
         for size, out in zip(sizes[1:], outputs[1:]):
-            if (
-                not isinstance(out, torch.Tensor)
-                or not isinstance(outputs[0], torch.Tensor)
-                or out.shape != outputs[0].shape
-                or not close(out, outputs[0], dtype)
-            ):
-                return (
-                    f"With {shapes(q=q, k=k, v=v)}, block_size={size} gives a different result from "
-                    f"block_size={sizes[0]}: tiling must not change the answer, only how it is computed."
-                )
+            if not isinstance(out, torch.Tensor) or not isinstance(outputs[0], torch.Tensor) or out.shape != outputs[0].shape \
+                    or not close(out, outputs[0], dtype):
+                return (f"With {shapes(q=q, k=k, v=v)}, block_size={size} gives a different result from "
+                        f"block_size={sizes[0]}: tiling must not change the answer, only how it is computed.")
         return None
-
     return [Case(shapes(q=q, k=k, v=v, block_size=size), (q, k, v, size)) for size in sizes], judge
 
 
@@ -585,8 +492,7 @@ def _(g):
 def _(g):
     q, k, v = randn(g, 1, 3, 4), randn(g, 1, 7, 4), randn(g, 1, 7, 2)
     return [Case(shapes(q=q, k=k, v=v, block_size=3), (q, k, v, 3), grad=True)], gradients_reach(
-        {"args.0": "q", "args.1": "k", "args.2": "v"}
-    )
+        {"args.0": "q", "args.1": "k", "args.2": "v"})
 
 
 def _scores(q, k):
@@ -602,20 +508,17 @@ def _blocks(q, k, v, block_size):
     return list(zip(_scores(q, k).split(block_size, dim=-1), v.split(block_size, dim=-2)))
 
 
-@tiled_attention.mistake(
-    "when the running maximum grows, the running sum and output are not rescaled by "
-    "exp(m_old - m_new), so earlier blocks keep a weight measured against an old maximum."
-)
+@tiled_attention.mistake("when the running maximum grows, the running sum and output are not rescaled by "
+                         "exp(m_old - m_new), so earlier blocks keep a weight measured against an old maximum.")
 def no_rescaling(ref):
     def wrong(q, k, v, block_size):
         blocks = _blocks(q, k, v, block_size)
         running_max = torch.stack([s.amax(dim=-1) for s, _ in blocks], dim=-1).cummax(dim=-1).values
         total, weighted = 0, 0
         for j, (s, v_block) in enumerate(blocks):
-            p = torch.exp(s - running_max[..., j : j + 1])
+            p = torch.exp(s - running_max[..., j:j + 1])
             total, weighted = total + p.sum(dim=-1, keepdim=True), weighted + p @ v_block
         return weighted / total
-
     return wrong
 
 
@@ -625,7 +528,6 @@ def no_final_division(ref):
         s = _scores(q, k)
         running_sum = torch.exp(torch.logsumexp(s, dim=-1, keepdim=True) - s.amax(dim=-1, keepdim=True))
         return ref.tiled_attention(q, k, v, block_size) * running_sum
-
     return wrong
 
 
@@ -634,41 +536,32 @@ def no_scaling(ref):
     return lambda q, k, v, block_size: ref.tiled_attention(q * math.sqrt(q.shape[-1]), k, v, block_size)
 
 
-@tiled_attention.mistake(
-    "each key block gets its own softmax and the blocks' outputs are added up; the blocks "
-    "must share one softmax over all keys, through the running maximum and sum."
-)
+@tiled_attention.mistake("each key block gets its own softmax and the blocks' outputs are added up; the blocks "
+                         "must share one softmax over all keys, through the running maximum and sum.")
 def softmax_per_block(ref):
     def wrong(q, k, v, block_size):
         pairs = zip(k.split(block_size, dim=-2), v.split(block_size, dim=-2))
         return sum(ref.tiled_attention(q, k_block, v_block, block_size) for k_block, v_block in pairs)
-
     return wrong
 
 
-@tiled_attention.mistake(
-    "the last block is dropped when T_k is not a multiple of block_size: loop over "
-    "range(0, T_k, block_size) and let the last block be shorter."
-)
+@tiled_attention.mistake("the last block is dropped when T_k is not a multiple of block_size: loop over "
+                         "range(0, T_k, block_size) and let the last block be shorter.")
 def drops_last_block(ref):
     def wrong(q, k, v, block_size):
         kept = k.shape[-2] // block_size * block_size
         if kept == 0:
             raise ValueError("no full block")
         return ref.tiled_attention(q, k[..., :kept, :], v[..., :kept, :], block_size)
-
     return wrong
 
 
-@tiled_attention.mistake(
-    "exp() overflows for large scores: keep a running maximum and exponentiate the scores "
-    "minus it, as in a stable softmax."
-)
+@tiled_attention.mistake("exp() overflows for large scores: keep a running maximum and exponentiate the scores "
+                         "minus it, as in a stable softmax.")
 def no_max(ref):
     def wrong(q, k, v, block_size):
         p = torch.exp(_scores(q, k))
         return (p @ v) / p.sum(dim=-1, keepdim=True)
-
     return wrong
 
 

@@ -14,15 +14,20 @@ import sys
 from pathlib import Path
 
 
+def _chosen(args, parser, known: list[str]) -> list[str]:
+    """The assignments named on the command line (all ``known`` ones when none is), or a usage error."""
+    unknown = sorted(set(args.assignments) - set(known))
+    if unknown:
+        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(known)}")
+    return args.assignments or list(known)
+
+
 def _fixtures(args, parser) -> int:
     from . import fixtures
     from .config import course_root
     from .exercises import ASSIGNMENTS, of_assignment
 
-    unknown = sorted(set(args.assignments) - set(ASSIGNMENTS))
-    if unknown:
-        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(ASSIGNMENTS)}")
-    for assignment in args.assignments or ASSIGNMENTS:
+    for assignment in _chosen(args, parser, ASSIGNMENTS):
         for exercise in of_assignment(assignment):
             print(f"wrote {fixtures.generate(exercise).relative_to(course_root())}")
     return 0
@@ -32,12 +37,9 @@ def _release(args, parser) -> int:
     from . import release
     from .config import course_root
 
-    known = release.assignments()
-    unknown = sorted(set(args.assignments) - set(known))
-    if unknown:
-        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(known)}")
-    release.generate(args.assignments or known, course_root() / "exercises")
-    print(f"wrote exercises/ for {', '.join(args.assignments or known)}")
+    names = _chosen(args, parser, release.assignments())
+    release.generate(names, course_root() / "exercises")
+    print(f"wrote exercises/ for {', '.join(names)}")
     return 0
 
 
@@ -45,10 +47,7 @@ def _notebooks(args, parser) -> int:
     from . import authoring
     from .config import course_root
 
-    known = authoring.assignments()
-    unknown = sorted(set(args.assignments) - set(known))
-    if unknown:
-        parser.error(f"unknown assignment {unknown[0]!r}; expected one of {', '.join(known)}")
+    _chosen(args, parser, authoring.assignments())
     try:
         paths = (authoring.stale if args.check else authoring.write)(names=args.assignments or None)
     except authoring.AuthoringError as error:

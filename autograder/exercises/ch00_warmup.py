@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..cases import close, randn, shapes, splits_into_heads
 from ..compare import describe
+from ..cases import close, randn, shapes, splits_into_heads
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch00_warmup"

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from .. import forbidden as capability
-from ..cases import close, gradients_flow, randn, shapes, transposed
 from ..compare import describe
+from ..cases import close, gradients_flow, randn, shapes, transposed
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch01_why_attention"

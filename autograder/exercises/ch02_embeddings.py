@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import forbidden as capability
-from ..cases import gradients_flow, randn, shape_problem, shapes
 from ..compare import describe
+from ..cases import gradients_flow, randn, shape_problem, shapes
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch02_embeddings"

@@ -13,21 +13,8 @@ import torch.nn.functional as F
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (
-    causal,
-    close,
-    gradients_flow,
-    gradients_reach,
-    has_linear_layers,
-    linear_weight,
-    mask_ignored,
-    randn,
-    random_mask,
-    shapes,
-    transposed,
-    uses_multihead_attention,
-    with_parameters,
-)
+from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, linear_weight, mask_ignored,
+                     randn, random_mask, shapes, transposed, uses_multihead_attention, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch04_scaled_dot_product"

@@ -12,21 +12,9 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (
-    close,
-    gradients_flow,
-    has_linear_layers,
-    linear_weight,
-    mask_ignored,
-    randn,
-    random_mask,
-    shapes,
-    transposed,
-    uses_multihead_attention,
-    with_forward,
-    with_parameters,
-)
 from ..compare import describe
+from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, mask_ignored, randn, random_mask,
+                     shapes, transposed, uses_multihead_attention, with_forward, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"

@@ -15,24 +15,10 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (
-    causal,
-    close,
-    gradients_flow,
-    interleaving,
-    linear_layers_problem,
-    linear_weight,
-    mask_ignored,
-    randn,
-    random_mask,
-    shapes,
-    splits_into_heads,
-    transposed,
-    uses_multihead_attention,
-    with_forward,
-    with_parameters,
-)
 from ..compare import describe
+from ..cases import (causal, close, gradients_flow, interleaving, linear_layers_problem, linear_weight, mask_ignored,
+                     randn, random_mask, shapes, splits_into_heads, transposed, uses_multihead_attention,
+                     with_forward, with_parameters)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch06_multi_head_attention"

@@ -12,8 +12,8 @@ import math
 import torch
 
 from .. import forbidden as capability
-from ..cases import close, randn, shapes
 from ..compare import describe
+from ..cases import close, randn, shapes
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch07_masking"

@@ -14,22 +14,8 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE, Module
-from ..cases import (
-    close,
-    dropout_in_eval,
-    dropout_off_in_eval,
-    gradients_flow,
-    has_linear_layers,
-    lent_component,
-    linear_weight,
-    raises,
-    randn,
-    shapes,
-    transposed,
-    with_attributes,
-    with_forward,
-    with_output,
-)
+from ..cases import (close, dropout_in_eval, dropout_off_in_eval, gradients_flow, has_linear_layers, lent_component,
+                     linear_weight, raises, randn, shapes, transposed, with_attributes, with_forward, with_output)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch08_residual_norm_ffn"

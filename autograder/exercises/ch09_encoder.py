@@ -15,33 +15,11 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import (
-    also_calls,
-    builtin_layer_state,
-    builtin_mask,
-    causal,
-    dropout_in_eval,
-    dropout_off_in_eval,
-    dropped_sublayers,
-    encoder_layer_state,
-    gradients_flow,
-    ignoring,
-    lent_component,
-    mask_description,
-    matches_builtin,
-    norm_first_ignored,
-    norm_state,
-    outputs_agree,
-    padding_mask,
-    parts_problem,
-    patched_forward,
-    query_subtracted,
-    randn,
-    random_mask,
-    shapes,
-    with_attributes,
-    with_parts,
-)
+from ..cases import (also_calls, builtin_layer_state, builtin_mask, causal, dropout_in_eval, dropout_off_in_eval,
+                     dropped_sublayers, encoder_layer_state, gradients_flow, ignoring, lent_component,
+                     mask_description, matches_builtin, norm_first_ignored, norm_state, outputs_agree, padding_mask,
+                     parts_problem, patched_forward, query_subtracted, randn, random_mask, shapes, with_attributes,
+                     with_parts)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch09_encoder"

@@ -17,40 +17,12 @@ from torch import nn
 from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE, Module
-from ..cases import (
-    also_calls,
-    attention_state,
-    builtin_layer_state,
-    builtin_mask,
-    causal,
-    close,
-    dropout_in_eval,
-    dropout_off_in_eval,
-    dropped_sublayers,
-    encoder_layer_state,
-    ffn_state,
-    gradients_flow,
-    ignoring,
-    lent_component,
-    linear_weight,
-    matches_builtin,
-    norm_first_ignored,
-    norm_state,
-    outputs_agree,
-    padding_mask,
-    parts_problem,
-    patched_forward,
-    query_subtracted,
-    raises,
-    randn,
-    random_mask,
-    replaced_data,
-    shapes,
-    with_attributes,
-    with_forward,
-    with_parts,
-)
 from ..components.transformer import sinusoidal_table
+from ..cases import (also_calls, attention_state, builtin_layer_state, builtin_mask, causal, close, dropout_in_eval,
+                     dropout_off_in_eval, dropped_sublayers, encoder_layer_state, ffn_state, gradients_flow, ignoring,
+                     lent_component, linear_weight, matches_builtin, norm_first_ignored, norm_state, outputs_agree,
+                     padding_mask, parts_problem, patched_forward, query_subtracted, raises, randn, random_mask,
+                     replaced_data, shapes, with_attributes, with_forward, with_parts)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch10_decoder"

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import torch
 
 from ..calling import Bound
-from ..cases import changed_output, randn, transposed
 from ..compare import describe
 from ..errors import CheckFailure
+from ..cases import changed_output, randn, transposed
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch11_decoding"

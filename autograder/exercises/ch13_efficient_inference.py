@@ -28,10 +28,10 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..calling import Harness, load_weights
-from ..cases import close, gradients_reach, linear_weight, randn, shapes
 from ..compare import describe
 from ..components import MultiHeadAttention
 from ..errors import CheckFailure
+from ..cases import close, gradients_reach, linear_weight, randn, shapes
 from ..spec import Case, Exercise
 from ..tools import TensorMemoryMeter
 

@@ -14,6 +14,30 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+# --- Tiers and scheduling --------------------------------------------------------------------
+# Three markers (declared in pyproject.toml) name what `make check` leaves out: `book` (reads the
+# built book), `browser` (drives Chromium) and `grading` (grades a class through nbgrader or
+# `python -m autograder grade`). `book` and `browser` follow from the fixtures a test asks for;
+# `grading` is set by the test files that grade a class.
+NEEDS = {"book_html": "book", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark tests by the fixtures they use, keep every reader of the built book on one xdist worker
+    (the book is built once per worker), and hand out the heaviest tests first: pytest-xdist deals
+    its work units in collection order (groups with more tests first), so a long test dealt last
+    would keep one worker busy after the other has finished."""
+    for item in items:
+        for fixture, marker in NEEDS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+        if item.get_closest_marker("book") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("book"))
+    heavy = ("grading", "book", "browser")
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in heavy))
+
+
 @pytest.fixture(autouse=True)
 def _course_root(monkeypatch):
     """Tests see the repository as the course, whatever their working directory."""

@@ -1491,6 +1491,7 @@ def graded_outputs(course, assignment: str, student: str) -> dict[str, str]:
 GRADED_CASES = [(a, n, k) for a, routes in GRADED.items() for n, keys in routes.items() for k in keys]
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("forbidden_routes_graded")
 @pytest.mark.parametrize("assignment,name,key", GRADED_CASES, ids=[f"{n}-{k}" for _, n, k in GRADED_CASES])
 def test_a_route_earns_nothing_when_graded(graded_routes, assignment, name, key):
@@ -1507,6 +1508,7 @@ def test_a_route_earns_nothing_when_graded(graded_routes, assignment, name, key)
     assert {f"test_{n}" for n in zero} <= set(scores)
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("forbidden_routes_graded")
 @pytest.mark.parametrize("assignment", sorted(GRADED))
 def test_the_reference_scores_full_beside_the_routes(graded_routes, assignment):

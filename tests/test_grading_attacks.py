@@ -28,6 +28,7 @@ from autograder.release import filled_notebook
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 ATTACKS = {p.stem: p for p in sorted((ROOT / "tests" / "attacks").glob("*.py"))}
+pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("attacks")]  # one graded class for every test
 GRADING_OUTPUT = ("autograded", "gradebook.db", "grading-report-", "feedback")
 
 

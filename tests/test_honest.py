@@ -147,6 +147,7 @@ def test_the_corpus_is_large_enough():
     assert len(SUBMISSIONS) >= 30 and len(CHAPTERS) >= 8
 
 
+@pytest.mark.grading
 @pytest.mark.parametrize("assignment", CHAPTERS)
 def test_honest_notebooks_score_full_marks(assignment, tmp_path):
     """One test per chapter, so that each chapter is graded once whichever test worker runs it."""

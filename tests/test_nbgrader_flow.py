@@ -47,6 +47,7 @@ def points(solutions, names) -> float:
     return total
 
 
+@pytest.mark.grading
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_stock_nbgrader_flow(assignment, tmp_path):
     course = copy_course(tmp_path)

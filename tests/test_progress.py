@@ -141,6 +141,7 @@ def write_variant(folder, name):
     return folder / name / f"{name}.ipynb"
 
 
+# Its tests share one xdist group, so that the notebooks run once, on one worker.
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
@@ -153,6 +154,7 @@ def variants(tmp_path_factory):
     return {(p.chapter, p.name): p for p in found}, problems, before
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_each_way_a_cell_can_end(variants):
     found, _, _ = variants
     expected = {
@@ -169,6 +171,7 @@ def test_each_way_a_cell_can_end(variants):
     assert {name: (found[name, "first"].status, found[name, "second"].status) for name in VARIANTS} == expected
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_reasons_are_one_clear_sentence(variants):
     found, problems, _ = variants
     assert found["wrong", "first"].reason == "AssertionError"
@@ -183,12 +186,14 @@ def test_reasons_are_one_clear_sentence(variants):
     ]
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_points_count_visible_and_hidden_cells(variants):
     found, _, _ = variants
     first, second = found["correct", "first"], found["correct", "second"]
     assert (first.points, first.hidden_points, second.points, second.hidden_points) == (3, 2, 1, 0)
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_the_notebooks_are_never_written(variants):
     _, _, before = variants
     assert {path: path.read_bytes() for path in before} == before
@@ -311,6 +316,7 @@ def test_the_command_prints_a_table_with_a_total(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_points_earned_are_those_of_passing_visible_cells_and_hidden_points_are_graded_later(variants):
     found = {chapter: p for (chapter, name), p in variants[0].items() if name == "first"}
     assert (found["correct"].earned, found["correct"].visible_points, found["correct"].hidden_points) == (1, 1, 2)

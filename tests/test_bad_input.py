@@ -42,7 +42,9 @@ def not_written(x, dim=-1):
         (lambda x, dim=-1: torch.full_like(x, float("nan")), "contains NaN"),
         (
             raises_value_error,
-            ': shapes do not line up. In your code, line 22: `raise ValueError("shapes do not line up")`.',
+            ": shapes do not line up. In your code, "
+            f"line {raises_value_error.__code__.co_firstlineno + 1}: "  # the line of its `raise`
+            '`raise ValueError("shapes do not line up")`.',
         ),
         (not_written, "is not written yet"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,6 +63,21 @@ def copy_course(destination: Path) -> Path:
         else:
             shutil.copy(source, destination / name)
     return destination
+
+
+def autograder_grade(course: Path, assignment: str, env: dict, *, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m autograder grade` of the class in `course`, as an instructor runs it (two workers);
+    it must not end in a traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", str(timeout)],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2 * timeout + 300,
+    )
+    assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

@@ -412,6 +412,7 @@ def test_the_reference_scores_full_beside_the_routes(graded_routes, assignment):
         ("exercise: softmax", ":key: alias\nx = 1", "not a route's nor `honest: true`"),
         ("exercise: softmax", ":route: alias\n:honest: true\nx = 1", "not a route's nor `honest: true`"),
     ],
+    ids=["a-route", "unknown-exercise", "no-route-key", "route-and-honest"],
 )
 def test_a_routes_file_is_read_or_refused_with_one_sentence(tmp_path, front, cell, says):
     path = tmp_path / "routes.md"

@@ -276,6 +276,7 @@ def test_every_edit_of_a_variant_lands_where_it_says(tmp_path):
         ("```{code-cell} ipython3\npass\n```\n", "assignments: [ch00_warmup]\n", "needs exactly one of replace"),
         (_cell("replace: a", "pass"), "title: no chapters\n", "names no `assignments`"),
     ],
+    ids=["unknown-option", "no-option", "no-assignments"],
 )
 def test_a_malformed_variant_is_refused_with_one_sentence(tmp_path, body, front, says):
     with pytest.raises(ValueError, match=says):
@@ -285,6 +286,7 @@ def test_a_malformed_variant_is_refused_with_one_sentence(tmp_path, body, front,
 @pytest.mark.parametrize(
     "option, says",
     [("replace: c", "has no cell 'c' to replace"), ("prefix: last cell", "only `after` goes to the last cell")],
+    ids=["missing-cell", "prefix-to-the-end"],
 )
 def test_an_edit_to_a_cell_the_notebook_lacks_is_refused_with_one_sentence(tmp_path, option, says):
     variant = load_variant(_variant(tmp_path, _cell(option, "pass")))

@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11):
 #   make book   build the rendered course into _build/html (the main job)
 #   make test   run the project's tests
+#   make check  the quick tier: every test but the book, the browser and full-class grading
 #   make kit    build the student kit (a wheel without answers) into _build/kit
 #   make site   build the folder to publish (book, notebooks, kit) into _build/html, with the
 #               deployment's settings from SITE_* variables (tools/kit/site_config.py)
@@ -18,7 +19,7 @@ export OMP_NUM_THREADS ?= 1
 # nbgrader runs `alembic` by name: the virtualenv's bin must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test lint notebooks exercises fixtures vendor kit site clean
+.PHONY: book test check lint notebooks exercises fixtures vendor kit site clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,11 @@ lint: $(BIN)/.installed
 test: $(BIN)/.installed vendor lint
 	bash tools/system_packages.sh test
 	$(BIN)/python -m pytest -n auto --dist loadgroup
+
+# The quick tier for authors: the markers are declared in pyproject.toml (tests/conftest.py sets them).
+check: $(BIN)/.installed lint
+	bash tools/system_packages.sh test
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not book and not browser and not grading"
 
 # After editing a text notebook (solutions/<a>/<a>.md) or a declaration (autograder/exercises/<a>.py):
 # the nbgrader notebooks, the book's tables and exercise reference, the student notebooks and the fixtures.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+# --- Tiers and scheduling --------------------------------------------------------------------
+# Three markers (declared in pyproject.toml) name what `make check` leaves out: `book` (reads the
+# built book), `browser` (drives Chromium) and `grading` (grades a class through nbgrader or
+# `python -m autograder grade`). `book` and `browser` follow from the fixtures a test asks for;
+# `grading` is set by the test files that grade a class.
+NEEDS = {"book_html": "book", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark tests by the fixtures they use, keep every reader of the built book on one xdist worker
+    (the book is built once per worker), and hand out the heaviest tests first: pytest-xdist deals
+    its work units in collection order (groups with more tests first), so a long test dealt last
+    would keep one worker busy after the other has finished."""
+    for item in items:
+        for fixture, marker in NEEDS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+        if item.get_closest_marker("book") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("book"))
+    heavy = ("grading", "book", "browser")
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in heavy))
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +63,21 @@ def copy_course(destination: Path) -> Path:
         else:
             shutil.copy(source, destination / name)
     return destination
+
+
+def autograder_grade(course: Path, assignment: str, env: dict, *, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m autograder grade` of the class in `course`, as an instructor runs it (two workers);
+    it must not end in a traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", str(timeout)],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2 * timeout + 300,
+    )
+    assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

@@ -43,7 +43,8 @@ def not_written(x, dim=-1):
         (
             raises_value_error,
             ": shapes do not line up. In your code, "
-            f'line {raises_value_error.__code__.co_firstlineno + 1}: `raise ValueError("shapes do not line up")`.',
+            f"line {raises_value_error.__code__.co_firstlineno + 1}: "  # the line of its `raise`
+            '`raise ValueError("shapes do not line up")`.',
         ),
         (not_written, "is not written yet"),
     ],

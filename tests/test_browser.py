@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from conftest import toc_pages
 
+pytestmark = pytest.mark.browser
 PAGES = toc_pages()
 CHROMIUM_FLAGS = [
     "--headless",

@@ -32,7 +32,7 @@ from conftest import BIN, ROOT, copy_course, env_with_venv, grade_id, read_noteb
 
 from autograder.release import filled_notebook
 
-pytestmark = pytest.mark.xdist_group("cluster")
+pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("cluster")]
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 ENV = dict(

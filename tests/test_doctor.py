@@ -65,6 +65,7 @@ def test_a_ready_machine(tmp_path):
     assert result.stdout.rstrip().endswith("Everything is ready.")
 
 
+# Its tests share one xdist group, so that the machine is broken and examined once, on one worker.
 @pytest.fixture(scope="module")
 def broken_machine(tmp_path_factory):
     """One machine with many things broken at once, each the way it happens to students."""
@@ -101,6 +102,7 @@ def broken_machine(tmp_path_factory):
     return result, problems(result.stdout)
 
 
+@pytest.mark.xdist_group("broken_machine")
 def test_a_broken_machine_exits_1_with_a_fix_for_each_problem(broken_machine):
     result, found = broken_machine
     assert result.returncode == 1
@@ -114,6 +116,7 @@ def fix_of(found: dict, start: str) -> str:
     return fix
 
 
+@pytest.mark.xdist_group("broken_machine")
 def test_a_package_that_does_not_import_or_is_too_old(broken_machine):
     _, found = broken_machine
     assert "-m pip install -r " in fix_of(found, "matplotlib cannot be imported (ImportError: libfreetype.so.6")
@@ -128,6 +131,7 @@ def notes(output: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.xdist_group("broken_machine")
 def test_programs_missing_from_path(broken_machine):
     result, found = broken_machine
     venv = sys.prefix != sys.base_prefix
@@ -138,6 +142,7 @@ def test_programs_missing_from_path(broken_machine):
     assert fix.startswith("source ") and fix.endswith("bin/activate") if venv else "pip install" in fix
 
 
+@pytest.mark.xdist_group("broken_machine")
 def test_a_kernel_whose_python_lacks_the_course_packages(broken_machine):
     _, found = broken_machine
     fix = fix_of(found, "The Jupyter kernel python3")
@@ -146,6 +151,7 @@ def test_a_kernel_whose_python_lacks_the_course_packages(broken_machine):
     assert "cannot import the course's packages (ModuleNotFoundError: No module named 'torch')" in text
 
 
+@pytest.mark.xdist_group("broken_machine")
 def test_a_wrong_device_setting_and_missing_fixtures(broken_machine):
     _, found = broken_machine
     assert fix_of(found, "AUTOGRADER_DEVICE='banana' is not a device torch knows") == "unset AUTOGRADER_DEVICE"

@@ -142,11 +142,13 @@ def _assert_term(played: dict) -> None:
     assert "passed" in played["feedback"]["alice"] and "is not written yet" in played["feedback"]["bob"]
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("exchange")
 def test_a_term_through_the_exchange(tmp_path):
     _assert_term(_term(Term(tmp_path, sys.executable, {})))
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("exchange-wheel")
 def test_a_term_with_the_grader_installed_from_a_wheel(tmp_path, grader_from_wheel):
     python, env = grader_from_wheel

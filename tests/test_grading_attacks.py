@@ -15,19 +15,19 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import types
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
 
 from autograder.release import filled_notebook
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 ATTACKS = {p.stem: p for p in sorted((ROOT / "tests" / "attacks").glob("*.py"))}
+pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("attacks")]  # one graded class for every test
 GRADING_OUTPUT = ("autograded", "gradebook.db", "grading-report-", "feedback")
 
 
@@ -125,15 +125,7 @@ def graded(tmp_path_factory):
     for name, attack in attacks.items():
         submit(f"attack-{name}", attack)
     before = snapshot(course)
-    run = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--workers", "2", "--timeout", "600"],
-        cwd=course,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+    run = autograder_grade(course, ASSIGNMENT, env)
     from nbgrader.api import Gradebook
 
     scores, maxima = {}, {}

@@ -3,67 +3,123 @@
 Every file in tests/honest/ changes the reference notebook of the chapters it names (see
 tests/honest/README.md). Each chapter's notebooks are one class, graded twice: by stock
 `nbgrader autograde` (under our nbgrader_config.py) and by `python -m autograder grade
---workers 2`. Every notebook must score its maximum both times, and none may be listed for
-review. Each chapter is one test, so it is graded once whichever worker runs it.
+--workers 2` (which must end without a traceback). Every notebook must score its maximum
+both times, and none may be listed for review. Each chapter is one test, so it is graded
+once whichever worker runs it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
 
+from autograder import conventions
 from autograder.release import filled_notebook
 
-VARIANTS = {p.stem: p for p in sorted((ROOT / "tests" / "honest").glob("*.py"))}
+# What a code cell of a variant does to the notebook filled with the reference answers: its one
+# option names the edit, the option's value the cell it is made to (see tests/honest/README.md).
+EDITS = ("replace", "before", "after", "prefix", "suffix", "docstring")
+EACH_EXERCISE, FIRST_EXERCISE, EACH_TEST, LAST_CELL = "each exercise", "first exercise", "each test", "last cell"
 
 
-def load_variant(path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"honest_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@dataclass
+class Edit:
+    kind: str  # one of EDITS
+    target: str  # a grade id, or one of EACH_EXERCISE, FIRST_EXERCISE, EACH_TEST, LAST_CELL
+    code: str  # the student's code, with {exercise}, {exercise!r}, {exercises} and {exercises!r} filled in
 
 
-MODULES = {name: load_variant(path) for name, path in VARIANTS.items()}
-SUBMISSIONS = sorted((assignment, name) for name, module in MODULES.items() for assignment in module.ASSIGNMENTS)
+@dataclass
+class Variant:
+    name: str
+    assignments: tuple[str, ...]
+    edits: list[Edit]
+
+
+def load_variant(path: Path) -> Variant:
+    """A variant from its MyST text notebook: the front matter's `assignments`, then one edit per code cell."""
+    notebook = jupytext.read(path, fmt="md:myst")
+    assignments = notebook.metadata.get("assignments")
+    if not assignments:
+        raise ValueError(f"{path.name}: the front matter names no `assignments` (the chapters the variant applies to)")
+    edits = []
+    for number, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
+        kinds = [k for k in cell.metadata if k in EDITS]
+        if len(kinds) != 1 or set(cell.metadata) - set(EDITS):
+            raise ValueError(
+                f"{path.name}: code cell {number + 1} has options {sorted(cell.metadata)}; "
+                f"it needs exactly one of {', '.join(EDITS)}"
+            )
+        edits.append(Edit(kinds[0], str(cell.metadata[kinds[0]]), cell.source))
+    return Variant(path.stem, tuple(assignments), edits)
+
+
+def _filled(code: str, exercise: str | None, exercises: list[str]) -> str:
+    for placeholder, value in (
+        ("{exercises!r}", repr(exercises)),
+        ("{exercises}", ", ".join(exercises)),
+        ("{exercise!r}", repr(exercise)),
+        ("{exercise}", str(exercise)),
+    ):
+        code = code.replace(placeholder, value)
+    return code
+
+
+def _targets(target: str, exercises: list[str]) -> list[tuple[str | None, str | None]]:
+    """(the exercise the code is about, the grade id of the cell it goes to) for each cell a target names."""
+    if target == EACH_EXERCISE:
+        return [(name, name) for name in exercises]
+    if target == FIRST_EXERCISE:
+        return [(exercises[0], exercises[0])]
+    if target == EACH_TEST:
+        return [(name, conventions.test_id(name)) for name in exercises]
+    if target == LAST_CELL:
+        return [(None, None)]
+    return [(target if target in exercises else None, target)]
+
+
+def apply_variant(variant: Variant, nb: nbformat.NotebookNode, exercises: list[str]) -> None:
+    """Make the variant's edits to `nb`, in order; `exercises` are the notebook's exercises in notebook order."""
+    for edit in variant.edits:
+        for exercise, gid in _targets(edit.target, exercises):
+            code = _filled(edit.code, exercise, exercises)
+            if gid is None:
+                if edit.kind != "after":
+                    raise ValueError(f"{variant.name}: only `after` goes to the {LAST_CELL}, not `{edit.kind}`")
+                nb.cells.append(nbformat.v4.new_code_cell(code + "\n"))
+                continue
+            cell = next((c for c in nb.cells if grade_id(c) == gid), None)
+            if cell is None:
+                raise ValueError(f"{variant.name}: the notebook has no cell {gid!r} to {edit.kind}")
+            index = nb.cells.index(cell)
+            if edit.kind == "replace":
+                cell.source = code + "\n"
+            elif edit.kind == "before":
+                nb.cells.insert(index, nbformat.v4.new_code_cell(code + "\n"))
+            elif edit.kind == "after":
+                nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code + "\n"))
+            elif edit.kind == "prefix":
+                cell.source = code + "\n" + cell.source
+            elif edit.kind == "suffix":
+                cell.source = cell.source + "\n" + code + "\n"
+            elif '"""' not in cell.source:  # docstring
+                raise ValueError(f"{variant.name}: cell {gid!r} has no docstring to add to")
+            else:
+                cell.source = cell.source.replace('"""', '"""' + code + " ", 1)
+
+
+VARIANT_FILES = sorted(p for p in (ROOT / "tests" / "honest").glob("*.md") if p.name != "README.md")
+VARIANTS = {variant.name: variant for variant in map(load_variant, VARIANT_FILES)}
+SUBMISSIONS = sorted((assignment, name) for name, variant in VARIANTS.items() for assignment in variant.assignments)
 CHAPTERS = sorted({assignment for assignment, _ in SUBMISSIONS})
-
-
-class Kit:
-    """Small editing helpers handed to each variant's apply()."""
-
-    def __init__(self, nb, exercises: list[str]):
-        self.nb = nb
-        self.exercises = exercises  # in notebook order
-
-    def cell(self, gid: str):
-        return next(c for c in self.nb.cells if grade_id(c) == gid)
-
-    def source(self, gid: str) -> str:
-        return self.cell(gid).source
-
-    def replace(self, gid: str, source: str) -> None:
-        self.cell(gid).source = source
-
-    def _insert(self, index: int, source: str) -> None:
-        self.nb.cells.insert(index, nbformat.v4.new_code_cell(source))
-
-    def insert_before(self, gid: str, source: str) -> None:
-        self._insert(self.nb.cells.index(self.cell(gid)), source)
-
-    def insert_after(self, gid: str, source: str) -> None:
-        self._insert(self.nb.cells.index(self.cell(gid)) + 1, source)
-
-    def append(self, source: str) -> None:
-        self._insert(len(self.nb.cells), source)
 
 
 def honest_notebook(course: Path, assignment: str, variant: str) -> nbformat.NotebookNode:
@@ -71,7 +127,7 @@ def honest_notebook(course: Path, assignment: str, variant: str) -> nbformat.Not
     released = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
     exercises = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
     nb = filled_notebook(released, solutions, set(exercises))
-    MODULES[variant].apply(nb, Kit(nb, exercises))
+    apply_variant(VARIANTS[variant], nb, exercises)
     return nb
 
 
@@ -112,14 +168,7 @@ def grade_chapter(assignment: str, course: Path) -> types.SimpleNamespace:
     )
     by_nbgrader = _scores(course, assignment, students)
     feedback = {s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb") for s in students}
-    ours = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", "900"],
-        cwd=course,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    ours = autograder_grade(course, assignment, env, timeout=900)
     report = json.loads((course / f"grading-report-{assignment}.json").read_text())["students"]
     return types.SimpleNamespace(
         students=students,
@@ -147,12 +196,12 @@ def test_the_corpus_is_large_enough():
     assert len(SUBMISSIONS) >= 30 and len(CHAPTERS) >= 8
 
 
+@pytest.mark.grading
 @pytest.mark.parametrize("assignment", CHAPTERS)
 def test_honest_notebooks_score_full_marks(assignment, tmp_path):
     """One test per chapter, so that each chapter is graded once whichever test worker runs it."""
     chapter = grade_chapter(assignment, tmp_path)
     assert chapter.stock.returncode == 0, chapter.stock.stderr[-3000:]
-    assert "Traceback" not in chapter.ours.stdout + chapter.ours.stderr, chapter.ours.stdout[-3000:]
     lost = {}
     for variant in chapter.students:
         score, maximum = chapter.by_nbgrader[variant]
@@ -162,3 +211,84 @@ def test_honest_notebooks_score_full_marks(assignment, tmp_path):
         elif outcome["status"] != "graded" or outcome["review"] or chapter.by_class[variant] != (maximum, maximum):
             lost[variant] = f"autograder grade: {outcome}"
     assert not lost, f"honest notebooks of {assignment} lost points: {lost}"
+
+
+# --- The loader of tests/honest/ --------------------------------------------------------------
+
+
+def _tiny_notebook() -> nbformat.NotebookNode:
+    """Two exercises, `a` and `b`, each a solution cell followed by its visible test cell."""
+    cells = []
+    for name in ("a", "b"):
+        for gid, source in (
+            (name, f'def {name}():\n    """Doc."""\n    return 1'),
+            (conventions.test_id(name), f"check({name!r})"),
+        ):
+            cell = nbformat.v4.new_code_cell(source)
+            cell.metadata["nbgrader"] = {"grade_id": gid}
+            cells.append(cell)
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def _variant(tmp_path: Path, body: str, front: str = "assignments: [ch00_warmup]\n") -> Path:
+    path = tmp_path / "variant.md"
+    path.write_text(f"---\n{front}---\n\nWhat the student does.\n\n{body}")
+    return path
+
+
+def _cell(option: str, code: str) -> str:
+    return f"```{{code-cell}} ipython3\n:{option}\n{code}\n```\n\n"
+
+
+def test_every_edit_of_a_variant_lands_where_it_says(tmp_path):
+    body = (
+        _cell("prefix: each exercise", "# mine")
+        + _cell("suffix: first exercise", "print({exercise!r})")
+        + _cell("docstring: b", "Also.")
+        + _cell("after: each test", "{exercise}()")
+        + _cell("before: test_b", "x = 1")
+        + _cell("replace: a", "a = lambda: 1  # of {exercises!r}")
+        + _cell("after: last cell", "print([{exercises}])")
+    )
+    variant = load_variant(_variant(tmp_path, body))
+    assert variant.assignments == ("ch00_warmup",) and len(variant.edits) == 7
+    nb = _tiny_notebook()
+    apply_variant(variant, nb, ["a", "b"])
+    assert [c.source for c in nb.cells] == [
+        "a = lambda: 1  # of ['a', 'b']\n",
+        "check('a')",
+        "a()\n",
+        '# mine\ndef b():\n    """Also. Doc."""\n    return 1',
+        "x = 1\n",
+        "check('b')",
+        "b()\n",
+        "print([a, b])\n",
+    ]
+    nb = _tiny_notebook()
+    apply_variant(load_variant(_variant(tmp_path, _cell("suffix: first exercise", "print({exercise!r})"))), nb, ["a"])
+    assert nb.cells[0].source == 'def a():\n    """Doc."""\n    return 1\nprint(\'a\')\n'
+
+
+@pytest.mark.parametrize(
+    "body, front, says",
+    [
+        (_cell("instead: a", "pass"), "assignments: [ch00_warmup]\n", "needs exactly one of replace"),
+        ("```{code-cell} ipython3\npass\n```\n", "assignments: [ch00_warmup]\n", "needs exactly one of replace"),
+        (_cell("replace: a", "pass"), "title: no chapters\n", "names no `assignments`"),
+    ],
+    ids=["unknown-option", "no-option", "no-assignments"],
+)
+def test_a_malformed_variant_is_refused_with_one_sentence(tmp_path, body, front, says):
+    with pytest.raises(ValueError, match=says):
+        load_variant(_variant(tmp_path, body, front))
+
+
+@pytest.mark.parametrize(
+    "option, says",
+    [("replace: c", "has no cell 'c' to replace"), ("prefix: last cell", "only `after` goes to the last cell")],
+    ids=["missing-cell", "prefix-to-the-end"],
+)
+def test_an_edit_to_a_cell_the_notebook_lacks_is_refused_with_one_sentence(tmp_path, option, says):
+    variant = load_variant(_variant(tmp_path, _cell(option, "pass")))
+    with pytest.raises(ValueError, match=says):
+        apply_variant(variant, _tiny_notebook(), ["a", "b"])

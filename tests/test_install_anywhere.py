@@ -88,6 +88,7 @@ def clean_env(**extra: str) -> dict:
     return env
 
 
+@pytest.mark.grading
 @pytest.mark.parametrize("install", [install_wheel, install_editable], ids=["wheel", "editable"])
 def test_a_virtualenv_under_tmp_grades_a_course_elsewhere(tmp_path, install):
     python = virtualenv(tmp_path / "venv")

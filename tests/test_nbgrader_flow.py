@@ -2,7 +2,9 @@
 
 One test per assignment (so they spread over the test workers): generate the student
 version, autograde a correct, a partly correct and an empty submission, generate feedback,
-export, and check every score.
+export, and check every score. The assignments share one scratch course per test worker, as
+one instructor's course holds them all: its gradebook, export and feedback hold every
+assignment graded so far, and each test reads its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import nbformat
 import pytest
 from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
-from autograder import release
+from autograder import conventions, release
 
 ASSIGNMENTS = release.assignments(ROOT)
 SEED = "424242"
@@ -35,21 +37,20 @@ def nbgrader(course, *args):
 
 
 def points(solutions, names) -> float:
-    total = 0.0
-    for cell in solutions.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if (
-            meta.get("grade")
-            and not meta.get("solution")
-            and any(grade_id(cell).startswith(f"test_{n}") for n in names)
-        ):
-            total += meta["points"]
-    return total
+    """The points of the test cells, visible and hidden, of the exercises `names`."""
+    return sum(
+        conventions.metadata(cell)["points"] for cell in solutions.cells if conventions.test_of(cell, names) is not None
+    )
 
 
+@pytest.fixture(scope="session")
+def course(tmp_path_factory):
+    return copy_course(tmp_path_factory.mktemp("course"))
+
+
+@pytest.mark.grading
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_stock_nbgrader_flow(assignment, tmp_path):
-    course = copy_course(tmp_path)
+def test_stock_nbgrader_flow(assignment, course):
     nbgrader(course, "generate_assignment", assignment, "--force")
     solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
     student_version = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
@@ -66,7 +67,9 @@ def test_stock_nbgrader_flow(assignment, tmp_path):
     nbgrader(course, "export")
 
     with open(course / "grades.csv") as handle:
-        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(handle)}
+        rows = [row for row in csv.DictReader(handle) if row["assignment"] == assignment]
+    scores = {row["student_id"]: float(row["raw_score"]) for row in rows}
+    assert len(rows) == len(plans), rows
     assert scores == pytest.approx(expected)
     assert expected["correct"] > expected["partial"] > expected["empty"] == 0
 

@@ -104,6 +104,7 @@ def course(tmp_path_factory):
     return course, unseeded, seeded, report, scores(course)
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("preflight_course")
 def test_no_seed_is_refused_before_anything_is_graded(course):
     course, unseeded, _, _, _ = course
@@ -116,6 +117,7 @@ def test_no_seed_is_refused_before_anything_is_graded(course):
     )
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("preflight_course")
 def test_an_unprepared_assignment_is_prepared_and_every_submission_scores_its_points(course):
     course, _, seeded, _, found = course
@@ -126,6 +128,7 @@ def test_an_unprepared_assignment_is_prepared_and_every_submission_scores_its_po
     assert not (course / "exercises").exists(), "preparing the gradebook wrote the student version into the course"
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("preflight_course")
 def test_a_notebook_stopped_early_says_where_and_why(course):
     course, _, seeded, report, _ = course
@@ -142,6 +145,7 @@ def test_a_notebook_stopped_early_says_where_and_why(course):
     assert report["correct"]["detail"] == report["wrong"]["detail"] == ""
 
 
+@pytest.mark.grading
 @pytest.mark.xdist_group("preflight_course")
 def test_a_kernel_that_cannot_import_the_course_records_no_score(course, tmp_path):
     course, _, _, _, before = course

@@ -39,24 +39,27 @@ def statuses(found) -> dict:
 # ----------------------------------------------------------------------------- the course's own notebooks
 
 
-def test_untouched_exercises_are_all_not_started_and_stay_unchanged():
-    before = {path: path.read_bytes() for path in STUDENT_NOTEBOOKS}
-    chapters, unreadable = progress.find_chapters(ROOT / "exercises")
+# One test per chapter, so that the notebooks' runs spread over the test workers.
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda path: path.stem)
+def test_untouched_exercises_are_all_not_started_and_stay_unchanged(path, tmp_path):
+    before = path.read_bytes()
+    (tmp_path / path.parent.name).symlink_to(path.parent)  # the chapter's folder in exercises/, alone
+    chapters, unreadable = progress.find_chapters(tmp_path)
     found, problems = progress.progress_of(chapters)
     assert not unreadable and not problems
-    expected = {(path.stem, name) for path in STUDENT_NOTEBOOKS for name in exercise_names(read_notebook(path))}
+    expected = {(path.stem, name) for name in exercise_names(read_notebook(path))}
     assert set(statuses(found)) == expected
     assert all(status is Status.NOT_STARTED for status in statuses(found).values()), statuses(found)
-    assert {path: path.read_bytes() for path in STUDENT_NOTEBOOKS} == before
+    assert path.read_bytes() == before
 
 
-def test_notebooks_filled_with_the_reference_are_all_done(tmp_path):
-    for path in STUDENT_NOTEBOOKS:
-        filled_with_reference(path, tmp_path)
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebooks_filled_with_the_reference_are_all_done(path, tmp_path):
+    filled_with_reference(path, tmp_path)
     chapters, _ = progress.find_chapters(tmp_path)
     found, problems = progress.progress_of(chapters)
     assert not problems
-    assert {p.chapter for p in found} == {path.stem for path in STUDENT_NOTEBOOKS}
+    assert {p.chapter for p in found} == {path.stem}
     not_done = {(p.chapter, p.name): p.reason for p in found if p.status is not Status.DONE}
     assert not not_done
 
@@ -141,6 +144,7 @@ def write_variant(folder, name):
     return folder / name / f"{name}.ipynb"
 
 
+# Its tests share one xdist group, so that the notebooks run once, on one worker.
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
@@ -153,6 +157,7 @@ def variants(tmp_path_factory):
     return {(p.chapter, p.name): p for p in found}, problems, before
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_each_way_a_cell_can_end(variants):
     found, _, _ = variants
     expected = {
@@ -169,6 +174,7 @@ def test_each_way_a_cell_can_end(variants):
     assert {name: (found[name, "first"].status, found[name, "second"].status) for name in VARIANTS} == expected
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_reasons_are_one_clear_sentence(variants):
     found, problems, _ = variants
     assert found["wrong", "first"].reason == "AssertionError"
@@ -183,12 +189,14 @@ def test_reasons_are_one_clear_sentence(variants):
     ]
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_points_count_visible_and_hidden_cells(variants):
     found, _, _ = variants
     first, second = found["correct", "first"], found["correct", "second"]
     assert (first.points, first.hidden_points, second.points, second.hidden_points) == (3, 2, 1, 0)
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_the_notebooks_are_never_written(variants):
     _, _, before = variants
     assert {path: path.read_bytes() for path in before} == before
@@ -311,6 +319,7 @@ def test_the_command_prints_a_table_with_a_total(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.xdist_group("progress_variants")
 def test_points_earned_are_those_of_passing_visible_cells_and_hidden_points_are_graded_later(variants):
     found = {chapter: p for (chapter, name), p in variants[0].items() if name == "first"}
     assert (found["correct"].earned, found["correct"].visible_points, found["correct"].hidden_points) == (1, 1, 2)

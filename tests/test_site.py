@@ -29,7 +29,7 @@ from autograder.grading import graded_check
 from autograder.release import filled_notebook
 
 CHAPTER = "ch04_scaled_dot_product"
-pytestmark = pytest.mark.xdist_group("book")
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("book")]
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -1,0 +1,84 @@
+"""How long the test suite takes, and where its time goes: wall time, and CPU seconds per test file.
+
+    python tools/bench_tests.py                 # make test's run: every test, pytest -n auto --dist loadgroup
+    python tools/bench_tests.py --tier check    # make check's run (no book, browser or full-class grading)
+    python tools/bench_tests.py tests/test_x.py # some files only; -n 2 for two workers
+
+It prints the run's wall time and, per test file, its tests, CPU seconds and the seconds its
+tests ran. A test's CPU is that of its worker process and of the processes the worker waited
+for (nbgrader, `python -m autograder grade`, their kernels); a process that outlives its test
+(Chromium, driven by Playwright for the whole session) is not counted. Figures, not a test:
+nothing here fails on a slow machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TIERS = {"all": [], "check": ["-m", "not book and not browser and not grading"]}
+LOG = "BENCH_TESTS_LOG"
+
+
+def _cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """In each pytest process that loads this file as a plugin: one line per test into $BENCH_TESTS_LOG."""
+    cpu, wall = _cpu(), time.perf_counter()
+    yield
+    with open(os.environ[LOG], "a") as log:
+        log.write(
+            json.dumps({"file": item.nodeid.split("::")[0], "cpu": _cpu() - cpu, "wall": time.perf_counter() - wall})
+        )
+        log.write("\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", help="test files or folders (default: the whole suite)")
+    parser.add_argument("--tier", choices=sorted(TIERS), default="all")
+    parser.add_argument("-n", default="auto", help="pytest-xdist workers (default: auto)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "tests.jsonl"
+        env = dict(os.environ, **{LOG: str(log)})
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), str(ROOT), env.get("PYTHONPATH", "")])
+        command = [sys.executable, "-m", "pytest", "-p", "bench_tests", "-p", "no:cacheprovider", "-q"]
+        command += ["-n", args.n, "--dist", "loadgroup", *TIERS[args.tier], *args.paths]
+        started = time.perf_counter()
+        run = subprocess.run(command, cwd=ROOT, env=env)
+        wall = time.perf_counter() - started
+        rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    files = collections.defaultdict(lambda: [0, 0.0, 0.0])
+    for row in rows:
+        files[row["file"]][0] += 1
+        files[row["file"]][1] += row["cpu"]
+        files[row["file"]][2] += row["wall"]
+    print(f"\n{'test file':44} {'tests':>6} {'CPU s':>8} {'test s':>8}")
+    for name, (count, cpu, seconds) in sorted(files.items(), key=lambda item: -item[1][1]):
+        print(f"{name:44} {count:6d} {cpu:8.1f} {seconds:8.1f}")
+    total_cpu = sum(cpu for _, cpu, _ in files.values())
+    print(f"{'all':44} {len(rows):6d} {total_cpu:8.1f}")
+    print(
+        f"tier {args.tier}: {len(rows)} tests in {wall:.0f} s wall ({wall / 60:.1f} min), pytest exit status {run.returncode}"
+    )
+    return run.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

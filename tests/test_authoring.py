@@ -14,7 +14,7 @@ from conftest import ROOT
 from autograder import authoring, conventions, kit
 from autograder.__main__ import main
 from autograder.exercises import EXERCISES, of_assignment
-from autograder.spec import Exercise
+from autograder.spec import REGISTERED, Exercise
 
 ASSIGNMENTS = authoring.assignments(ROOT)
 CH04 = "ch04_scaled_dot_product"
@@ -106,6 +106,16 @@ def test_the_chapter_overview_gives_the_sum_of_the_exercise_minutes(assignment):
     assert int(said.group(1)) == sum(ex.minutes for ex in of_assignment(assignment))
 
 
+@pytest.fixture
+def registry_as_it_was():
+    """The throwaway exercises these tests make leave the course's registry as they found it: the
+    registry refuses a second exercise of one name, and test_engine checks it holds the course's own."""
+    before = dict(REGISTERED)
+    yield
+    REGISTERED.clear()
+    REGISTERED.update(before)
+
+
 @pytest.mark.parametrize(
     ("declaration", "said"),
     [
@@ -120,13 +130,13 @@ def test_the_chapter_overview_gives_the_sum_of_the_exercise_minutes(assignment):
         ({"task": "a | b"}, "without '|'"),
     ],
 )
-def test_a_declaration_that_cannot_be_right_is_refused_with_one_sentence(declaration, said):
+def test_a_declaration_that_cannot_be_right_is_refused_with_one_sentence(declaration, said, registry_as_it_was):
     with pytest.raises(ValueError, match=re.escape(said)) as error:
         Exercise("thing", "ch99_test", **declaration)
     assert str(error.value).startswith("Exercise 'thing': ") and str(error.value).count(". ") == 0
 
 
-def test_a_right_declaration_is_kept():
+def test_a_right_declaration_is_kept(registry_as_it_was):
     ex = Exercise("thing", "ch99_test", points=(0, 3), difficulty=5, minutes=1, task="a thing")
     assert (ex.points, ex.difficulty, ex.minutes, ex.task) == ((0, 3), 5, 1, "a thing")
 

@@ -5,7 +5,8 @@
     python tools/bench_tests.py tests/test_x.py # some files only; -n 2 for two workers
 
 It prints the run's wall time and, per test file, its tests, CPU seconds and the seconds its
-tests ran. A test's CPU is that of its worker process and of the processes the worker waited
+tests ran; then, per xdist worker, the seconds it ran tests and when it ran out of work, and
+how many cores the tests kept busy on average (their CPU seconds over the run's wall time). A test's CPU is that of its worker process and of the processes the worker waited
 for (nbgrader, `python -m autograder grade`, their kernels); a process that outlives its test
 (Chromium, driven by Playwright for the whole session) is not counted. Figures, not a test:
 nothing here fails on a slow machine.
@@ -41,11 +42,15 @@ def pytest_runtest_protocol(item, nextitem):
     """In each pytest process that loads this file as a plugin: one line per test into $BENCH_TESTS_LOG."""
     cpu, wall = _cpu(), time.perf_counter()
     yield
+    row = {
+        "file": item.nodeid.split("::")[0],
+        "cpu": _cpu() - cpu,
+        "wall": time.perf_counter() - wall,
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        "ended": time.time(),
+    }
     with open(os.environ[LOG], "a") as log:
-        log.write(
-            json.dumps({"file": item.nodeid.split("::")[0], "cpu": _cpu() - cpu, "wall": time.perf_counter() - wall})
-        )
-        log.write("\n")
+        log.write(json.dumps(row) + "\n")
 
 
 def main() -> int:
@@ -60,9 +65,9 @@ def main() -> int:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), str(ROOT), env.get("PYTHONPATH", "")])
         command = [sys.executable, "-m", "pytest", "-p", "bench_tests", "-p", "no:cacheprovider", "-q"]
         command += ["-n", args.n, "--dist", "loadgroup", *TIERS[args.tier], *args.paths]
-        started = time.perf_counter()
+        started = time.time()
         run = subprocess.run(command, cwd=ROOT, env=env)
-        wall = time.perf_counter() - started
+        wall = time.time() - started
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     files = collections.defaultdict(lambda: [0, 0.0, 0.0])
     for row in rows:
@@ -74,6 +79,13 @@ def main() -> int:
         print(f"{name:44} {count:6d} {cpu:8.1f} {seconds:8.1f}")
     total_cpu = sum(cpu for _, cpu, _ in files.values())
     print(f"{'all':44} {len(rows):6d} {total_cpu:8.1f}")
+    workers = collections.defaultdict(lambda: [0.0, 0.0])
+    for row in rows:
+        workers[row["worker"]][0] += row["wall"]
+        workers[row["worker"]][1] = max(workers[row["worker"]][1], row["ended"] - started)
+    for name, (busy, done) in sorted(workers.items()):
+        print(f"worker {name}: ran tests for {busy:.0f} s, out of work {done:.0f} s after the start")
+    print(f"cores kept busy by the tests: {total_cpu / wall:.2f} on average")
     print(
         f"tier {args.tier}: {len(rows)} tests in {wall:.0f} s wall ({wall / 60:.1f} min), pytest exit status {run.returncode}"
     )

@@ -271,8 +271,9 @@ def _patchify_blamed(how: str) -> str:
             "your `patchify`, that is the likely cause: make `patchify`'s own check pass first.")
 
 
-# A wrong patchify's patches, as they reach `proj`: (the mistake, the wrong patchify, how the patches reach it).
-for key, wrong_patchify, how in (
+# The mistakes of a PatchEmbedding fed a catalogued wrong patchify's patches: (its key, the patchify mistake's
+# key, how the patches reach `proj`).
+for key, patchify_key, how in (
     ("channels_last_patches", "channels_last",
      "flattened channels last, as (row, column, channel), not patchify's (channel, row, column) order"),
     ("column_major_patches", "column_major", "in column-major order (down the first column of patches first)"),
@@ -281,7 +282,7 @@ for key, wrong_patchify, how in (
     ("reshaped_patches", "reshape_only",
      "as runs of consecutive pixels (a reshape without moving axes), not p x p squares"),
 ):
-    add_mistake(PatchEmbedding, key, _patchify_blamed(how), lambda ref, wrong=wrong_patchify: _with_patchify(ref, wrong))
+    add_mistake(PatchEmbedding, key, _patchify_blamed(how), lambda ref, wrong=patchify_key: _with_patchify(ref, wrong))
 
 
 @PatchEmbedding.mistake("the patch embeddings are multiplied by sqrt(d_model), as token embeddings are in chapter 10; "

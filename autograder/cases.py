@@ -218,20 +218,36 @@ def shape_problem(output: Any, shape: tuple, call: str) -> str | None:
     return f"{call} should have shape {shape}, got {describe(output)}."
 
 
+def output_judge(shape: tuple, call: str) -> Callable:
+    """Make ``judge(output, dtype)``, which reads the first case's output, a property's judge: it runs once that
+    output is a tensor of ``shape``; before, the sentence is "{call} should have shape {shape}, got ..."."""
+
+    def wrap(judge: Callable) -> Callable:
+        def checked(results, dtype):
+            output = results[0].output
+            return shape_problem(output, shape, call) or judge(output, dtype)
+
+        return checked
+
+    return wrap
+
+
 def gradients_flow(case: Case, names: dict):
     """A property's cases and judge: ``case``, run with gradients, gives every named input a finite gradient."""
     return [replace(case, grad=True)], gradients_reach(names)
 
 
-def matches_builtin(cases: list, builtin_output: Callable[[Case], torch.Tensor], differs: Callable[[Case, float], str]):
+def matches_builtin(cases: list, builtin_output: Callable[[Case], torch.Tensor], differs: str):
     """A property's cases and judge: each case's output equals ``builtin_output(case)`` (PyTorch's own module given
-    the case's weights, in float64 on the CPU); ``differs(case, largest_difference)`` is the sentence when not."""
+    the case's weights, in float64 on the CPU); ``differs`` is the sentence when not, a format string of the
+    ``case`` and the largest difference ``error`` ("With norm_first={case.init[4]}, ... ({error:.3g}).")."""
 
     def judge(results, dtype):
         for case, result in zip(cases, results):
             expected = builtin_output(case)
             if not close(result.output, expected, dtype):
-                return differs(case, (result.output.detach().cpu().double() - expected).abs().max().item())
+                error = (result.output.detach().cpu().double() - expected).abs().max().item()
+                return differs.format(case=case, error=error)
         return None
 
     return cases, judge
@@ -239,11 +255,16 @@ def matches_builtin(cases: list, builtin_output: Callable[[Case], torch.Tensor],
 
 def outputs_agree(cases: list, message: str, part: Callable = lambda output: output, part_of_first: Callable = None):
     """A property's cases and judge: ``part`` of the second case's output equals ``part_of_first`` (default: ``part``)
-    of the first's (changing later tokens, appending padding: the outputs that must not change); ``message`` when not."""
+    of the first's (changing later tokens, appending padding: the outputs that must not change); ``message`` when not,
+    and when the two are not tensors of one shape."""
     first = part_of_first or part
 
     def judge(results, dtype):
-        return None if close(part(results[1].output), first(results[0].output), dtype) else message
+        second_part, first_part = part(results[1].output), first(results[0].output)
+        if not (isinstance(second_part, torch.Tensor) and isinstance(first_part, torch.Tensor)):
+            return message
+        agree = second_part.shape == first_part.shape and close(second_part, first_part, dtype)
+        return None if agree else message
 
     return cases, judge
 
@@ -516,6 +537,51 @@ def uses_multihead_attention(exercise: Exercise, d_model_of: Callable[[nn.Module
             lambda self, *args, **kwargs: nn.MultiheadAttention(d_model_of(self), 1, batch_first=True),
         ),
         expect="uses torch.nn.MultiheadAttention",
+    )
+
+
+def scores_scaled(base: type, factor: Callable[[dict], float]) -> type:
+    """A wrong version of the attention module class ``base`` (projections ``W_q``, ``W_k``, ``W_v``: chapters 4 and
+    5) whose scores are multiplied by ``factor(params)``: it runs with ``W_q.weight`` multiplied by it."""
+    return with_parameters(base, lambda params, model: {"W_q.weight": params["W_q.weight"] * factor(params)})
+
+
+def scores_not_scaled(exercise: Exercise, message: str) -> None:
+    """The mistake of an attention module with ``W_q``, ``W_k``, ``W_v`` that never divides its scores by the
+    square root of the size of its queries and keys (``W_q``'s out_features)."""
+    add_mistake(
+        exercise,
+        "no_scaling",
+        message,
+        lambda ref: scores_scaled(getattr(ref, exercise.name), lambda p: math.sqrt(p["W_q.weight"].shape[0])),
+    )
+
+
+PROJECTED = {"W_q": "queries", "W_k": "keys", "W_v": "values"}
+
+
+def projection_swapped(exercise: Exercise, right: str, used: str) -> None:
+    """The mistake "the keys are made with W_q instead of W_k" (``right`` "W_k", ``used`` "W_q") of an attention
+    module with the projections ``W_q``, ``W_k``, ``W_v`` (chapters 4 and 5)."""
+    made = PROJECTED[right]
+    add_mistake(
+        exercise,
+        f"{made}_from_{used.lower()}",
+        f"the {made} are made with {used} instead of {right}.",
+        lambda ref: with_parameters(
+            getattr(ref, exercise.name), lambda p, model: {f"{right}.weight": p[f"{used}.weight"]}
+        ),
+    )
+
+
+def weights_not_transposed(exercise: Exercise, message: str) -> None:
+    """The mistake of a module that multiplies its inputs by its nn.Linear weights as they are (x @ W.weight),
+    where an nn.Linear computes x @ W.weight.T."""
+    add_mistake(
+        exercise,
+        "transposed_weights",
+        message,
+        lambda ref: with_parameters(getattr(ref, exercise.name), lambda p, model: {k: v.T for k, v in p.items()}),
     )
 
 

@@ -206,12 +206,16 @@ class Exercise:
         self._cases = make
         return make
 
-    def prop(self, description: str) -> Callable:
+    def prop(self, description: str, probe: Callable | None = None) -> Callable:
+        """Add a property: as the decorator of its probe, or given the ``probe`` at once, for the properties a
+        helper of ``autograder.cases`` writes in one line
+        (``ex.prop("gradients flow back to x", lambda g: gradients_flow(case(g), {"args.0": "x"}))``)."""
+
         def register(probe: Callable) -> Callable:
             self.properties.append(Property(description, probe))
             return probe
 
-        return register
+        return register if probe is None else register(probe)
 
     def mistake(self, message: str, expect: str | None = None) -> Callable:
         def register(build: Callable) -> Callable:

@@ -337,3 +337,14 @@ def test_a_student_reusing_the_component_of_the_exercise_is_seen(component):
     with watch((component,)) as used:
         component(*args)
     assert used == [component]
+
+
+def test_the_two_layers_share_one_init_and_are_watched_apart():
+    """EncoderLayer and DecoderLayer share their __init__, each holding it as its own entry (the watch wraps only a
+    class's own): forbidding one does not count the other."""
+    layers = (components.EncoderLayer, components.DecoderLayer)
+    for watched, other in (layers, layers[::-1]):
+        assert "__init__" in vars(watched)
+        with watch((watched,)) as used:
+            other(D_MODEL, N_HEADS, D_FF)
+        assert used == []

@@ -206,3 +206,97 @@ def test_code_that_changes_a_mask_in_place_does_not_change_the_next_checks_cases
     with pytest.raises(CheckFailure, match="changed its argument `mask` in place"):
         checks.check("scaled_dot_product_attention", fills_the_mask, device="cpu")
     checks.check("scaled_dot_product_attention", ch04.scaled_dot_product_attention, device="cpu")
+
+
+@pytest.fixture
+def throwaway_exercise():
+    """An exercise made for one test, taken out of the course's registry afterwards."""
+    exercise = Exercise("throwaway_property_exercise", "ch99_throwaway")
+    yield exercise
+    del REGISTERED[exercise.name]
+
+
+def test_a_property_registers_as_a_decorator_or_in_one_statement_in_order(throwaway_exercise):
+    def probe(g):
+        return [Case("x")], lambda results, dtype: None
+
+    assert throwaway_exercise.prop("first")(probe) is probe
+    assert throwaway_exercise.prop("second", probe) is probe
+    assert [(p.description, p.probe) for p in throwaway_exercise.properties] == [("first", probe), ("second", probe)]
+
+
+class Ran:
+    """What the runner hands a judge, reduced to the output."""
+
+    def __init__(self, output):
+        self.output = output
+
+
+def test_output_judge_says_the_expected_shape_before_judging():
+    @cases.output_judge((2, 3), "f(x) with x of shape (2, 3)")
+    def judge(out, dtype):
+        return None if bool((out >= 0).all()) else "negative"
+
+    assert (
+        judge([Ran(torch.ones(3, 2))], None)
+        == "f(x) with x of shape (2, 3) should have shape (2, 3), got a float32 tensor of shape (3, 2) on cpu."
+    )
+    assert judge([Ran(None)], None).startswith("f(x) with x of shape (2, 3) should have shape (2, 3), got ")
+    assert judge([Ran(-torch.ones(2, 3))], None) == "negative"
+    assert judge([Ran(torch.ones(2, 3))], None) is None
+
+
+def test_outputs_agree_fails_on_another_value_another_shape_or_no_tensor():
+    _, judge = cases.outputs_agree([Case("a"), Case("b")], "changed", lambda out: out[:2])
+    x = torch.arange(3.0)
+    assert judge([Ran(x), Ran(torch.cat([x[:2], torch.tensor([9.0])]))], torch.float32) is None
+    assert judge([Ran(x), Ran(x + 1)], torch.float32) == "changed"
+    _, whole = cases.outputs_agree([Case("a"), Case("b")], "changed")
+    assert whole([Ran(x), Ran(x[:2])], torch.float32) == "changed"
+    assert whole([Ran(x), Ran((x,))], torch.float32) == "changed"
+    assert whole([Ran(x), Ran(x.clone())], torch.float32) is None
+
+
+def test_matches_builtin_formats_its_sentence_with_the_case_and_the_largest_difference():
+    case = Case("x", init=(8, True))
+    _, judge = cases.matches_builtin(
+        [case], lambda c: torch.zeros(2, dtype=torch.float64), "With norm_first={case.init[1]}: off by {error:.3g}."
+    )
+    assert judge([Ran(torch.zeros(2))], torch.float32) is None
+    assert judge([Ran(torch.tensor([0.0, 0.25]))], torch.float32) == "With norm_first=True: off by 0.25."
+
+
+class Attention(nn.Module):
+    """A single-head attention module with W_q, W_k, W_v as the chapters 4 and 5 exercises have them."""
+
+    def __init__(self):
+        super().__init__()
+        self.W_q, self.W_k, self.W_v = (nn.Linear(2, 2, bias=False) for _ in range(3))
+        for layer, value in zip((self.W_q, self.W_k, self.W_v), (1.0, 2.0, 3.0)):
+            nn.init.constant_(layer.weight, value)
+
+    def forward(self, x):
+        return self.W_q(x), self.W_k(x), self.W_v(x)
+
+
+def test_the_shared_attention_mistakes_change_only_what_they_name(throwaway_exercise):
+    ref = type("Reference", (), {throwaway_exercise.name: Attention})  # they build on getattr(ref, exercise.name)
+    cases.scores_not_scaled(throwaway_exercise, "not scaled")
+    cases.projection_swapped(throwaway_exercise, "W_k", "W_q")
+    cases.weights_not_transposed(throwaway_exercise, "not transposed")
+    unscaled, swapped, untransposed = throwaway_exercise.mistakes
+    assert [(m.key, m.message) for m in throwaway_exercise.mistakes] == [
+        ("no_scaling", "not scaled"),
+        ("keys_from_w_q", "the keys are made with W_q instead of W_k."),
+        ("transposed_weights", "not transposed"),
+    ]
+    x = torch.tensor([[1.0, 0.0]])
+    q, k, v = unscaled.build(ref)()(x)
+    assert torch.allclose(q, torch.full((1, 2), 2**0.5)) and torch.equal(k, 2 * torch.ones(1, 2))
+    q, k, v = swapped.build(ref)()(x)
+    assert torch.equal(k, q) and torch.equal(v, 3 * torch.ones(1, 2))
+    model = untransposed.build(ref)()
+    with torch.no_grad():
+        model.W_q.weight.copy_(torch.tensor([[1.0, 5.0], [0.0, 1.0]]))
+    assert torch.equal(model(x)[0], torch.tensor([[1.0, 5.0]]))  # x @ W, where nn.Linear computes x @ W.T
+    assert torch.equal(model.W_q(x), torch.tensor([[1.0, 0.0]]))  # restored after the call

@@ -132,13 +132,13 @@ def _run_builtin(layer: nn.Module, training: bool, params: dict, *args, **kwargs
     return functional_call(layer, params, args, kwargs, strict=True)
 
 
-class EncoderLayer(nn.Module):
-    """Chapter 9's encoder layer: self-attention, then the feed-forward network, each with Add & Norm.
+class _Layer(nn.Module):
+    """What the encoder and the decoder layer share: self-attention (and, in a decoder layer, cross-attention), the
+    feed-forward network and one LayerNorm per sublayer, under the chapters' names; the forward pass is the built-in
+    layer ``builtin``'s."""
 
-    ``forward(x (B, T, d_model), mask=None) -> (B, T, d_model)``; ``mask`` is boolean, True = may
-    attend, broadcasting against (B, n_heads, T, T). Equal to
-    ``nn.TransformerEncoderLayer(batch_first=True)`` given the same weights, in both norm orders.
-    """
+    builtin: type
+    cross_attention: bool
 
     def __init__(
         self,
@@ -153,10 +153,27 @@ class EncoderLayer(nn.Module):
         self.n_heads, self.norm_first = n_heads, norm_first
         with exempt():
             self.self_attn = MultiHeadAttention(d_model, n_heads)
+            if self.cross_attention:
+                self.cross_attn = MultiHeadAttention(d_model, n_heads)
             self.ff = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
             self.norm1 = nn.LayerNorm(d_model)
             self.norm2 = nn.LayerNorm(d_model)
-            self._builtin_args = (nn.TransformerEncoderLayer, d_model, n_heads, d_ff, dropout, activation, norm_first)
+            if self.cross_attention:
+                self.norm3 = nn.LayerNorm(d_model)
+            self._builtin_args = (self.builtin, d_model, n_heads, d_ff, dropout, activation, norm_first)
+
+
+class EncoderLayer(_Layer):
+    """Chapter 9's encoder layer: self-attention, then the feed-forward network, each with Add & Norm.
+
+    ``forward(x (B, T, d_model), mask=None) -> (B, T, d_model)``; ``mask`` is boolean, True = may
+    attend, broadcasting against (B, n_heads, T, T). Equal to
+    ``nn.TransformerEncoderLayer(batch_first=True)`` given the same weights, in both norm orders.
+    """
+
+    builtin, cross_attention = nn.TransformerEncoderLayer, False
+    # The class's own entry: the forbidden-call watch wraps only the __init__ a class defines itself.
+    __init__ = _Layer.__init__
 
     def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -204,7 +221,7 @@ class Encoder(nn.Module):
         return self.run(x, _builtin_attention_mask(mask, batch, self.n_heads, length, length, x.device))
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(_Layer):
     """Chapter 10's decoder layer: masked self-attention, cross-attention on ``memory``, the
     feed-forward network, each with Add & Norm.
 
@@ -214,25 +231,9 @@ class DecoderLayer(nn.Module):
     given the same weights, in both norm orders.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        dropout: float = 0.0,
-        norm_first: bool = False,
-        activation: str = "relu",
-    ):
-        super().__init__()
-        self.n_heads, self.norm_first = n_heads, norm_first
-        with exempt():
-            self.self_attn = MultiHeadAttention(d_model, n_heads)
-            self.cross_attn = MultiHeadAttention(d_model, n_heads)
-            self.ff = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
-            self.norm1 = nn.LayerNorm(d_model)
-            self.norm2 = nn.LayerNorm(d_model)
-            self.norm3 = nn.LayerNorm(d_model)
-            self._builtin_args = (nn.TransformerDecoderLayer, d_model, n_heads, d_ff, dropout, activation, norm_first)
+    builtin, cross_attention = nn.TransformerDecoderLayer, True
+    # The class's own entry: the forbidden-call watch wraps only the __init__ a class defines itself.
+    __init__ = _Layer.__init__
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_mask=None, memory_mask=None) -> torch.Tensor:
         batch, tgt_len, _ = x.shape

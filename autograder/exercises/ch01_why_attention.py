@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..cases import close, gradients_flow, randn, shapes, transposed
+from ..cases import close, gradients_flow, outputs_agree, randn, shapes, transposed
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch01_why_attention"
@@ -93,9 +93,9 @@ def _(g):
     return [case, later], judge
 
 
-@rnn_encode.prop("gradients flow back to x, W_xh, W_hh and b_h")
-def _(g):
-    return gradients_flow(_rnn_case(g, 3, 2, 3), {"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"})
+rnn_encode.prop("gradients flow back to x, W_xh, W_hh and b_h",
+                lambda g: gradients_flow(_rnn_case(g, 3, 2, 3),
+                                         {"args.0": "x", "args.1": "W_xh", "args.2": "W_hh", "args.3": "b_h"}))
 
 
 def _stepwise(ref, x, W_xh, W_hh, b_h, h_0, carry=lambda h: h):
@@ -234,19 +234,14 @@ def _(g):
     query, keys, values = case.args
     perm = torch.randperm(7, generator=g)
     shuffled = Case(case.label + ", pairs shuffled", (query, keys[perm], values[perm]))
-
-    def judge(results, dtype):
-        a, b = results[0].output, results[1].output
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and close(a, b, dtype)):
-            return ("Attention pooling treats the (key, value) pairs as a set: shuffling them together should not "
-                    "change the output, but yours does. Pair key j with value j only through the weights.")
-        return None
-    return [case, shuffled], judge
+    return outputs_agree([case, shuffled], "Attention pooling treats the (key, value) pairs as a set: shuffling them "
+                         "together should not change the output, but yours does. Pair key j with value j only "
+                         "through the weights.")
 
 
-@attention_pool.prop("gradients flow back to the query, the keys and the values")
-def _(g):
-    return gradients_flow(_pool_case(g, 4, 3, 2), {"args.0": "query", "args.1": "keys", "args.2": "values"})
+attention_pool.prop("gradients flow back to the query, the keys and the values",
+                    lambda g: gradients_flow(_pool_case(g, 4, 3, 2),
+                                             {"args.0": "query", "args.1": "keys", "args.2": "values"}))
 
 
 @attention_pool.mistake("the scores are divided by sqrt(d): in this chapter's pool the scores are plain dot products, keys @ query.")

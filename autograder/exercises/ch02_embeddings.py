@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import forbidden as capability
 from ..compare import describe
-from ..cases import gradients_flow, randn, shape_problem, shapes
+from ..cases import gradients_flow, output_judge, randn, shapes
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch02_embeddings"
@@ -291,10 +291,8 @@ def _(g, hidden):
 def _(g):
     ids = _ids(g, 8, 2, 5)
 
-    def judge(results, dtype):
-        out = results[0].output
-        if problem := shape_problem(out, (2, 5, 8), "one_hot(ids, 8) with ids of shape (2, 5)"):
-            return problem
+    @output_judge((2, 5, 8), "one_hot(ids, 8) with ids of shape (2, 5)")
+    def judge(out, dtype):
         out = out.detach().cpu()
         if not ((out == 0) | (out == 1)).all() or not (out.sum(-1) == 1).all():
             return "Each one-hot vector should hold exactly one 1 and zeros everywhere else."
@@ -357,9 +355,9 @@ def _(g, hidden):
             _lookup_case(torch.zeros(4, dtype=torch.long), randn(g, 1, 5), " (a vocabulary of one token)")]
 
 
-@embedding_lookup.prop("gradients flow back to weight")
-def _(g):
-    return gradients_flow(_lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3)), {"args.1": "weight"})
+embedding_lookup.prop("gradients flow back to weight",
+                      lambda g: gradients_flow(_lookup_case(torch.tensor([1, 3, 1]), randn(g, 4, 3)),
+                                               {"args.1": "weight"}))
 
 
 @embedding_lookup.mistake("columns of `weight` are picked instead of rows: the vector of id i is row i, weight[i].")
@@ -429,10 +427,8 @@ def _(g, hidden):
 def _(g):
     E = _scaled_rows(g, 6, 4)
 
-    def judge(results, dtype):
-        S = results[0].output
-        if problem := shape_problem(S, (6, 6), "cosine_similarity_matrix(E) with E of shape (6, 4)"):
-            return problem
+    @output_judge((6, 6), "cosine_similarity_matrix(E) with E of shape (6, 4)")
+    def judge(S, dtype):
         S = S.detach().cpu().double()
         if not torch.allclose(S, S.T, atol=1e-5):
             return "The similarity matrix should be symmetric: cos(a, b) = cos(b, a). Normalise both sides of the product."
@@ -444,9 +440,8 @@ def _(g):
     return [_cos_case(E, " (rows of very different lengths)")], judge
 
 
-@cosine_similarity_matrix.prop("gradients flow back to E")
-def _(g):
-    return gradients_flow(_cos_case(randn(g, 3, 4)), {"args.0": "E"})
+cosine_similarity_matrix.prop("gradients flow back to E",
+                              lambda g: gradients_flow(_cos_case(randn(g, 3, 4)), {"args.0": "E"}))
 
 
 @cosine_similarity_matrix.mistake("these are dot products: divide each row by its length first, so that only the "

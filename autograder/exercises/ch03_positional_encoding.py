@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..calling import MODULE
-from ..cases import close, gradients_flow, raises, randn, shape_problem, shapes, with_forward
+from ..cases import close, gradients_flow, output_judge, raises, randn, shapes, with_forward
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch03_positional_encoding"
@@ -42,10 +42,8 @@ def _(g, hidden):
 
 @sinusoidal_positional_encoding.prop("position 0 is (0, 1, 0, 1, ...) and every (sin, cos) pair lies on the unit circle")
 def _(g):
-    def judge(results, dtype):
-        pe = results[0].output
-        if problem := shape_problem(pe, (12, 10), "sinusoidal_positional_encoding(12, 10)"):
-            return problem
+    @output_judge((12, 10), "sinusoidal_positional_encoding(12, 10)")
+    def judge(pe, dtype):
         pe = pe.detach().cpu().double()
         if not torch.allclose(pe[0], torch.tensor([0.0, 1.0] * 5, dtype=pe.dtype), atol=1e-6):
             return ("Row 0 (position 0) should be (0, 1, 0, 1, ...): sin(0) = 0 in the even columns, cos(0) = 1 in "
@@ -109,9 +107,9 @@ def _(g, hidden):
             _learned_case(g, 9, 4, 2, 7, " (non-contiguous x)", non_contiguous=True)]
 
 
-@LearnedPositionalEmbedding.prop("gradients reach the input and the table `weight`")
-def _(g):
-    return gradients_flow(_learned_case(g, 6, 3, 2, 4), {"args.0": "x", "params.weight": "weight"})
+LearnedPositionalEmbedding.prop("gradients reach the input and the table `weight`",
+                                lambda g: gradients_flow(_learned_case(g, 6, 3, 2, 4),
+                                                         {"args.0": "x", "params.weight": "weight"}))
 
 
 @LearnedPositionalEmbedding.prop("an input longer than max_len raises ValueError")
@@ -196,10 +194,8 @@ def _(g, hidden):
 
 @relative_positions.prop("entry (i, j) depends only on j - i, the diagonal is max_distance, and ids lie in 0..2*max_distance")
 def _(g):
-    def judge(results, dtype):
-        ids = results[0].output
-        if problem := shape_problem(ids, (7, 9), "relative_positions(7, 9, 3)"):
-            return problem
+    @output_judge((7, 9), "relative_positions(7, 9, 3)")
+    def judge(ids, dtype):
         ids = ids.cpu()
         if not torch.equal(ids[1:, 1:], ids[:-1, :-1]):
             return "Entry (i, j) should depend only on the offset j - i, so every diagonal should hold one value."
@@ -261,10 +257,8 @@ def _(g):
     q, k = randn(g, 8), randn(g, 8)
     x = torch.stack([q.expand(7, 8), k.expand(7, 8)])  # the same q (and k) at every position 0..6
 
-    def judge(results, dtype):
-        out = results[0].output
-        if problem := shape_problem(out, (2, 7, 8), "apply_rotary(x) with x of shape (2, 7, 8)"):
-            return problem
+    @output_judge((2, 7, 8), "apply_rotary(x) with x of shape (2, 7, 8)")
+    def judge(out, dtype):
         scores = out[0].double() @ out[1].double().T  # scores[m, n] = rotated q at m . rotated k at n
         if not close(scores[1:, 1:], scores[:-1, :-1], dtype):
             return ("After rotation, q at position m and k at position n should have a dot product that depends only "
@@ -278,10 +272,8 @@ def _(g):
 def _(g):
     x = randn(g, 5, 6)
 
-    def judge(results, dtype):
-        out = results[0].output
-        if problem := shape_problem(out, (5, 6), "apply_rotary(x) with x of shape (5, 6)"):
-            return problem
+    @output_judge((5, 6), "apply_rotary(x) with x of shape (5, 6)")
+    def judge(out, dtype):
         if not close(out[0], x[0], dtype):
             return "Position 0 is rotated by angle 0, so the first row should come back unchanged. Count positions from 0."
 
@@ -294,9 +286,7 @@ def _(g):
     return [_rotary_case(x)], judge
 
 
-@apply_rotary.prop("gradients flow back to x")
-def _(g):
-    return gradients_flow(_rotary_case(randn(g, 2, 3, 4)), {"args.0": "x"})
+apply_rotary.prop("gradients flow back to x", lambda g: gradients_flow(_rotary_case(randn(g, 2, 3, 4)), {"args.0": "x"}))
 
 
 @apply_rotary.mistake("the pairs are the two halves (x[i], x[i + d/2]) instead of neighbours (x[2i], x[2i+1]).")

@@ -14,7 +14,8 @@ from .. import components
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..cases import (causal, close, gradients_flow, gradients_reach, has_linear_layers, linear_weight, mask_ignored,
-                     randn, random_mask, shapes, transposed, uses_multihead_attention, with_parameters)
+                     projection_swapped, randn, random_mask, scores_not_scaled, scores_scaled, shapes, transposed,
+                     uses_multihead_attention, weights_not_transposed)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch04_scaled_dot_product"
@@ -309,10 +310,10 @@ def _(g, hidden):
             _self_attention_case(g, 2, 6, 10, 4, causal(6), " (causal)")]
 
 
-@SelfAttention.prop("W_q, W_k and W_v are nn.Linear(d_model, d_k, bias=False)")
-def _(g):
-    return has_linear_layers(Case("SelfAttention(d_model=6, d_k=4)", init=(6, 4), inspect=True), "SelfAttention(6, 4)",
-                             dict.fromkeys(("W_q", "W_k", "W_v"), "in_features=6, out_features=4, bias=False"))
+SelfAttention.prop("W_q, W_k and W_v are nn.Linear(d_model, d_k, bias=False)",
+                   lambda g: has_linear_layers(
+                       Case("SelfAttention(d_model=6, d_k=4)", init=(6, 4), inspect=True), "SelfAttention(6, 4)",
+                       dict.fromkeys(("W_q", "W_k", "W_v"), "in_features=6, out_features=4, bias=False")))
 
 
 @SelfAttention.prop("permuting the input tokens permutes the output the same way")
@@ -331,42 +332,24 @@ def _(g):
     return [case, shuffled], judge
 
 
-@SelfAttention.prop("gradients reach the input and W_q, W_k, W_v")
-def _(g):
-    return gradients_flow(_self_attention_case(g, 2, 3, 4, 2),
-                          {"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
-                           "params.W_v.weight": "W_v"})
+SelfAttention.prop("gradients reach the input and W_q, W_k, W_v",
+                   lambda g: gradients_flow(_self_attention_case(g, 2, 3, 4, 2),
+                                            {"args.0": "x", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
+                                             "params.W_v.weight": "W_v"}))
 
 
-def _with_weights(ref, change):
-    """A wrong SelfAttention: the reference, run with some projection weights replaced by ``change(params)``."""
-    return with_parameters(ref.SelfAttention, lambda params, model: change(params))
-
-
-@SelfAttention.mistake("the scores are not divided by sqrt(d_k).")
-def no_scaling(ref):
-    return _with_weights(ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(p["W_q.weight"].shape[0])})
+scores_not_scaled(SelfAttention, "the scores are not divided by sqrt(d_k).")
 
 
 @SelfAttention.mistake("the scores are divided by sqrt(d_model) instead of sqrt(d_k).")
 def scales_by_d_model(ref):
-    return _with_weights(ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(
-        p["W_q.weight"].shape[0] / p["W_q.weight"].shape[1])})
+    return scores_scaled(ref.SelfAttention, lambda p: math.sqrt(p["W_q.weight"].shape[0] / p["W_q.weight"].shape[1]))
 
 
-@SelfAttention.mistake("the keys are made with W_q instead of W_k.")
-def keys_from_w_q(ref):
-    return _with_weights(ref, lambda p: {"W_k.weight": p["W_q.weight"]})
-
-
-@SelfAttention.mistake("the queries are made with W_v instead of W_q.")
-def queries_from_w_v(ref):
-    return _with_weights(ref, lambda p: {"W_q.weight": p["W_v.weight"]})
-
-
-@SelfAttention.mistake("x is multiplied by the weight matrices directly (x @ W.weight); an nn.Linear computes x @ W.weight.T.")
-def transposed_weights(ref):
-    return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
+projection_swapped(SelfAttention, "W_k", "W_q")
+projection_swapped(SelfAttention, "W_q", "W_v")
+weights_not_transposed(SelfAttention, "x is multiplied by the weight matrices directly (x @ W.weight); an nn.Linear "
+                                      "computes x @ W.weight.T.")
 
 
 mask_ignored(SelfAttention)

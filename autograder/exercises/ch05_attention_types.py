@@ -13,8 +13,9 @@ from torch import nn
 from .. import forbidden as capability
 from ..calling import MODULE
 from ..compare import describe
-from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, mask_ignored, randn, random_mask,
-                     shapes, transposed, uses_multihead_attention, with_forward, with_parameters)
+from ..cases import (close, gradients_flow, has_linear_layers, linear_weight, mask_ignored, projection_swapped, randn,
+                     random_mask, scores_not_scaled, scores_scaled, shapes, transposed, uses_multihead_attention,
+                     weights_not_transposed, with_forward)
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch05_attention_types"
@@ -76,11 +77,10 @@ def _(g):
     return [case], judge
 
 
-@additive_attention.prop("gradients reach q, k, v, W_q, W_k and w_v")
-def _(g):
-    return gradients_flow(_additive_case(g, 1, 2, 3, 4, 3, 2, 5),
-                          {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q", "args.4": "W_k",
-                           "args.5": "w_v"})
+additive_attention.prop("gradients reach q, k, v, W_q, W_k and w_v",
+                        lambda g: gradients_flow(_additive_case(g, 1, 2, 3, 4, 3, 2, 5),
+                                                 {"args.0": "q", "args.1": "k", "args.2": "v", "args.3": "W_q",
+                                                  "args.4": "W_k", "args.5": "w_v"}))
 
 
 @additive_attention.mistake("the tanh is missing. Without it the score is (q W_q) . w_v + (k W_k) . w_v, and the "
@@ -187,9 +187,7 @@ def _(g):
     return [case], judge
 
 
-@hard_attention.prop("gradients reach v")
-def _(g):
-    return gradients_flow(_hard_case(g, (1, 3, 4), 5, 2), {"args.2": "v"})
+hard_attention.prop("gradients reach v", lambda g: gradients_flow(_hard_case(g, (1, 3, 4), 5, 2), {"args.2": "v"}))
 
 
 @hard_attention.mistake("on a tie the last best key is chosen; argmax must keep the first one (torch.argmax does).")
@@ -344,16 +342,10 @@ def _(g):
     return [case, shuffled], judge
 
 
-@CrossAttention.prop("gradients reach x, memory and W_q, W_k, W_v")
-def _(g):
-    return gradients_flow(_cross_case(g, 2, 3, 4, 4, 3),
-                          {"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q", "params.W_k.weight": "W_k",
-                           "params.W_v.weight": "W_v"})
-
-
-def _with_weights(ref, change):
-    """A wrong CrossAttention: the reference, run with some projection weights replaced by ``change(params)``."""
-    return with_parameters(ref.CrossAttention, lambda params, model: change(params))
+CrossAttention.prop("gradients reach x, memory and W_q, W_k, W_v",
+                    lambda g: gradients_flow(_cross_case(g, 2, 3, 4, 4, 3),
+                                             {"args.0": "x", "args.1": "memory", "params.W_q.weight": "W_q",
+                                              "params.W_k.weight": "W_k", "params.W_v.weight": "W_v"}))
 
 
 @CrossAttention.mistake("the roles are swapped: the queries must come from x, the keys and values from memory.")
@@ -403,27 +395,18 @@ def values_from_x(ref):
     return _projections_from_x(ref, ("W_v",))
 
 
-@CrossAttention.mistake("the scores are not divided by sqrt(d_model), the size of the queries and keys.")
-def no_scaling(ref):
-    return _with_weights(ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(p["W_q.weight"].shape[0])})
+scores_not_scaled(CrossAttention, "the scores are not divided by sqrt(d_model), the size of the queries and keys.")
 
 
 @CrossAttention.mistake("the scores are divided by sqrt(d_memory); the queries and keys have d_model features, so "
                         "divide by sqrt(d_model).")
 def scales_by_d_memory(ref):
-    return _with_weights(ref, lambda p: {"W_q.weight": p["W_q.weight"] * math.sqrt(
-        p["W_q.weight"].shape[0] / p["W_k.weight"].shape[1])})
+    return scores_scaled(ref.CrossAttention, lambda p: math.sqrt(p["W_q.weight"].shape[0] / p["W_k.weight"].shape[1]))
 
 
-@CrossAttention.mistake("the values are made with W_k instead of W_v.")
-def values_from_w_k(ref):
-    return _with_weights(ref, lambda p: {"W_v.weight": p["W_k.weight"]})
-
-
-@CrossAttention.mistake("the inputs are multiplied by the weight matrices directly (x @ W.weight); an nn.Linear "
-                        "computes x @ W.weight.T.")
-def transposed_weights(ref):
-    return _with_weights(ref, lambda p: {k: v.T for k, v in p.items()})
+projection_swapped(CrossAttention, "W_v", "W_k")
+weights_not_transposed(CrossAttention, "the inputs are multiplied by the weight matrices directly (x @ W.weight); "
+                                       "an nn.Linear computes x @ W.weight.T.")
 
 
 mask_ignored(CrossAttention)

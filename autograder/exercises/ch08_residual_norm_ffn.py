@@ -101,9 +101,9 @@ def _(g):
     return [case, other], judge
 
 
-@layer_norm.prop("gradients flow back to x, weight and bias")
-def _(g):
-    return gradients_flow(_ln_case(g, randn(g, 2, 5)), {"args.0": "x", "args.1": "weight", "args.2": "bias"})
+layer_norm.prop("gradients flow back to x, weight and bias",
+                lambda g: gradients_flow(_ln_case(g, randn(g, 2, 5)),
+                                         {"args.0": "x", "args.1": "weight", "args.2": "bias"}))
 
 
 @layer_norm.mistake("the variance is the unbiased one (divided by d - 1). LayerNorm uses the biased variance, "
@@ -187,11 +187,11 @@ def _(g, hidden):
             _ffn_case(g, transposed(g, 2, 6, 5), 7, note=" (non-contiguous x)")]
 
 
-@PositionwiseFeedForward.prop("linear1 is nn.Linear(d_model, d_ff) and linear2 is nn.Linear(d_ff, d_model)")
-def _(g):
-    return has_linear_layers(Case("PositionwiseFeedForward(d_model=6, d_ff=10)", init=(6, 10), inspect=True),
-                             "PositionwiseFeedForward(6, 10)", {"linear1": "in_features=6, out_features=10, bias=True",
-                                                                "linear2": "in_features=10, out_features=6, bias=True"})
+PositionwiseFeedForward.prop("linear1 is nn.Linear(d_model, d_ff) and linear2 is nn.Linear(d_ff, d_model)",
+                             lambda g: has_linear_layers(
+                                 Case("PositionwiseFeedForward(d_model=6, d_ff=10)", init=(6, 10), inspect=True),
+                                 "PositionwiseFeedForward(6, 10)", {"linear1": "in_features=6, out_features=10, bias=True",
+                                                                    "linear2": "in_features=10, out_features=6, bias=True"}))
 
 
 @PositionwiseFeedForward.prop("each position is transformed on its own")
@@ -229,9 +229,9 @@ def _(g):
     return [dropped], judge
 
 
-@PositionwiseFeedForward.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
-def _(g):
-    return dropout_off_in_eval(_ffn_case(g, randn(g, 2, 3, 4), 8), 2, "PositionwiseFeedForward")
+PositionwiseFeedForward.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout",
+                             lambda g: dropout_off_in_eval(_ffn_case(g, randn(g, 2, 3, 4), 8), 2,
+                                                           "PositionwiseFeedForward"))
 
 
 @PositionwiseFeedForward.prop("an activation other than 'relu' or 'gelu' raises ValueError")
@@ -243,11 +243,11 @@ def _(g):
                   "For activation='tanh', PositionwiseFeedForward")
 
 
-@PositionwiseFeedForward.prop("gradients reach x and both layers")
-def _(g):
-    return gradients_flow(_ffn_case(g, randn(g, 2, 3, 4), 8),
-                          {"args.0": "x", "params.linear1.weight": "linear1.weight",
-                           "params.linear2.weight": "linear2.weight", "params.linear1.bias": "linear1.bias"})
+PositionwiseFeedForward.prop("gradients reach x and both layers",
+                             lambda g: gradients_flow(_ffn_case(g, randn(g, 2, 3, 4), 8),
+                                                      {"args.0": "x", "params.linear1.weight": "linear1.weight",
+                                                       "params.linear2.weight": "linear2.weight",
+                                                       "params.linear1.bias": "linear1.bias"}))
 
 
 def _with_activation(ref, activation):
@@ -381,16 +381,16 @@ def _(g):
     return [pre, post], judge
 
 
-@SublayerConnection.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout")
-def _(g):
-    return dropout_off_in_eval(_sublayer_case(g, randn(g, 2, 3, 6), False), 1, "SublayerConnection")
+SublayerConnection.prop("in eval mode dropout is off: with dropout=0.5 the output equals the output without dropout",
+                        lambda g: dropout_off_in_eval(_sublayer_case(g, randn(g, 2, 3, 6), False), 1,
+                                                      "SublayerConnection"))
 
 
-@SublayerConnection.prop("gradients reach x, the sublayer and norm")
-def _(g):
-    return gradients_flow(_sublayer_case(g, randn(g, 2, 3, 4), False),
-                          {"args.0": "x", "args.1": "the sublayer's weight W",
-                           "params.model.norm.weight": "norm.weight", "params.model.norm.bias": "norm.bias"})
+SublayerConnection.prop("gradients reach x, the sublayer and norm",
+                        lambda g: gradients_flow(_sublayer_case(g, randn(g, 2, 3, 4), False),
+                                                 {"args.0": "x", "args.1": "the sublayer's weight W",
+                                                  "params.model.norm.weight": "norm.weight",
+                                                  "params.model.norm.bias": "norm.bias"}))
 
 
 def _with_norm_first(ref, choose):

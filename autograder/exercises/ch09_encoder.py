@@ -88,9 +88,9 @@ def _(g):
         builtin = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, norm_first=case.init[4]).double()
         builtin.load_state_dict(builtin_layer_state(case.state, "", {"self_attn": "self_attn"}))
         return builtin(case.args[0].double(), src_mask=builtin_mask(mask, 3, 2, 6, 6))
-    return matches_builtin(cases, builtin_output, lambda case, error: (
-        f"With norm_first={case.init[4]} and a padding mask, your EncoderLayer differs from "
-        f"nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest difference {error:.3g})."))
+    return matches_builtin(cases, builtin_output, "With norm_first={case.init[4]} and a padding mask, your EncoderLayer "
+                           "differs from nn.TransformerEncoderLayer(batch_first=True) given the same weights (largest "
+                           "difference {error:.3g}).")
 
 
 @EncoderLayer.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
@@ -117,12 +117,11 @@ def _(g):
     return eval_cases + dropped, judge
 
 
-@EncoderLayer.prop("gradients reach x and every part of the layer")
-def _(g):
-    return gradients_flow(_layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3)),
-                          {"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
-                           "params.ff.linear1.weight": "ff.linear1.weight", "params.norm1.weight": "norm1.weight",
-                           "params.norm2.bias": "norm2.bias"})
+EncoderLayer.prop("gradients reach x and every part of the layer",
+                  lambda g: gradients_flow(_layer_case(g, 2, 3, 8, 2, 16, mask=padding_mask([3, 2], 3)),
+                                           {"args.0": "x", "params.self_attn.q_proj.weight": "self_attn.q_proj.weight",
+                                            "params.ff.linear1.weight": "ff.linear1.weight",
+                                            "params.norm1.weight": "norm1.weight", "params.norm2.bias": "norm2.bias"}))
 
 
 def _patched_layer(ref, part: str, make):
@@ -253,9 +252,8 @@ def _(g):
             state.update({"norm.weight": case.state["norm.weight"], "norm.bias": case.state["norm.bias"]})
         builtin.load_state_dict(state)
         return builtin(case.args[0].double(), mask=builtin_mask(mask, 2, 2, 5, 5))
-    return matches_builtin(cases, builtin_output, lambda case, error: (
-        f"With norm_first={case.init[5]} and a padding mask, your Encoder differs from nn.TransformerEncoder "
-        f"given the same weights (largest difference {error:.3g})."))
+    return matches_builtin(cases, builtin_output, "With norm_first={case.init[5]} and a padding mask, your Encoder "
+                           "differs from nn.TransformerEncoder given the same weights (largest difference {error:.3g}).")
 
 
 @Encoder.prop("padding invariance: appending padding tokens leaves the real positions' outputs unchanged")
@@ -270,16 +268,14 @@ def _(g):
                          "positions: pass the mask to every layer.", lambda out: out[:, :3], lambda out: out)
 
 
-@Encoder.prop("dropout is off in eval mode: with dropout=0.5 the output equals the output without dropout")
-def _(g):
-    return dropout_off_in_eval(_encoder_case(g, 2, 2, 4, 8, 2, 16, True), 4, "Encoder")
+Encoder.prop("dropout is off in eval mode: with dropout=0.5 the output equals the output without dropout",
+             lambda g: dropout_off_in_eval(_encoder_case(g, 2, 2, 4, 8, 2, 16, True), 4, "Encoder"))
 
 
-@Encoder.prop("gradients reach x and every layer")
-def _(g):
-    return gradients_flow(_encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True),
-                          {"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
-                           "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"})
+Encoder.prop("gradients reach x and every layer",
+             lambda g: gradients_flow(_encoder_case(g, 2, 2, 3, 8, 2, 16, norm_first=True),
+                                      {"args.0": "x", "params.layers.0.self_attn.q_proj.weight": "layers[0]",
+                                       "params.layers.1.ff.linear2.weight": "layers[1]", "params.norm.weight": "norm"}))
 
 
 @Encoder.mistake("with norm_first=True the final LayerNorm (`norm`) is not applied after the last layer. Pre-norm "

@@ -101,9 +101,9 @@ def _(g):
                                                                     "cross_attn": "multihead_attn"}))
         x, memory = (arg.double() for arg in case.args)
         return builtin(x, memory, tgt_mask=~tgt_mask, memory_mask=builtin_mask(memory_mask, 2, 2, 4, 5))
-    return matches_builtin(cases, builtin_output, lambda case, error: (
-        f"With norm_first={case.init[4]}, a causal target mask and a source padding mask, your DecoderLayer differs "
-        f"from nn.TransformerDecoderLayer(batch_first=True) given the same weights (largest difference {error:.3g})."))
+    return matches_builtin(cases, builtin_output, "With norm_first={case.init[4]}, a causal target mask and a source "
+                           "padding mask, your DecoderLayer differs from nn.TransformerDecoderLayer(batch_first=True) "
+                           "given the same weights (largest difference {error:.3g}).")
 
 
 @DecoderLayer.prop("causality: with a causal target mask, changing later target positions leaves earlier outputs unchanged")
@@ -141,12 +141,12 @@ def _(g):
     return eval_cases + dropped, judge
 
 
-@DecoderLayer.prop("gradients reach x, memory and every part of the layer")
-def _(g):
-    return gradients_flow(_layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3)),
-                          {"args.0": "x", "args.1": "memory", "params.self_attn.q_proj.weight": "self_attn",
-                           "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
-                           "params.norm3.weight": "norm3"})
+DecoderLayer.prop("gradients reach x, memory and every part of the layer",
+                  lambda g: gradients_flow(_layer_case(g, 2, 3, 4, 8, 2, 16, tgt_mask=causal(3)),
+                                           {"args.0": "x", "args.1": "memory",
+                                            "params.self_attn.q_proj.weight": "self_attn",
+                                            "params.cross_attn.k_proj.weight": "cross_attn", "params.ff.linear1.weight": "ff",
+                                            "params.norm3.weight": "norm3"}))
 
 
 def _patched_parts(ref, make: dict):
@@ -393,13 +393,14 @@ def _(g):
                   "For a sequence longer than max_len, Transformer")
 
 
-@Transformer.prop("gradients reach the embeddings, the encoder, the decoder and the output projection")
-def _(g):
-    return gradients_flow(_model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB), n_layers=1),
-                          {"params.model.src_embed.weight": "src_embed", "params.model.tgt_embed.weight": "tgt_embed",
-                           "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
-                           "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
-                           "params.model.out_proj.weight": "out_proj"})
+Transformer.prop("gradients reach the embeddings, the encoder, the decoder and the output projection",
+                 lambda g: gradients_flow(_model_case(g, _tokens(g, [4, 3], 4, SRC_VOCAB), _tokens(g, [3, 3], 3, TGT_VOCAB),
+                                                      n_layers=1),
+                                          {"params.model.src_embed.weight": "src_embed",
+                                           "params.model.tgt_embed.weight": "tgt_embed",
+                                           "params.model.encoder.layers.0.self_attn.q_proj.weight": "the encoder",
+                                           "params.model.decoder_layers.0.cross_attn.k_proj.weight": "the decoder's cross-attention",
+                                           "params.model.out_proj.weight": "out_proj"}))
 
 
 def _positions(model: nn.Module) -> torch.Tensor:

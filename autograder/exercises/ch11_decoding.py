@@ -18,7 +18,7 @@ import torch
 from ..calling import Bound
 from ..compare import describe
 from ..errors import CheckFailure
-from ..cases import changed_output, randn, transposed
+from ..cases import add_mistake, changed_output, randn, transposed
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch11_decoding"
@@ -450,6 +450,11 @@ def _in_place(filter_: Callable) -> Callable:
     return lambda logits, cutoff: logits.copy_(filter_(logits, cutoff))
 
 
+def _filter_mistake(exercise: Exercise, key: str, message: str, wrong: Callable, expect: str | None = None) -> None:
+    """A mistake both filters share: ``wrong`` (one of the above) applied to the reference's own filter."""
+    add_mistake(exercise, key, message, lambda ref: wrong(getattr(ref, exercise.name)), expect)
+
+
 top_k_filter = Exercise(
     "top_k_filter", ASSIGNMENT, call=Bound(_filter_binder("top_k_filter")),
     infinities="Here -inf marks a dropped token: every logit at least the k-th largest of its row keeps its value "
@@ -505,14 +510,10 @@ def strict_threshold(ref):
     return wrong
 
 
-@top_k_filter.mistake("the dropped logits are set to 0 instead of -inf; a logit of 0 still has a sizeable probability.")
-def fills_zero(ref):
-    return _zero_filled(ref.top_k_filter)
-
-
-@top_k_filter.mistake("the k largest are chosen along the first axis instead of along the last axis (the vocabulary).")
-def wrong_axis(ref):
-    return _on_the_first_axis(ref.top_k_filter)
+_filter_mistake(top_k_filter, "fills_zero", "the dropped logits are set to 0 instead of -inf; a logit of 0 still has a "
+                "sizeable probability.", _zero_filled)
+_filter_mistake(top_k_filter, "wrong_axis", "the k largest are chosen along the first axis instead of along the last "
+                "axis (the vocabulary).", _on_the_first_axis)
 
 
 @top_k_filter.mistake("k + 1 logits are kept instead of k.")
@@ -520,14 +521,10 @@ def one_too_many(ref):
     return lambda logits, k: ref.top_k_filter(logits, k + 1)
 
 
-@top_k_filter.mistake("the result is sorted: each kept logit must stay at its own token id (its position along the last axis).")
-def sorted_output(ref):
-    return _sorted(ref.top_k_filter)
-
-
-@top_k_filter.mistake("changes its input in place", expect="changed the logits it was given (in place)")
-def in_place(ref):
-    return _in_place(ref.top_k_filter)
+_filter_mistake(top_k_filter, "sorted_output", "the result is sorted: each kept logit must stay at its own token id "
+                "(its position along the last axis).", _sorted)
+_filter_mistake(top_k_filter, "in_place", "changes its input in place", _in_place,
+                expect="changed the logits it was given (in place)")
 
 
 top_p_filter = Exercise(
@@ -624,22 +621,11 @@ def one_minus_p(ref):
     return lambda logits, p: ref.top_p_filter(logits, 1 - p)
 
 
-@top_p_filter.mistake("the dropped logits are set to 0 instead of -inf; a logit of 0 still has a sizeable probability.")
-def fills_zero(ref):
-    return _zero_filled(ref.top_p_filter)
-
-
-@top_p_filter.mistake("the tokens are sorted along the first axis instead of along the last axis (the vocabulary).")
-def wrong_axis(ref):
-    return _on_the_first_axis(ref.top_p_filter)
-
-
-@top_p_filter.mistake("the result is still in sorted order: put each kept logit back at its own token id "
-                      "(scatter with the sorting indices).")
-def sorted_output(ref):
-    return _sorted(ref.top_p_filter)
-
-
-@top_p_filter.mistake("changes its input in place", expect="changed the logits it was given (in place)")
-def in_place(ref):
-    return _in_place(ref.top_p_filter)
+_filter_mistake(top_p_filter, "fills_zero", "the dropped logits are set to 0 instead of -inf; a logit of 0 still has a "
+                "sizeable probability.", _zero_filled)
+_filter_mistake(top_p_filter, "wrong_axis", "the tokens are sorted along the first axis instead of along the last axis "
+                "(the vocabulary).", _on_the_first_axis)
+_filter_mistake(top_p_filter, "sorted_output", "the result is still in sorted order: put each kept logit back at its "
+                "own token id (scatter with the sorting indices).", _sorted)
+_filter_mistake(top_p_filter, "in_place", "changes its input in place", _in_place,
+                expect="changed the logits it was given (in place)")

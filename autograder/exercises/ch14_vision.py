@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import forbidden as capability
 from ..calling import MODULE
-from ..cases import changed_output, gradients_flow, gradients_reach, linear_weight, randn, shapes, with_forward
+from ..cases import add_mistake, changed_output, gradients_flow, gradients_reach, linear_weight, randn, shapes, with_forward
 from ..spec import Case, Exercise
 
 ASSIGNMENT = "ch14_vision"
@@ -195,11 +195,10 @@ def _(g):
     return [case], judge
 
 
-@PatchEmbedding.prop("gradients reach the images, proj, cls_token and pos_embedding")
-def _(g):
-    return gradients_flow(_embedding_case(g, 2, 1, 4, 4, 2, 4),
-                          {"args.0": "images", "params.proj.weight": "proj.weight", "params.cls_token": "cls_token",
-                           "params.pos_embedding": "pos_embedding"})
+PatchEmbedding.prop("gradients reach the images, proj, cls_token and pos_embedding",
+                    lambda g: gradients_flow(_embedding_case(g, 2, 1, 4, 4, 2, 4),
+                                             {"args.0": "images", "params.proj.weight": "proj.weight",
+                                              "params.cls_token": "cls_token", "params.pos_embedding": "pos_embedding"}))
 
 
 def _with_output(ref, change):
@@ -272,31 +271,18 @@ def _patchify_blamed(how: str) -> str:
             "your `patchify`, that is the likely cause: make `patchify`'s own check pass first.")
 
 
-@PatchEmbedding.mistake(_patchify_blamed("flattened channels last, as (row, column, channel), not patchify's "
-                                         "(channel, row, column) order"))
-def channels_last_patches(ref):
-    return _with_patchify(ref, "channels_last")
-
-
-@PatchEmbedding.mistake(_patchify_blamed("in column-major order (down the first column of patches first)"))
-def column_major_patches(ref):
-    return _with_patchify(ref, "column_major")
-
-
-@PatchEmbedding.mistake(_patchify_blamed("with each patch read column by column"))
-def transposed_patches(ref):
-    return _with_patchify(ref, "transposed_patches")
-
-
-@PatchEmbedding.mistake(_patchify_blamed("made of pixels spaced H/p apart, not p x p squares of neighbours"))
-def strided_patches(ref):
-    return _with_patchify(ref, "strided_pixels")
-
-
-@PatchEmbedding.mistake(_patchify_blamed("as runs of consecutive pixels (a reshape without moving axes), not "
-                                         "p x p squares"))
-def reshaped_patches(ref):
-    return _with_patchify(ref, "reshape_only")
+# The mistakes of a PatchEmbedding fed a catalogued wrong patchify's patches: (its key, the patchify mistake's
+# key, how the patches reach `proj`).
+for key, patchify_key, how in (
+    ("channels_last_patches", "channels_last",
+     "flattened channels last, as (row, column, channel), not patchify's (channel, row, column) order"),
+    ("column_major_patches", "column_major", "in column-major order (down the first column of patches first)"),
+    ("transposed_patches", "transposed_patches", "with each patch read column by column"),
+    ("strided_patches", "strided_pixels", "made of pixels spaced H/p apart, not p x p squares of neighbours"),
+    ("reshaped_patches", "reshape_only",
+     "as runs of consecutive pixels (a reshape without moving axes), not p x p squares"),
+):
+    add_mistake(PatchEmbedding, key, _patchify_blamed(how), lambda ref, wrong=patchify_key: _with_patchify(ref, wrong))
 
 
 @PatchEmbedding.mistake("the patch embeddings are multiplied by sqrt(d_model), as token embeddings are in chapter 10; "

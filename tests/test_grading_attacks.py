@@ -1,7 +1,7 @@
 """Students who try to score without solving, graded as one class through the real grading path.
 
-Every file in tests/attacks/ becomes one submission of ch04 (correct apart from the
-attack); with a correct and an empty submission beside them, the class is graded by
+Every text notebook in tests/attacks/ becomes one submission of ch04 (correct apart from
+the attack); with a correct and an empty submission beside them, the class is graded by
 `python -m autograder grade --workers 2` (stock nbgrader autograde under our
 nbgrader_config.py, in two parallel workers). See tests/attacks/README.md.
 """
@@ -17,21 +17,57 @@ import socket
 import subprocess
 import threading
 import types
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
+from submissions import EDITS, METADATA, TAMPERING_EDITS, Edit, apply_edits, read_edits
 
 from autograder.release import filled_notebook
 
 ASSIGNMENT = "ch04_scaled_dot_product"
-ATTACKS = {p.stem: p for p in sorted((ROOT / "tests" / "attacks").glob("*.py"))}
+ATTACK_FILES = sorted(p for p in (ROOT / "tests" / "attacks").glob("*.md") if p.name != "README.md")
 pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("attacks")]  # one graded class for every test
 GRADING_OUTPUT = ("autograded", "gradebook.db", "grading-report-", "feedback")
 
 
-def load_attack(path: Path) -> types.ModuleType:
+@dataclass
+class Attack:
+    """An attack, and what the test expects of it (its text notebook's front matter; tests/attacks/README.md)."""
+
+    name: str
+    edits: list[Edit]
+    zero: set[str] = field(default_factory=set)  # the exercises that earn nothing; the others keep full points
+    refused: str | None = None  # nbgrader refuses the notebook: what the report says instead of a score
+    review: str | None = None  # tampering: a pattern of what the feedback and the class report name
+    zero_if_stopped: set[str] = field(default_factory=set)  # they earn nothing if the notebook stopped in...
+    stopped_in: str | None = None  # ...this cell
+    sentinels: tuple[str, ...] = ()  # files the attack writes outside the submission (none may appear)
+    leftover: str | None = None  # the command line of a process that must not outlive grading
+    max_notebook_bytes: int | None = None  # the autograded notebook stays smaller than this
+
+
+def load_attack(path: Path) -> Attack:
+    """An attack from its MyST text notebook: what it earns in the front matter, then one edit per code cell."""
+    front, edits = read_edits(path, EDITS + TAMPERING_EDITS, METADATA)
+    known = {f.name for f in fields(Attack)} - {"name", "edits"}
+    if set(front) - known - {"jupytext"} or len({"zero", "refused"} & set(front)) != 1:
+        raise ValueError(
+            f"{path.name}: the front matter has {sorted(front)}; it needs one of `zero` and `refused`, and may have {sorted(known)}"
+        )
+    expected = {key: value for key, value in front.items() if key in known}
+    for key in ("zero", "zero_if_stopped"):
+        expected[key] = set(expected.get(key, ()))
+    expected["sentinels"] = tuple(expected.get("sentinels", ()))
+    return Attack(path.stem, edits, **expected)
+
+
+ATTACKS = {attack.name: attack for attack in map(load_attack, ATTACK_FILES)}
+
+
+def load_module(path: Path) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(f"attack_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -109,29 +145,30 @@ def graded(tmp_path_factory):
     )
     solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     released = read_notebook(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    exercises = {grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    exercises = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
 
-    def submit(student: str, attack=None, filled=True):
-        nb = filled_notebook(released, solutions, exercises if filled else set())
+    values = {"{port_file!r}": repr(str(port_file)), "{course_root!r}": repr(str(course))}
+
+    def submit(student: str, attack: Attack | None = None, filled=True):
+        nb = filled_notebook(released, solutions, set(exercises) if filled else set())
         if attack:
-            attack.apply(nb, Kit(nb, port_file, course))
+            apply_edits(attack.name, attack.edits, nb, exercises, values)
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
 
     submit("correct")
     submit("empty", filled=False)
-    attacks = {name: load_attack(path) for name, path in ATTACKS.items()}
-    for name, attack in attacks.items():
+    for name, attack in ATTACKS.items():
         submit(f"attack-{name}", attack)
     before = snapshot(course)
     run = autograder_grade(course, ASSIGNMENT, env)
     from nbgrader.api import Gradebook
 
     scores, maxima = {}, {}
-    refused = {f"attack-{n}" for n, a in attacks.items() if hasattr(a, "REFUSED")}
+    refused = {f"attack-{n}" for n, a in ATTACKS.items() if a.refused}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        for student in ["correct", "empty"] + [f"attack-{n}" for n in attacks if f"attack-{n}" not in refused]:
+        for student in ["correct", "empty"] + [f"attack-{n}" for n in ATTACKS if f"attack-{n}" not in refused]:
             submission = gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
             scores[student] = {g.name: (g.score or 0.0) for g in submission.grades}
             maxima[student] = sum(g.max_score for g in submission.grades)
@@ -146,7 +183,7 @@ def graded(tmp_path_factory):
         scores=scores,
         maxima=maxima,
         points=points,
-        attacks=attacks,
+        attacks=ATTACKS,
         report=report,
         before=before,
         after=snapshot(course),
@@ -194,14 +231,14 @@ def test_honest_submissions_keep_exact_scores(graded):
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
     attack = graded.attacks[name]
-    if hasattr(attack, "REFUSED"):
+    if attack.refused:
         outcome = graded.report[f"attack-{name}"]
         assert outcome["status"] == "failed" and outcome["score"] is None
-        assert attack.REFUSED in outcome["detail"]
+        assert attack.refused in outcome["detail"]
         return
     got = exercise_scores(graded, f"attack-{name}")
-    stopped = getattr(attack, "ZERO_IF_STOPPED", set())
-    zero = set(attack.ZERO) | (stopped if stopped and stopped_in(graded, name, attack.STOPPED_IN, stopped) else set())
+    stopped = attack.zero_if_stopped
+    zero = attack.zero | (stopped if stopped and stopped_in(graded, name, attack.stopped_in, stopped) else set())
     expected = {exercise: (0.0 if exercise in zero else full) for exercise, full in full_marks(graded).items()}
     assert got == expected
     assert graded.maxima[f"attack-{name}"] == sum(graded.points.values()), "the maximum score changed"
@@ -209,20 +246,20 @@ def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
 
 def test_no_side_effects_outside_the_grading_output(graded):
     assert graded.after == graded.before
-    for sentinel in graded.attacks["write_elsewhere"].SENTINELS:
+    for sentinel in graded.attacks["write_elsewhere"].sentinels:
         assert not Path(os.path.expanduser(sentinel)).exists()
     assert graded.listener.connections == 0, "a notebook reached the network"
-    leftover = subprocess.run(["pgrep", "-f", graded.attacks["outlive_notebook"].LEFTOVER], capture_output=True)
+    leftover = subprocess.run(["pgrep", "-f", graded.attacks["outlive_notebook"].leftover], capture_output=True)
     assert leftover.returncode == 1, "a process started by a notebook outlived its grading"
 
 
 def test_a_flood_of_output_is_cut(graded):
     notebook = graded.course / "autograded" / "attack-flood_output" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    assert notebook.stat().st_size < graded.attacks["flood_output"].MAX_NOTEBOOK_BYTES
+    assert notebook.stat().st_size < graded.attacks["flood_output"].max_notebook_bytes
 
 
 def test_tampering_is_named_and_listed_for_review(graded):
-    tampered = {f"attack-{n}": a.REVIEW for n, a in graded.attacks.items() if hasattr(a, "REVIEW")}
+    tampered = {f"attack-{n}": a.review for n, a in graded.attacks.items() if a.review}
     assert tampered, "no attack is tampering"
     for student, finding in tampered.items():
         assert re.match(finding, graded.report[student]["review"]), graded.report[student]
@@ -245,3 +282,52 @@ def test_tampering_is_named_and_listed_for_review(graded):
 def test_the_summary_names_every_student(graded):
     for student in graded.report:
         assert student in graded.output
+
+
+def test_the_attack_notebooks_hold_the_attacks_of_the_python_files():
+    """The text notebooks make the same submissions as the Python files they replace, and expect the same."""
+    solutions = read_notebook(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    released = read_notebook(ROOT / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    exercises = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    port_file, course = Path("/outside/port"), Path("/srv/course")
+    values = {"{port_file!r}": repr(str(port_file)), "{course_root!r}": repr(str(course))}
+
+    def cells(nb):
+        return [(c.cell_type, c.source.rstrip("\n"), c.metadata, c.get("outputs")) for c in nb.cells]
+
+    modules = {p.stem: load_module(p) for p in sorted((ROOT / "tests" / "attacks").glob("*.py"))}
+    assert set(modules) == set(ATTACKS)
+    for name, module in modules.items():
+        old, new = (filled_notebook(released, solutions, set(exercises)) for _ in range(2))
+        module.apply(old, Kit(old, port_file, course))
+        apply_edits(name, ATTACKS[name].edits, new, exercises, values)
+        assert cells(new) == cells(old), name
+        attack = ATTACKS[name]
+        assert attack.zero == set(getattr(module, "ZERO", ())), name
+        assert (attack.refused, attack.review) == (getattr(module, "REFUSED", None), getattr(module, "REVIEW", None))
+        assert attack.zero_if_stopped == set(getattr(module, "ZERO_IF_STOPPED", ())), name
+        assert attack.stopped_in == getattr(module, "STOPPED_IN", None), name
+        assert attack.sentinels == getattr(module, "SENTINELS", ()), name
+        assert attack.leftover == getattr(module, "LEFTOVER", None), name
+        assert attack.max_notebook_bytes == getattr(module, "MAX_NOTEBOOK_BYTES", None), name
+
+
+@pytest.mark.parametrize(
+    "front, cell, says",
+    [
+        ("zero: [softmax]", ":replace: softmax\npass", None),
+        ("scores: [softmax]", ":replace: softmax\npass", "needs one of `zero` and `refused`"),
+        ("zero: [softmax]\nrefused: corrupted", ":replace: softmax\npass", "needs one of `zero` and `refused`"),
+        ("zero: [softmax]", ":swap: softmax\npass", "needs exactly one of replace"),
+        ("zero: [softmax]", ":replace: softmax\n:locked: true\npass", "and may have cell_type"),
+    ],
+    ids=["an-attack", "unknown-expectation", "zero-and-refused", "unknown-edit", "unknown-metadata"],
+)
+def test_an_attack_file_is_read_or_refused_with_one_sentence(tmp_path, front, cell, says):
+    path = tmp_path / "attack.md"
+    path.write_text(f"---\n{front}\n---\n\nWhat the student does.\n\n```{{code-cell}} ipython3\n{cell}\n```\n")
+    if says is None:
+        assert load_attack(path) == Attack("attack", [Edit("replace", "softmax", "pass")], zero={"softmax"})
+    else:
+        with pytest.raises(ValueError, match=says):
+            load_attack(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
 import socket
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, grade_id, read_notebook
+from graded_class import Grading, scratch_class
 from submissions import EDITS, METADATA, TAMPERING_EDITS, Edit, apply_edits, read_edits
 
-from autograder.release import filled_notebook
+from autograder.release import filled_notebook, solved_notebook
 
 ASSIGNMENT = "ch04_scaled_dot_product"
 ATTACK_FILES = sorted(p for p in (ROOT / "tests" / "attacks").glob("*.md") if p.name != "README.md")
@@ -98,16 +98,6 @@ class Kit:
         self.nb.cells.insert(index, cell)
 
 
-def snapshot(course: Path) -> dict[str, str]:
-    """Hashes of every file of the course outside the grading output."""
-    files = {}
-    for path in course.rglob("*"):
-        relative = path.relative_to(course).as_posix()
-        if path.is_file() and not relative.startswith(GRADING_OUTPUT):
-            files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return files
-
-
 class Listener:
     """A local TCP server that counts the connections it receives (none may arrive)."""
 
@@ -127,30 +117,39 @@ class Listener:
             connection.close()
 
 
+@dataclass
+class GradedAttacks(Grading):
+    """The class graded (``scores``: each student's score by graded cell), and what the tests compare it with."""
+
+    maxima: dict[str, float]  # each student's maximum score
+    points: dict[str, float]  # the points of each graded cell, as the reference notebook gives them
+    changed_outside: list[str]  # the files of the course outside the grading output that grading changed
+    listener: Listener  # it counts the connections that reached it
+
+
+def snapshot(course: Path) -> dict[str, str]:
+    """Hashes of every file of the course outside the grading output."""
+    files = {}
+    for path in course.rglob("*"):
+        relative = path.relative_to(course).as_posix()
+        if path.is_file() and not relative.startswith(GRADING_OUTPUT):
+            files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = copy_course(tmp_path_factory.mktemp("course"))
-    outside = tmp_path_factory.mktemp("outside")
+    course, env = scratch_class(tmp_path_factory.mktemp("course"), [ASSIGNMENT], seed="97531", cell_timeout=20)
     listener = Listener()
-    port_file = outside / "port"
+    port_file = tmp_path_factory.mktemp("outside") / "port"
     port_file.write_text(str(listener.port))
-    env = env_with_venv(
-        AUTOGRADER_SEED="97531",
-        AUTOGRADER_DEVICE="cpu",
-        AUTOGRADER_CELL_TIMEOUT="20",
-        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30),
-    )
-    subprocess.run(
-        ["nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=course, env=env, check=True, capture_output=True
-    )
     solutions = read_notebook(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    released = read_notebook(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     exercises = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
 
     values = {"{port_file!r}": repr(str(port_file)), "{course_root!r}": repr(str(course))}
 
     def submit(student: str, attack: Attack | None = None, filled=True):
-        nb = filled_notebook(released, solutions, set(exercises) if filled else set())
+        nb = solved_notebook(course, ASSIGNMENT, None if filled else set())
         if attack:
             apply_edits(attack.name, attack.edits, nb, exercises, values)
         folder = course / "submitted" / student / ASSIGNMENT
@@ -177,18 +176,10 @@ def graded(tmp_path_factory):
         for c in solutions.cells
         if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")
     }
-    report = json.loads((course / f"grading-report-{ASSIGNMENT}.json").read_text())["students"]
-    yield types.SimpleNamespace(
-        course=course,
-        scores=scores,
-        maxima=maxima,
-        points=points,
-        attacks=ATTACKS,
-        report=report,
-        before=before,
-        after=snapshot(course),
-        listener=listener,
-        output=run.stdout,
+    after = snapshot(course)
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    yield GradedAttacks.read(
+        course, ASSIGNMENT, run, scores, maxima=maxima, points=points, changed_outside=changed, listener=listener
     )
     listener.server.close()
 
@@ -230,7 +221,7 @@ def test_honest_submissions_keep_exact_scores(graded):
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
-    attack = graded.attacks[name]
+    attack = ATTACKS[name]
     if attack.refused:
         outcome = graded.report[f"attack-{name}"]
         assert outcome["status"] == "failed" and outcome["score"] is None
@@ -245,21 +236,21 @@ def test_attack_earns_nothing_on_the_tampered_exercise(graded, name):
 
 
 def test_no_side_effects_outside_the_grading_output(graded):
-    assert graded.after == graded.before
-    for sentinel in graded.attacks["write_elsewhere"].sentinels:
+    assert graded.changed_outside == []
+    for sentinel in ATTACKS["write_elsewhere"].sentinels:
         assert not Path(os.path.expanduser(sentinel)).exists()
     assert graded.listener.connections == 0, "a notebook reached the network"
-    leftover = subprocess.run(["pgrep", "-f", graded.attacks["outlive_notebook"].leftover], capture_output=True)
+    leftover = subprocess.run(["pgrep", "-f", ATTACKS["outlive_notebook"].leftover], capture_output=True)
     assert leftover.returncode == 1, "a process started by a notebook outlived its grading"
 
 
 def test_a_flood_of_output_is_cut(graded):
     notebook = graded.course / "autograded" / "attack-flood_output" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    assert notebook.stat().st_size < graded.attacks["flood_output"].max_notebook_bytes
+    assert notebook.stat().st_size < ATTACKS["flood_output"].max_notebook_bytes
 
 
 def test_tampering_is_named_and_listed_for_review(graded):
-    tampered = {f"attack-{n}": a.review for n, a in graded.attacks.items() if a.review}
+    tampered = {f"attack-{n}": a.review for n, a in ATTACKS.items() if a.review}
     assert tampered, "no attack is tampering"
     for student, finding in tampered.items():
         assert re.match(finding, graded.report[student]["review"]), graded.report[student]
@@ -272,16 +263,16 @@ def test_tampering_is_named_and_listed_for_review(graded):
         assert verdicts and all(
             re.match(f"Not graded: {finding}, and student code may not touch", v) for v in verdicts
         ), verdicts
-        row = next(line for line in graded.output.splitlines() if student in line)
+        row = next(line for line in graded.run.stdout.splitlines() if student in line)
         assert "needs review" in row, row
-    assert "need review (tampering found)" in graded.output
+    assert "need review (tampering found)" in graded.run.stdout
     for student, outcome in graded.report.items():
         assert student in tampered or not outcome.get("review"), (student, outcome)
 
 
 def test_the_summary_names_every_student(graded):
     for student in graded.report:
-        assert student in graded.output
+        assert student in graded.run.stdout
 
 
 def test_the_attack_notebooks_hold_the_attacks_of_the_python_files():
@@ -312,22 +303,29 @@ def test_the_attack_notebooks_hold_the_attacks_of_the_python_files():
         assert attack.max_notebook_bytes == getattr(module, "MAX_NOTEBOOK_BYTES", None), name
 
 
+def attack_file(folder: Path, front: str, cell: str) -> Path:
+    path = folder / "attack.md"
+    path.write_text(f"---\n{front}\n---\n\nWhat the student does.\n\n```{{code-cell}} ipython3\n{cell}\n```\n")
+    return path
+
+
+def test_an_attack_file_is_read_into_its_edits_and_what_it_earns(tmp_path):
+    attack = load_attack(attack_file(tmp_path, "zero: [softmax]\nleftover: sleeper", ":keep: test_softmax\n:points: 9"))
+    assert attack == Attack(
+        "attack", [Edit("keep", "test_softmax", "", {"points": 9})], {"softmax"}, leftover="sleeper"
+    )
+
+
 @pytest.mark.parametrize(
     "front, cell, says",
     [
-        ("zero: [softmax]", ":replace: softmax\npass", None),
         ("scores: [softmax]", ":replace: softmax\npass", "needs one of `zero` and `refused`"),
         ("zero: [softmax]\nrefused: corrupted", ":replace: softmax\npass", "needs one of `zero` and `refused`"),
         ("zero: [softmax]", ":swap: softmax\npass", "needs exactly one of replace"),
         ("zero: [softmax]", ":replace: softmax\n:locked: true\npass", "and may have cell_type"),
     ],
-    ids=["an-attack", "unknown-expectation", "zero-and-refused", "unknown-edit", "unknown-metadata"],
+    ids=["unknown-expectation", "zero-and-refused", "unknown-edit", "unknown-metadata"],
 )
-def test_an_attack_file_is_read_or_refused_with_one_sentence(tmp_path, front, cell, says):
-    path = tmp_path / "attack.md"
-    path.write_text(f"---\n{front}\n---\n\nWhat the student does.\n\n```{{code-cell}} ipython3\n{cell}\n```\n")
-    if says is None:
-        assert load_attack(path) == Attack("attack", [Edit("replace", "softmax", "pass")], zero={"softmax"})
-    else:
-        with pytest.raises(ValueError, match=says):
-            load_attack(path)
+def test_a_malformed_attack_file_is_refused_with_one_sentence(tmp_path, front, cell, says):
+    with pytest.raises(ValueError, match=says):
+        load_attack(attack_file(tmp_path, front, cell))

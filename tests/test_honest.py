@@ -10,7 +10,6 @@ once whichever worker runs it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import types
 from dataclasses import dataclass
@@ -18,11 +17,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, grade_id, read_notebook
+from graded_class import Grading, scratch_class
 from submissions import Edit, apply_edits, read_edits
 
 from autograder import conventions
-from autograder.release import filled_notebook
+from autograder.release import solved_notebook
 
 
 @dataclass
@@ -53,9 +53,8 @@ CHAPTERS = sorted({assignment for assignment, _ in SUBMISSIONS})
 
 def honest_notebook(course: Path, assignment: str, variant: str) -> nbformat.NotebookNode:
     solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
-    released = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
     exercises = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    nb = filled_notebook(released, solutions, set(exercises))
+    nb = solved_notebook(course, assignment)
     apply_variant(VARIANTS[variant], nb, exercises)
     return nb
 
@@ -71,17 +70,9 @@ def _scores(course: Path, assignment: str, students: list[str]) -> dict[str, tup
 
 
 def grade_chapter(assignment: str, course: Path) -> types.SimpleNamespace:
-    """The chapter's honest notebooks as one class, graded by stock nbgrader autograde, then by ours."""
-    course = copy_course(course)
-    env = env_with_venv(
-        AUTOGRADER_SEED="24680",
-        AUTOGRADER_DEVICE="cpu",
-        AUTOGRADER_CELL_TIMEOUT="120",
-        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30),
-    )
-    subprocess.run(
-        ["nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env, check=True, capture_output=True
-    )
+    """The chapter's honest notebooks as one class, graded by stock nbgrader autograde, then by ours (`ours`,
+    whose scores are each student's (score, max score))."""
+    course, env = scratch_class(course, [assignment], seed="24680", cell_timeout=120)
     students = [variant for a, variant in SUBMISSIONS if a == assignment]
     for student in students:
         folder = course / "submitted" / student / assignment
@@ -97,17 +88,9 @@ def grade_chapter(assignment: str, course: Path) -> types.SimpleNamespace:
     )
     by_nbgrader = _scores(course, assignment, students)
     feedback = {s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb") for s in students}
-    ours = autograder_grade(course, assignment, env, timeout=900)
-    report = json.loads((course / f"grading-report-{assignment}.json").read_text())["students"]
-    return types.SimpleNamespace(
-        students=students,
-        stock=stock,
-        by_nbgrader=by_nbgrader,
-        feedback=feedback,
-        ours=ours,
-        report=report,
-        by_class=_scores(course, assignment, students),
-    )
+    run = autograder_grade(course, assignment, env, timeout=900)
+    ours = Grading.read(course, assignment, run, _scores(course, assignment, students))
+    return types.SimpleNamespace(students=students, stock=stock, by_nbgrader=by_nbgrader, feedback=feedback, ours=ours)
 
 
 def _failures(nb: nbformat.NotebookNode) -> list[str]:
@@ -134,10 +117,10 @@ def test_honest_notebooks_score_full_marks(assignment, tmp_path):
     lost = {}
     for variant in chapter.students:
         score, maximum = chapter.by_nbgrader[variant]
-        outcome = chapter.report[variant]
+        outcome = chapter.ours.report[variant]
         if not (maximum > 0 and score == maximum):
             lost[variant] = f"nbgrader autograde: {score} / {maximum}; {_failures(chapter.feedback[variant])}"
-        elif outcome["status"] != "graded" or outcome["review"] or chapter.by_class[variant] != (maximum, maximum):
+        elif outcome["status"] != "graded" or outcome["review"] or chapter.ours.scores[variant] != (maximum, maximum):
             lost[variant] = f"autograder grade: {outcome}"
     assert not lost, f"honest notebooks of {assignment} lost points: {lost}"
 

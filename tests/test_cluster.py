@@ -109,7 +109,7 @@ def deserved(course: Path) -> dict[str, dict[str, float]]:
             for cell, p in points.items()
         }
 
-    # a wrong softmax also sinks the exercises that call it (see tests/attacks/monkeypatch_allclose.py)
+    # a wrong softmax also sinks the exercises that call it (see tests/attacks/README.md)
     return {
         "correct": earned(set(names)),
         "partial": earned(set(names[:2])),

@@ -54,7 +54,8 @@ def load_attack(path: Path) -> Attack:
     known = {f.name for f in fields(Attack)} - {"name", "edits"}
     if set(front) - known - {"jupytext"} or len({"zero", "refused"} & set(front)) != 1:
         raise ValueError(
-            f"{path.name}: the front matter has {sorted(front)}; it needs one of `zero` and `refused`, and may have {sorted(known)}"
+            f"{path.name}: the front matter has {sorted(front)}; "
+            f"it needs one of `zero` and `refused`, and may have {sorted(known)}"
         )
     expected = {key: value for key, value in front.items() if key in known}
     for key in ("zero", "zero_if_stopped"):

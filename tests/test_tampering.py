@@ -24,12 +24,14 @@ def load_cases(path: Path) -> dict[str, tuple[str, str | None]]:
     """{case: (source, finding or None)} from a MyST text notebook of tests/tampering/: a code cell per case,
     with the options `case` (its name, in test ids) and, where the scan must find tampering, `finding`
     (what it says after the cell's number)."""
-    notebook = jupytext.read(path, fmt="md:myst")
-    return {
-        cell.metadata["case"]: (cell.source + "\n", cell.metadata.get("finding"))
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-    }
+    cases = {}
+    for cell in (c for c in jupytext.read(path, fmt="md:myst").cells if c.cell_type == "code"):
+        if "case" not in cell.metadata or set(cell.metadata) - {"case", "finding"}:
+            raise ValueError(
+                f"{path.name}: a code cell has options {sorted(cell.metadata)}; it needs `case`, and may have `finding`"
+            )
+        cases[cell.metadata["case"]] = (cell.source + "\n", cell.metadata.get("finding"))
+    return cases
 
 
 HONEST = load_cases(ROOT / "tests" / "tampering" / "honest.md")
@@ -40,6 +42,16 @@ def test_every_tampering_case_says_what_is_found_and_no_honest_case_does():
     assert len(HONEST) >= 15 and len(TAMPERING) >= 28
     assert all(finding for _, finding in TAMPERING.values())
     assert not any(finding for _, finding in HONEST.values())
+
+
+@pytest.mark.parametrize(
+    "options", [":finding: line 1 uses `sys.modules`", ":case: a\n:line: 1"], ids=["no-case", "unknown"]
+)
+def test_a_malformed_case_is_refused_with_one_sentence(tmp_path, options):
+    path = tmp_path / "cases.md"
+    path.write_text(f"Cases.\n\n```{{code-cell}} ipython3\n{options}\nimport sys\n```\n")
+    with pytest.raises(ValueError, match="it needs `case`, and may have `finding`"):
+        load_cases(path)
 
 
 @pytest.mark.parametrize("source", [source for source, _ in HONEST.values()], ids=HONEST.keys())

@@ -2,13 +2,15 @@
 
 Each command imports what it needs when it runs, so that ``doctor`` can still report a
 broken install of the packages the other commands use. A new command is a function
-``_name(args, parser) -> exit status`` and a subparser made by ``_command`` in ``build_parser``.
+``_name(args, parser) -> exit status``, whose docstring is its help, and a subparser made by ``_command`` in
+``build_parser``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ def _chosen(args, parser, known: list[str]) -> list[str]:
 
 
 def _fixtures(args, parser) -> int:
+    """regenerate the visible-check fixtures from the reference solutions"""
     from . import fixtures
     from .config import course_root
     from .exercises import ASSIGNMENTS, of_assignment
@@ -34,6 +37,7 @@ def _fixtures(args, parser) -> int:
 
 
 def _release(args, parser) -> int:
+    """regenerate exercises/ from solutions/ with nbgrader"""
     from . import release
     from .config import course_root
 
@@ -44,6 +48,13 @@ def _release(args, parser) -> int:
 
 
 def _notebooks(args, parser) -> int:
+    """make solutions/*/*.ipynb, the book's exercise tables and its exercise reference from the text notebooks and
+    the declarations
+
+    Write solutions/<a>/<a>.ipynb from the text notebook solutions/<a>/<a>.md and the exercises' declarations
+    (points, difficulty, minutes, task), the exercise table of book/<a>.md and book/exercise_reference.md. Only
+    files whose text changes are written.
+    """
     from . import authoring
     from .config import course_root
 
@@ -59,6 +70,12 @@ def _notebooks(args, parser) -> int:
 
 
 def _progress(args, parser) -> int:
+    """which exercises of your notebooks pass their visible checks
+
+    Run your exercise notebooks (copies of them: the files are not changed) and print, per chapter and exercise,
+    whether its visible checks pass and the visible points they earn. The hidden checks run only when your
+    notebook is graded: their points are shown as graded later.
+    """
     try:
         from . import progress
     except ImportError as error:
@@ -73,12 +90,28 @@ def _progress(args, parser) -> int:
 
 
 def _doctor(args, parser) -> int:
+    """check that this machine is ready for the course
+
+    Check the Python, the packages, torch and its device, the programs nbgrader and Jupyter need, the python3
+    Jupyter kernel and the checks' fixtures. Each problem comes with the command that fixes it. Exit status 1 when
+    something is broken.
+    """
     from . import doctor
 
     return doctor.main()
 
 
 def _grade(args, parser) -> int:
+    """autograde every submission of an assignment in parallel, into the gradebook
+
+    Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in
+    submitted/<student>/<assignment>/, one Dask task per submission: on this machine (one worker per core) or on a
+    Dask cluster (--scheduler). Only this process writes the gradebook, autograded/ and the report
+    grading-report-<assignment>.json, a ledger of every student's last grading that --student and --resume add to.
+    Shows a progress bar and a summary table. First it records the assignment in the gradebook when nbgrader does
+    not have it (or has an older version), and grades the reference solution through the same sandbox: if that
+    does not score full marks, it stops before any grade is written and says why.
+    """
     try:
         import distributed  # noqa: F401 (the engine imports it when it starts; say now if it is missing)
 
@@ -107,6 +140,12 @@ def _grade(args, parser) -> int:
 
 
 def _kit(args, parser) -> int:
+    """build the student kit: a wheel of the visible checks that holds no reference answer
+
+    Build the wheel `transformer-course-kit` (the check engine, the fixtures, the catalogues of mistakes and the
+    lent components; no reference solutions, hidden checks or grading tools). It is not written if it holds a line
+    of any exercise's solution.
+    """
     from . import kit
 
     try:
@@ -136,10 +175,15 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _command(commands, name: str, run, help: str, description: str | None = None) -> argparse.ArgumentParser:
-    """The subparser of command ``name``, which runs ``run(args, parser)``."""
-    parser = commands.add_parser(name, help=help, description=description)
+def _command(commands, name: str, run, assignments: bool = False) -> argparse.ArgumentParser:
+    """The subparser of command ``name``, which runs ``run(args, parser)``. The first paragraph of ``run``'s
+    docstring is the command's line in the list of commands, the rest its description (argparse rewraps both).
+    With ``assignments``, the command takes the names of the assignments it works on (``_chosen`` reads them)."""
+    help, _, description = (inspect.getdoc(run) or "").partition("\n\n")  # no docstrings under python -OO
+    parser = commands.add_parser(name, help=help, description=description or None)
     parser.set_defaults(run=run)
+    if assignments:
+        parser.add_argument("assignments", nargs="*", help="default: all")
     return parser
 
 
@@ -151,52 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     if _ships("reference"):
-        make_fixtures = _command(
-            commands, "fixtures", _fixtures, "regenerate the visible-check fixtures from the reference solutions"
-        )
-        make_fixtures.add_argument("assignments", nargs="*", help="default: all")
+        _command(commands, "fixtures", _fixtures, assignments=True)
 
     if _ships("authoring"):
-        notebooks = _command(
-            commands,
-            "notebooks",
-            _notebooks,
-            "make solutions/*/*.ipynb, the book's exercise tables and its exercise reference from the text "
-            "notebooks and the declarations",
-            "Write solutions/<a>/<a>.ipynb from the text notebook solutions/<a>/<a>.md and the exercises' "
-            "declarations (points, difficulty, minutes, task), the exercise table of book/<a>.md and "
-            "book/exercise_reference.md. Only files whose text changes are written.",
-        )
-        notebooks.add_argument("assignments", nargs="*", help="default: all")
+        notebooks = _command(commands, "notebooks", _notebooks, assignments=True)
         notebooks.add_argument(
             "--check", action="store_true", help="write nothing; list the stale files and exit 1 if there are any"
         )
 
     if _ships("release"):
-        make_release = _command(commands, "release", _release, "regenerate exercises/ from solutions/ with nbgrader")
-        make_release.add_argument("assignments", nargs="*", help="default: all")
+        _command(commands, "release", _release, assignments=True)
 
     if _ships("kit"):
-        make_kit = _command(
-            commands,
-            "kit",
-            _kit,
-            "build the student kit: a wheel of the visible checks that holds no reference answer",
-            "Build the wheel `transformer-course-kit` (the check engine, the fixtures, the catalogues of "
-            "mistakes and the lent components; no reference solutions, hidden checks or grading "
-            "tools). It is not written if it holds a line of any exercise's solution.",
-        )
+        make_kit = _command(commands, "kit", _kit)
         make_kit.add_argument("--output", type=Path, metavar="FOLDER", help="where to write it (default: _build/kit)")
 
-    progress = _command(
-        commands,
-        "progress",
-        _progress,
-        "which exercises of your notebooks pass their visible checks",
-        "Run your exercise notebooks (copies of them: the files are not changed) and print, per chapter "
-        "and exercise, whether its visible checks pass and the visible points they earn. The hidden "
-        "checks run only when your notebook is graded: their points are shown as graded later.",
-    )
+    progress = _command(commands, "progress", _progress)
     progress.add_argument(
         "path",
         nargs="?",
@@ -222,32 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", "-j", type=_count, metavar="N", help="notebooks run at once (default: one per CPU core)"
     )
 
-    _command(
-        commands,
-        "doctor",
-        _doctor,
-        "check that this machine is ready for the course",
-        "Check the Python, the packages, torch and its device, the programs nbgrader and Jupyter need, "
-        "the python3 Jupyter kernel and the checks' fixtures. Each problem comes with the command that "
-        "fixes it. Exit status 1 when something is broken.",
-    )
+    _command(commands, "doctor", _doctor)
 
     if not _ships("grade_class"):
         return parser
-    grade = _command(
-        commands,
-        "grade",
-        _grade,
-        "autograde every submission of an assignment in parallel, into the gradebook",
-        "Run nbgrader autograde (with this course's nbgrader_config.py) on every submission in "
-        "submitted/<student>/<assignment>/, one Dask task per submission: on this machine (one worker "
-        "per core) or on a Dask cluster (--scheduler). Only this process writes the gradebook, "
-        "autograded/ and the report grading-report-<assignment>.json, a ledger of every student's last "
-        "grading that --student and --resume add to. Shows a progress bar and a summary table. First it "
-        "records the assignment in the gradebook when nbgrader does not have it (or has an older "
-        "version), and grades the reference solution through the same sandbox: if that does not score "
-        "full marks, it stops before any grade is written and says why.",
-    )
+    grade = _command(commands, "grade", _grade)
     grade.add_argument("assignment")
     grade.add_argument(
         "--workers",

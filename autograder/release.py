@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +36,26 @@ def generate(names: list[str], release_dir: Path, root: Path | None = None) -> N
             result = api.generate_assignment(name, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"nbgrader could not generate {name}:\n{result.get('error') or result.get('log')}")
+
+
+def generate_in_course(course: Path, assignment: str, env: dict | None = None) -> None:
+    """Stock ``nbgrader generate_assignment``, run in the course folder ``course`` as an instructor runs it before
+    grading: it writes exercises/<assignment>/ and records the assignment in the course's gradebook, which stock
+    ``nbgrader autograde`` needs (used by the tests and benchmarks, on scratch copies of the course)."""
+    generate_assignment = ["nbgrader", "generate_assignment", assignment, "--force"]
+    subprocess.run(generate_assignment, cwd=course, env=env, check=True, capture_output=True)
+
+
+def solved_notebook(course: Path, assignment: str, names: set[str] | None = None):
+    """The notebook released in ``course`` (by ``generate_in_course``) with the named exercises, all of them by
+    default, answered by the reference (``filled_notebook``)."""
+    import nbformat
+
+    solutions = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    released = nbformat.read(course / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+    if names is None:
+        names = {name for cell in solutions.cells if (name := conventions.solution_of(cell))}
+    return filled_notebook(released, solutions, names)
 
 
 def _put_alembic_on_path() -> None:

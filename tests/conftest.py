@@ -161,6 +161,22 @@ def pytest_terminal_summary(terminalreporter):
 # --- The grader as an instructor installs it: a wheel, in a virtualenv outside the course folder ----
 
 
+def virtualenv(folder: Path, sees: list, pth: str) -> Path:
+    """A virtualenv at ``folder``, without pip, whose .pth file ``pth`` puts the folders ``sees`` on its
+    sys.path as plain path entries (the .pth files inside them, such as this environment's editable
+    install of the course package, are not run). Returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=600)
+    python = folder / "bin" / "python"
+    (purelib(python) / pth).write_text("".join(f"{path}\n" for path in sees))
+    return python
+
+
+def purelib(python: Path) -> Path:
+    """Where ``python`` installs pure-Python packages (its site-packages)."""
+    query = [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    return Path(subprocess.run(query, check=True, capture_output=True, text=True).stdout.strip())
+
+
 def package_source(tmp: Path) -> Path:
     """What a checkout of the course package holds, copied: building in the repository would leave a
     build/ folder there, which later builds reuse even when the sources have changed."""
@@ -177,8 +193,6 @@ def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
     environment through a plain path entry, which does not run that environment's editable install of
     the package, and their data files (nbconvert's templates) through JUPYTER_PATH."""
     import site
-    import subprocess
-    import venv
 
     base = tmp_path_factory.mktemp("grader-venv")
     wheels = base / "wheels"
@@ -199,18 +213,7 @@ def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
         capture_output=True,
         env=env_with_venv(),
     )
-    env_dir = base / "venv"
-    venv.create(env_dir, with_pip=False)
-    python = env_dir / "bin" / "python"
-    own_site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    (own_site / "course-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = virtualenv(base / "venv", site.getsitepackages(), "course-environment.pth")
     wheel = next(wheels.glob("*.whl"))
     subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", str(wheel)],
@@ -219,6 +222,6 @@ def grader_from_wheel(tmp_path_factory) -> tuple[str, dict]:
         env=env_with_venv(),
     )
     return str(python), {
-        "PATH": f"{env_dir / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": f"{python.parent}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
     }

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import sysconfig
 import time
 from pathlib import Path
 
 import nbformat
-from conftest import read_notebook
+from conftest import purelib, read_notebook, virtualenv
 
 RUN_NOTEBOOK = """
 import sys, nbformat
@@ -30,15 +29,8 @@ class FreshVenv:
 
     def __init__(self, folder: Path):
         self.folder, self.created = folder, time.perf_counter()
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True, timeout=600)
-        self.python = folder / "venv" / "bin" / "python"
-        self.purelib = subprocess.run(
-            [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        Path(self.purelib, "third_party.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        self.python = virtualenv(folder / "venv", [sysconfig.get_paths()["purelib"]], "third_party.pth")
+        self.purelib = purelib(self.python)
         kernel = folder / "jupyter" / "kernels" / "fresh"
         kernel.mkdir(parents=True)
         (kernel / "kernel.json").write_text(

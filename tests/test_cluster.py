@@ -29,6 +29,7 @@ import nbformat
 import psutil
 import pytest
 from conftest import BIN, ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from graded_class import Grading
 
 from autograder.release import filled_notebook
 
@@ -108,7 +109,7 @@ def deserved(course: Path) -> dict[str, dict[str, float]]:
             for cell, p in points.items()
         }
 
-    # a wrong softmax also sinks the exercises that call it (see tests/attacks/monkeypatch_allclose.py)
+    # a wrong softmax also sinks the exercises that call it (see tests/attacks/README.md)
     return {
         "correct": earned(set(names)),
         "partial": earned(set(names[:2])),
@@ -286,9 +287,7 @@ def local(tmp_path_factory):
     """The reference: the class graded on the default LocalCluster into SQLite."""
     course = new_class(tmp_path_factory.mktemp("local"))
     run = grade(course, "--workers", "2")
-    return types.SimpleNamespace(
-        course=course, run=run, report=report(course), scores=gradebook_scores(f"sqlite:///{course / 'gradebook.db'}")
-    )
+    return Grading.read(course, ASSIGNMENT, run, gradebook_scores(f"sqlite:///{course / 'gradebook.db'}"))
 
 
 @pytest.fixture(scope="module")
@@ -297,11 +296,10 @@ def tcp(tmp_path_factory):
     with postgres_server() as db_url:
         course = new_class(tmp_path_factory.mktemp("tcp"), db_url)
         cluster = DaskCluster(course, tmp_path_factory.mktemp("dask"), workers=2)
+        on_the_cluster = ("--scheduler", cluster.address, "--db", db_url)
         try:
-            first = grade(course, "--scheduler", cluster.address, "--db", db_url)
-            first_report, first_scores = report(course), gradebook_scores(db_url)
-            again = grade(course, "--scheduler", cluster.address, "--db", db_url)
-            again_scores = gradebook_scores(db_url)
+            first = Grading.read(course, ASSIGNMENT, grade(course, *on_the_cluster), gradebook_scores(db_url))
+            again = Grading.read(course, ASSIGNMENT, grade(course, *on_the_cluster), gradebook_scores(db_url))
 
             killed_course = new_class(tmp_path_factory.mktemp("killed"))
             victim = cluster.workers[0]
@@ -312,19 +310,13 @@ def tcp(tmp_path_factory):
                     return True
                 return False
 
-            killed = grade_while(killed_course, ["--scheduler", cluster.address], kill_mid_submission)
+            killed_run = grade_while(killed_course, ["--scheduler", cluster.address], kill_mid_submission)
         finally:
             cluster.stop()
-    return types.SimpleNamespace(
-        first=first,
-        first_report=first_report,
-        first_scores=first_scores,
-        again=again,
-        again_scores=again_scores,
-        killed=killed,
-        killed_report=report(killed_course),
-        killed_scores=gradebook_scores(f"sqlite:///{killed_course / 'gradebook.db'}"),
+    killed = Grading.read(
+        killed_course, ASSIGNMENT, killed_run, gradebook_scores(f"sqlite:///{killed_course / 'gradebook.db'}")
     )
+    return types.SimpleNamespace(first=first, again=again, killed=killed)
 
 
 def report_has_graded(course: Path) -> bool:
@@ -358,27 +350,27 @@ def test_graded_notebooks_come_back_from_the_workers(local):
 
 
 def test_tcp_cluster_into_postgresql_matches_sqlite_grade_by_grade(local, tcp):
-    assert_clean(tcp.first)
-    assert tcp.first_scores == local.scores
+    assert_clean(tcp.first.run)
+    assert tcp.first.scores == local.scores
     for student, entry in local.report.items():
-        assert (tcp.first_report[student]["status"], tcp.first_report[student]["score"]) == (
+        assert (tcp.first.report[student]["status"], tcp.first.report[student]["score"]) == (
             entry["status"],
             entry["score"],
         )
 
 
 def test_a_class_graded_twice_has_each_grade_once(tcp):
-    assert_clean(tcp.again)
-    assert tcp.again_scores == tcp.first_scores
+    assert_clean(tcp.again.run)
+    assert tcp.again.scores == tcp.first.scores
 
 
 def test_a_worker_killed_mid_submission_loses_and_doubles_nothing(local, tcp):
-    assert_clean(tcp.killed)
-    assert tcp.killed_scores == local.scores
-    retried = [s for s, o in tcp.killed_report.items() if o["attempts"] > 1]
+    assert_clean(tcp.killed.run)
+    assert tcp.killed.scores == local.scores
+    retried = [s for s, o in tcp.killed.report.items() if o["attempts"] > 1]
     assert retried, "no submission was started twice: the kill missed"
-    assert all(tcp.killed_report[s]["status"] == "graded" for s in retried)
-    assert "retried after a worker stopped" in tcp.killed.stdout
+    assert all(tcp.killed.report[s]["status"] == "graded" for s in retried)
+    assert "retried after a worker stopped" in tcp.killed.run.stdout
 
 
 def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_path):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +31,15 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, grade_id, read_notebook
+from graded_class import scratch_class
 from torch import nn
 
 from autograder import check, components, reference
 from autograder.errors import CheckFailure
 from autograder.exercises import EXERCISES
 from autograder.forbidden import capabilities, display_name, scan_forbidden, watch
-from autograder.release import filled_notebook
+from autograder.release import solved_notebook
 
 
 @dataclass
@@ -329,23 +329,14 @@ def with_route(nb, name: str, r: Route):
 
 @pytest.fixture(scope="module")
 def graded_routes(tmp_path_factory):
-    course = copy_course(tmp_path_factory.mktemp("course"))
-    env = env_with_venv(AUTOGRADER_SEED="24680", AUTOGRADER_DEVICE="cpu", AUTOGRADER_CELL_TIMEOUT="60")
+    course, env = scratch_class(
+        tmp_path_factory.mktemp("course"), list(GRADED), seed="24680", cell_timeout=60, memory_limit=None
+    )
     submissions = {}
     for assignment, routes in GRADED.items():
-        subprocess.run(
-            ["nbgrader", "generate_assignment", assignment, "--force"],
-            cwd=course,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
-        released = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
-        names = {grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")}
         students = {"reference": None} | {f"{n}-{key}": (n, key) for n, keys in routes.items() for key in keys}
         for student, chosen in students.items():
-            nb = filled_notebook(released, solutions, names)
+            nb = solved_notebook(course, assignment)
             if chosen:
                 name, key = chosen
                 with_route(nb, name, next(r for r in ROUTES[name] if r.key == key))

@@ -10,31 +10,19 @@ once whichever worker runs it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
-import jupytext
 import nbformat
 import pytest
-from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, grade_id, read_notebook
+from graded_class import Grading, scratch_class
+from submissions import Edit, apply_edits, read_edits
 
 from autograder import conventions
-from autograder.release import filled_notebook
-
-# What a code cell of a variant does to the notebook filled with the reference answers: its one
-# option names the edit, the option's value the cell it is made to (see tests/honest/README.md).
-EDITS = ("replace", "before", "after", "prefix", "suffix", "docstring")
-EACH_EXERCISE, FIRST_EXERCISE, EACH_TEST, LAST_CELL = "each exercise", "first exercise", "each test", "last cell"
-
-
-@dataclass
-class Edit:
-    kind: str  # one of EDITS
-    target: str  # a grade id, or one of EACH_EXERCISE, FIRST_EXERCISE, EACH_TEST, LAST_CELL
-    code: str  # the student's code, with {exercise}, {exercise!r}, {exercises} and {exercises!r} filled in
+from autograder.release import solved_notebook
 
 
 @dataclass
@@ -46,74 +34,15 @@ class Variant:
 
 def load_variant(path: Path) -> Variant:
     """A variant from its MyST text notebook: the front matter's `assignments`, then one edit per code cell."""
-    notebook = jupytext.read(path, fmt="md:myst")
-    assignments = notebook.metadata.get("assignments")
-    if not assignments:
+    front, edits = read_edits(path)
+    if not front.get("assignments"):
         raise ValueError(f"{path.name}: the front matter names no `assignments` (the chapters the variant applies to)")
-    edits = []
-    for number, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
-        kinds = [k for k in cell.metadata if k in EDITS]
-        if len(kinds) != 1 or set(cell.metadata) - set(EDITS):
-            raise ValueError(
-                f"{path.name}: code cell {number + 1} has options {sorted(cell.metadata)}; "
-                f"it needs exactly one of {', '.join(EDITS)}"
-            )
-        edits.append(Edit(kinds[0], str(cell.metadata[kinds[0]]), cell.source))
-    return Variant(path.stem, tuple(assignments), edits)
-
-
-def _filled(code: str, exercise: str | None, exercises: list[str]) -> str:
-    for placeholder, value in (
-        ("{exercises!r}", repr(exercises)),
-        ("{exercises}", ", ".join(exercises)),
-        ("{exercise!r}", repr(exercise)),
-        ("{exercise}", str(exercise)),
-    ):
-        code = code.replace(placeholder, value)
-    return code
-
-
-def _targets(target: str, exercises: list[str]) -> list[tuple[str | None, str | None]]:
-    """(the exercise the code is about, the grade id of the cell it goes to) for each cell a target names."""
-    if target == EACH_EXERCISE:
-        return [(name, name) for name in exercises]
-    if target == FIRST_EXERCISE:
-        return [(exercises[0], exercises[0])]
-    if target == EACH_TEST:
-        return [(name, conventions.test_id(name)) for name in exercises]
-    if target == LAST_CELL:
-        return [(None, None)]
-    return [(target if target in exercises else None, target)]
+    return Variant(path.stem, tuple(front["assignments"]), edits)
 
 
 def apply_variant(variant: Variant, nb: nbformat.NotebookNode, exercises: list[str]) -> None:
     """Make the variant's edits to `nb`, in order; `exercises` are the notebook's exercises in notebook order."""
-    for edit in variant.edits:
-        for exercise, gid in _targets(edit.target, exercises):
-            code = _filled(edit.code, exercise, exercises)
-            if gid is None:
-                if edit.kind != "after":
-                    raise ValueError(f"{variant.name}: only `after` goes to the {LAST_CELL}, not `{edit.kind}`")
-                nb.cells.append(nbformat.v4.new_code_cell(code + "\n"))
-                continue
-            cell = next((c for c in nb.cells if grade_id(c) == gid), None)
-            if cell is None:
-                raise ValueError(f"{variant.name}: the notebook has no cell {gid!r} to {edit.kind}")
-            index = nb.cells.index(cell)
-            if edit.kind == "replace":
-                cell.source = code + "\n"
-            elif edit.kind == "before":
-                nb.cells.insert(index, nbformat.v4.new_code_cell(code + "\n"))
-            elif edit.kind == "after":
-                nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code + "\n"))
-            elif edit.kind == "prefix":
-                cell.source = code + "\n" + cell.source
-            elif edit.kind == "suffix":
-                cell.source = cell.source + "\n" + code + "\n"
-            elif '"""' not in cell.source:  # docstring
-                raise ValueError(f"{variant.name}: cell {gid!r} has no docstring to add to")
-            else:
-                cell.source = cell.source.replace('"""', '"""' + code + " ", 1)
+    apply_edits(variant.name, variant.edits, nb, exercises)
 
 
 VARIANT_FILES = sorted(p for p in (ROOT / "tests" / "honest").glob("*.md") if p.name != "README.md")
@@ -124,9 +53,8 @@ CHAPTERS = sorted({assignment for assignment, _ in SUBMISSIONS})
 
 def honest_notebook(course: Path, assignment: str, variant: str) -> nbformat.NotebookNode:
     solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
-    released = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
     exercises = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    nb = filled_notebook(released, solutions, set(exercises))
+    nb = solved_notebook(course, assignment)
     apply_variant(VARIANTS[variant], nb, exercises)
     return nb
 
@@ -142,17 +70,9 @@ def _scores(course: Path, assignment: str, students: list[str]) -> dict[str, tup
 
 
 def grade_chapter(assignment: str, course: Path) -> types.SimpleNamespace:
-    """The chapter's honest notebooks as one class, graded by stock nbgrader autograde, then by ours."""
-    course = copy_course(course)
-    env = env_with_venv(
-        AUTOGRADER_SEED="24680",
-        AUTOGRADER_DEVICE="cpu",
-        AUTOGRADER_CELL_TIMEOUT="120",
-        AUTOGRADER_MEMORY_LIMIT=str(3 * 2**30),
-    )
-    subprocess.run(
-        ["nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env, check=True, capture_output=True
-    )
+    """The chapter's honest notebooks as one class, graded by stock nbgrader autograde, then by ours (`ours`,
+    whose scores are each student's (score, max score))."""
+    course, env = scratch_class(course, [assignment], seed="24680", cell_timeout=120)
     students = [variant for a, variant in SUBMISSIONS if a == assignment]
     for student in students:
         folder = course / "submitted" / student / assignment
@@ -168,17 +88,9 @@ def grade_chapter(assignment: str, course: Path) -> types.SimpleNamespace:
     )
     by_nbgrader = _scores(course, assignment, students)
     feedback = {s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb") for s in students}
-    ours = autograder_grade(course, assignment, env, timeout=900)
-    report = json.loads((course / f"grading-report-{assignment}.json").read_text())["students"]
-    return types.SimpleNamespace(
-        students=students,
-        stock=stock,
-        by_nbgrader=by_nbgrader,
-        feedback=feedback,
-        ours=ours,
-        report=report,
-        by_class=_scores(course, assignment, students),
-    )
+    run = autograder_grade(course, assignment, env, timeout=900)
+    ours = Grading.read(course, assignment, run, _scores(course, assignment, students))
+    return types.SimpleNamespace(students=students, stock=stock, by_nbgrader=by_nbgrader, feedback=feedback, ours=ours)
 
 
 def _failures(nb: nbformat.NotebookNode) -> list[str]:
@@ -205,10 +117,10 @@ def test_honest_notebooks_score_full_marks(assignment, tmp_path):
     lost = {}
     for variant in chapter.students:
         score, maximum = chapter.by_nbgrader[variant]
-        outcome = chapter.report[variant]
+        outcome = chapter.ours.report[variant]
         if not (maximum > 0 and score == maximum):
             lost[variant] = f"nbgrader autograde: {score} / {maximum}; {_failures(chapter.feedback[variant])}"
-        elif outcome["status"] != "graded" or outcome["review"] or chapter.by_class[variant] != (maximum, maximum):
+        elif outcome["status"] != "graded" or outcome["review"] or chapter.ours.scores[variant] != (maximum, maximum):
             lost[variant] = f"autograder grade: {outcome}"
     assert not lost, f"honest notebooks of {assignment} lost points: {lost}"
 

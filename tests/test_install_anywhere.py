@@ -18,23 +18,15 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import BIN, copy_course, env_with_venv, package_source
+from conftest import BIN, copy_course, env_with_venv, package_source, purelib, virtualenv
 from test_preflight import ASSIGNMENT, SEED, scores, submit
 
 
-def virtualenv(folder: Path) -> Path:
+def virtualenv_under_tmp(folder: Path) -> Path:
     """A virtualenv that sees this Python's packages (not the course's own) and has nothing installed itself."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
-    python = folder / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
     dependencies = folder / "dependencies"  # under /tmp too, as when the whole installation lives there
+    python = virtualenv(folder, [dependencies], "course-dependencies.pth")
     dependencies.symlink_to(sysconfig.get_paths()["purelib"])
-    (Path(purelib) / "course-dependencies.pth").write_text(f"{dependencies}\n")
     return python
 
 
@@ -58,17 +50,7 @@ def install_wheel(tmp: Path, python: Path) -> Path:
     [wheel] = (tmp / "wheels").glob("*.whl")
     shutil.rmtree(tmp / "checkout")
     pip(python, "install", "--no-deps", "--no-index", str(wheel))
-    return (
-        Path(
-            subprocess.run(
-                [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-        / "autograder"
-    )
+    return purelib(python) / "autograder"
 
 
 def install_editable(tmp: Path, python: Path) -> Path:
@@ -91,7 +73,7 @@ def clean_env(**extra: str) -> dict:
 @pytest.mark.grading
 @pytest.mark.parametrize("install", [install_wheel, install_editable], ids=["wheel", "editable"])
 def test_a_virtualenv_under_tmp_grades_a_course_elsewhere(tmp_path, install):
-    python = virtualenv(tmp_path / "venv")
+    python = virtualenv_under_tmp(tmp_path / "venv")
     package = install(tmp_path, python)
     course = copy_course(tmp_path / "srv" / "course")
     submit(course, "correct", {"pairwise_dot", "to_heads"})

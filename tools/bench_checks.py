@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autograder import CheckFailure, check, reference  # noqa: E402
-from autograder.exercises import EXERCISES, of_assignment  # noqa: E402
-from autograder.release import filled_notebook  # noqa: E402
+from autograder.exercises import EXERCISES  # noqa: E402
+from autograder.release import generate_in_course, solved_notebook  # noqa: E402
 
 
 def summary(times: list[float]) -> str:
@@ -121,16 +121,8 @@ def time_grading(gradings: int, assignment: str = "ch04_scaled_dot_product") -> 
         course = Path(scratch)
         shutil.copytree(ROOT / "solutions", course / "solutions")
         shutil.copy(ROOT / "nbgrader_config.py", course)
-        subprocess.run(
-            ["nbgrader", "generate_assignment", assignment, "--force"],
-            cwd=course,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        solutions = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-        released = nbformat.read(course / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
-        student = filled_notebook(released, solutions, {e.name for e in of_assignment(assignment)})
+        generate_in_course(course, assignment, env)
+        student = solved_notebook(course, assignment)
         folder = course / "submitted" / "bench" / assignment
         folder.mkdir(parents=True)
         nbformat.write(student, folder / f"{assignment}.ipynb")

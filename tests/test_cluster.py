@@ -451,19 +451,47 @@ def test_skipped_students_appear_in_the_exported_csv_with_the_reason(local, tmp_
 
 
 def test_a_submission_past_the_time_limit_is_stopped(tmp_path, monkeypatch):
-    from autograder.grade_class import TIMEOUT, grade_one
+    from autograder.grade_class import TIMEOUT, grade_one, prepare
 
     course = new_class(tmp_path / "course")
     notebook = read_notebook(course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     next(c for c in notebook.cells if grade_id(c) == "softmax").source = "import time\ntime.sleep(10**6)\n"
     for name, value in {**ENV, "AUTOGRADER_CELL_TIMEOUT": str(10**6)}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(course))
+    prepared = prepare(course, ASSIGNMENT)
     started = time.monotonic()
-    graded = grade_one(ASSIGNMENT, "sleeper", {f"{ASSIGNMENT}.ipynb": nbformat.writes(notebook).encode()}, 20.0)
+    graded = grade_one(
+        ASSIGNMENT, "sleeper", {f"{ASSIGNMENT}.ipynb": nbformat.writes(notebook).encode()}, 20.0, prepared
+    )
     assert graded.outcome.status == TIMEOUT and "longer than 20 s" in graded.outcome.detail
     assert graded.files == {} and graded.notebooks == {}
     assert time.monotonic() - started < 600
     assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+
+
+def test_a_worker_grades_only_with_the_instructors_course(tmp_path, monkeypatch):
+    """A clone of the course elsewhere grades; one whose solutions differ says so, with no score and no kernel."""
+    from autograder.grade_class import GRADER_FAILED, NEEDS_ANOTHER_RUN, Prepared, fingerprint, grade_one
+
+    clone = copy_course(tmp_path / "clone")
+    (clone / "solutions" / ASSIGNMENT / ".ipynb_checkpoints").mkdir()
+    (clone / "solutions" / ASSIGNMENT / ".ipynb_checkpoints" / f"{ASSIGNMENT}-checkpoint.ipynb").write_text("{}")
+    assert fingerprint(clone, ASSIGNMENT) == fingerprint(ROOT, ASSIGNMENT)
+    changed = copy_course(tmp_path / "changed")
+    reference = changed / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    reference.write_text(reference.read_text().replace("softmax", "softmax ", 1))
+    assert fingerprint(changed, ASSIGNMENT) != fingerprint(ROOT, ASSIGNMENT)
+    assert fingerprint(ROOT, ASSIGNMENT) != fingerprint(ROOT, "ch07_masking")
+
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(changed))
+    submission = (ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
+    graded = grade_one(
+        ASSIGNMENT, "alice", {f"{ASSIGNMENT}.ipynb": submission}, 60.0, Prepared(b"", fingerprint(ROOT, ASSIGNMENT))
+    )
+    assert graded.outcome.status == GRADER_FAILED and graded.outcome.status in NEEDS_ANOTHER_RUN
+    assert "differs from the instructor's" in graded.outcome.detail and graded.outcome.score is None
+    assert graded.files == {} and graded.notebooks == {}
 
 
 def test_workers_started_as_the_readme_says_get_the_local_clusters_settings():

@@ -14,10 +14,17 @@ logs an event when it starts, so that the client can tell which ones were retrie
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 STARTED = "autograder-started"  # the event topic a task logs to when it starts on a worker
@@ -155,3 +162,65 @@ def run(client, function: Callable, jobs: Iterable[tuple[str, tuple]], window: i
             running.update(submit(1))
     finally:
         client.unsubscribe_topic(STARTED)
+
+
+class Loopback:
+    """A `dask scheduler` and ``workers`` `dask worker --nthreads 1` processes on loopback TCP, started as the
+    README says (with ``environment()``), each in a process group of its own: the cluster that
+    ``tools/bench_grading.py`` and the tests grade on with ``--scheduler``."""
+
+    def __init__(self, workers: int, env: dict[str, str], cwd: Path, folder: Path):
+        self.env, self.cwd = dict(env, **environment()), cwd
+        scheduler_file = folder / "scheduler.json"
+        self.scheduler = self._start(
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ]
+        )
+        deadline = time.monotonic() + 120
+        while not scheduler_file.is_file():
+            if self.scheduler.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Dask scheduler did not start (exit status {self.scheduler.returncode})")
+            time.sleep(0.2)
+        time.sleep(0.5)  # the file is written whole a moment after it appears
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        self.workers = [
+            self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"]) for _ in range(workers)
+        ]
+
+    def _start(self, args: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "dask"), *args],
+            cwd=self.cwd,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_for_workers(self, count: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(count, timeout=120)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        """Stop ``process`` and what it started at once (SIGKILL to its process group), as a machine going down would."""
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=60)
+
+    def stop(self) -> None:
+        for process in [*getattr(self, "workers", []), self.scheduler]:
+            self.kill(process)

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,9 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import BIN, ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 
+from autograder.cluster import Loopback
 from autograder.release import filled_notebook
 
 pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("cluster")]
@@ -197,59 +197,6 @@ def postgres_server():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class DaskCluster:
-    """`dask scheduler` and `dask worker` processes on loopback TCP, each in its own process group."""
-
-    def __init__(self, course: Path, folder: Path, workers: int):
-        self.env = env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course))
-        scheduler_file = folder / "scheduler.json"
-        self.scheduler = self._start(
-            [
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(scheduler_file),
-            ],
-            course,
-        )
-        deadline = time.monotonic() + 120
-        while not scheduler_file.is_file():
-            assert time.monotonic() < deadline, "the Dask scheduler did not start"
-            time.sleep(0.2)
-        time.sleep(0.5)  # the file is written whole a moment after it appears
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        assert self.address.startswith("tcp://127.0.0.1:")
-        self.workers = [
-            self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"], course) for _ in range(workers)
-        ]
-
-    def _start(self, args: list[str], cwd: Path) -> subprocess.Popen:
-        return subprocess.Popen(
-            [str(BIN / "dask"), *args],
-            cwd=cwd,
-            env=self.env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    @staticmethod
-    def kill(process: subprocess.Popen) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=60)
-
-    def stop(self) -> None:
-        for process in [*self.workers, self.scheduler]:
-            self.kill(process)
-
-
 def kernel_running_under(process: subprocess.Popen) -> bool:
     try:
         return any(
@@ -296,8 +243,11 @@ def tcp(tmp_path_factory):
     """The same class on a scheduler and two TCP workers, into PostgreSQL; then graded again, then with a worker killed."""
     with postgres_server() as db_url:
         course = new_class(tmp_path_factory.mktemp("tcp"), db_url)
-        cluster = DaskCluster(course, tmp_path_factory.mktemp("dask"), workers=2)
+        cluster = Loopback(
+            2, env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course)), course, tmp_path_factory.mktemp("dask")
+        )
         try:
+            assert cluster.address.startswith("tcp://127.0.0.1:")
             first = grade(course, "--scheduler", cluster.address, "--db", db_url)
             first_report, first_scores = report(course), gradebook_scores(db_url)
             again = grade(course, "--scheduler", cluster.address, "--db", db_url)
@@ -383,7 +333,7 @@ def test_a_worker_killed_mid_submission_loses_and_doubles_nothing(local, tcp):
 
 def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_path):
     course = new_class(tmp_path / "course")
-    cluster = DaskCluster(course, tmp_path, workers=1)
+    cluster = Loopback(1, env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course)), course, tmp_path)
     try:
 
         def kill_scheduler() -> bool:

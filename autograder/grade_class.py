@@ -16,6 +16,7 @@ every submission, so that a crash or a killed run loses no grade already written
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import datetime
 import json
@@ -180,12 +181,15 @@ def fingerprint(course: Path, assignment: str) -> str:
     return digest.hexdigest()
 
 
-def prepare(course: Path, assignment: str, duedate=None) -> Prepared:
+def prepare(course: Path, assignment: str, duedate=None, schema: str | None = None) -> Prepared:
     """The workers' gradebook of ``assignment``, generated from ``course``'s solutions by nbgrader's own step.
 
-    Built here once rather than on every worker: a new gradebook costs nbgrader an ``alembic``
-    process, and the worker's first submission would wait for it.
+    Built here once rather than on every worker, whose first submission would wait for it. ``schema``:
+    the version of nbgrader's tables in the class's gradebook, recorded in the new one as nbgrader
+    records it; without it nbgrader asks an ``alembic`` process (2 s of CPU) for the version.
     """
+    import sqlite3
+
     from nbgrader.api import Gradebook
 
     from . import preflight
@@ -193,6 +197,10 @@ def prepare(course: Path, assignment: str, duedate=None) -> Prepared:
     with tempfile.TemporaryDirectory(prefix=f"autograder-{assignment}-") as scratch:
         scratch = Path(scratch)
         db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+        if schema:
+            with contextlib.closing(sqlite3.connect(scratch / "gradebook.db")) as db, db:
+                db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+                db.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (schema,))
         # Rooted in the course itself, as `nbgrader generate_assignment` is: nbgrader changes this process's
         # folder to the root while it works, and the workers started meanwhile begin in that folder.
         reply = _api(course, course, db_url, release=scratch / "release").generate_assignment(
@@ -450,9 +458,9 @@ class ClassGrader:
     def start_preparing(self) -> concurrent.futures.Future:
         """The workers' gradebook (``prepare``), built in a thread of its own: it is ready when the cluster is."""
         if self._preparing is None:
-            duedate = self._duedate()
+            duedate, schema = self._duedate_and_schema()
             pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prepare")
-            self._preparing = pool.submit(prepare, self.root, self.assignment, duedate)
+            self._preparing = pool.submit(prepare, self.root, self.assignment, duedate, schema)
             pool.shutdown(wait=False)  # the thread ends once the gradebook is built
         return self._preparing
 
@@ -554,17 +562,25 @@ class ClassGrader:
         with self._gradebook() as gradebook:
             gradebook.update_or_create_student(student)
 
-    def _duedate(self):
+    def _duedate_and_schema(self) -> tuple[datetime.datetime | None, str | None]:
+        """The assignment's due date, and the version of nbgrader's tables (``alembic_version``) when recorded."""
         from nbgrader.api import MissingEntry
+        from sqlalchemy import exc, text
 
         with self._gradebook() as gradebook:
             try:
-                return gradebook.find_assignment(self.assignment).duedate
+                duedate = gradebook.find_assignment(self.assignment).duedate
             except MissingEntry:
                 raise SystemExit(
                     f"The gradebook {self.db_url} has no assignment {self.assignment!r}: "
                     f"run `nbgrader generate_assignment {self.assignment}` first."
                 ) from None
+            try:
+                schema = gradebook.db.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except exc.SQLAlchemyError:
+                gradebook.db.rollback()
+                schema = None
+        return duedate, schema
 
     def _write(self, graded: Graded, gradebook) -> Outcome:
         """A worker's result into the gradebook (one transaction) and autograded/, as nbgrader autograde would."""

@@ -444,6 +444,37 @@ def test_a_worker_grades_only_with_the_instructors_course(tmp_path, monkeypatch)
     assert graded.files == {} and graded.notebooks == {}
 
 
+def test_the_workers_gradebook_records_the_class_gradebooks_schema_without_asking_alembic(tmp_path, monkeypatch):
+    import sqlite3
+
+    import nbgrader.api
+
+    from autograder.grade_class import prepare
+
+    course = copy_course(tmp_path / "course")
+    asked = prepare(course, ASSIGNMENT)  # nbgrader asks alembic for the version itself
+    schema = nbgrader.api.get_alembic_version()
+
+    def no_alembic():
+        raise AssertionError("alembic was asked")
+
+    monkeypatch.setattr(nbgrader.api, "get_alembic_version", no_alembic)
+    told = prepare(course, ASSIGNMENT, schema=schema)
+
+    def recorded(prepared, name: str) -> tuple[list, list]:
+        """The gradebook's schema version, and the assignment's graded cells with their points."""
+        (tmp_path / name).write_bytes(prepared.gradebook)
+        with sqlite3.connect(tmp_path / name) as db:
+            version = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        with nbgrader.api.Gradebook(f"sqlite:///{tmp_path / name}") as gradebook:
+            notebook = gradebook.find_notebook(ASSIGNMENT, ASSIGNMENT)
+            return version, sorted((cell.name, cell.max_score) for cell in notebook.grade_cells)
+
+    version, cells = recorded(told, "told.db")
+    assert version == [(schema,)] and cells and (version, cells) == recorded(asked, "asked.db")
+    assert told.fingerprint == asked.fingerprint
+
+
 def test_workers_started_as_the_readme_says_get_the_local_clusters_settings():
     from autograder import cluster
 

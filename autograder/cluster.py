@@ -184,9 +184,9 @@ def run(client, function: Callable, jobs: Iterable[tuple[str, tuple]], window: i
                 raise SchedulerLost("the Dask scheduler went away")
             try:
                 result = future.result()
-            except (FutureCancelledError, CommClosedError, OSError) as error:
-                raise SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
-            except Exception as error:  # the task's own failure, e.g. KilledWorker: the caller records it
+            except Exception as error:  # the task's own failure (KilledWorker, or raised on the worker): recorded
+                if future.status != "error" and isinstance(error, (FutureCancelledError, CommClosedError, OSError)):
+                    raise SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
                 result = error
             future.release()
             yield key, result, max(1, starts[key])

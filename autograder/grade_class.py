@@ -536,9 +536,9 @@ class ClassGrader:
 
         try:
             passed, said = canary.result()
-        except (FutureCancelledError, CommClosedError, OSError) as error:
-            raise cluster.SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
-        except Exception as error:  # Dask could not run it: the cluster's set-up
+        except Exception as error:  # Dask could not run it, or it raised on the worker: the cluster's set-up
+            if canary.status != "error" and isinstance(error, (FutureCancelledError, CommClosedError, OSError)):
+                raise cluster.SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
             raise preflight.NotReady(
                 f"the cluster could not grade the reference notebook ({type(error).__name__}: {error}); "
                 "do the scheduler and workers have this course's environment?"

@@ -357,6 +357,22 @@ def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_p
     assert {s: after[s]["graded_at"] for s in graded_before} == graded_before, "--resume graded a graded one again"
 
 
+def test_workers_without_the_course_stop_grading_with_the_clusters_fault_not_a_lost_scheduler(tmp_path):
+    """The canary fails on the worker (its course folder is empty): the cluster's set-up, said as such."""
+    course = new_class(tmp_path / "course")
+    (tmp_path / "elsewhere").mkdir()
+    cluster = Loopback(1, env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(tmp_path / "elsewhere")), course, tmp_path)
+    try:
+        run = grade(course, "--scheduler", cluster.address)
+    finally:
+        cluster.stop()
+    assert run.returncode == 2, run.stdout + run.stderr
+    said = " ".join(run.stdout.split())
+    assert "could not grade the reference notebook (FileNotFoundError" in said and "went away" not in said
+    assert_clean(run)
+    assert not (course / f"grading-report-{ASSIGNMENT}.json").exists() and not (course / "autograded").exists()
+
+
 def test_student_and_resume_add_to_the_ledger_and_feedback_is_regenerated(local):
     course = local.course
     subprocess.run(

@@ -13,12 +13,22 @@ logs an event when it starts, so that the client can tell which ones were retrie
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 STARTED = "autograder-started"  # the event topic a task logs to when it starts on a worker
 
@@ -40,6 +50,32 @@ def environment() -> dict[str, str]:
     return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in SETTINGS.items()}
 
 
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class QuickExit(WorkerPlugin):
+    """A worker plugin: once its worker has closed, the worker's process ends without tearing down its
+    interpreter. With torch and nbgrader loaded that teardown takes a second or more, and a closing
+    LocalCluster waits for it (4 s at most, then it kills the process): time at the end of every run
+    with nothing left to do (measured by the timeline of tools/bench_grading.py's LocalCluster)."""
+
+    name = "autograder-quick-exit"
+
+    def teardown(self, worker) -> None:
+        atexit.register(_exit_now)  # the last registered runs first, after everything Dask closes
+
+
+def dask_setup(worker) -> None:
+    """Run by each worker of the LocalCluster as it starts (its ``preload``): import what grading needs
+    (nbgrader, torch, the course's checks) while the instructor's process builds the workers' gradebook,
+    rather than in the first submission. An import that fails is left to the submission to report."""
+    with contextlib.suppress(Exception):
+        from . import grade_class, grading  # noqa: F401
+
+
 class SchedulerLost(Exception):
     """The connection to the Dask scheduler broke while tasks were still running."""
 
@@ -48,7 +84,7 @@ class ClusterUnfit(Exception):
     """The cluster cannot grade: no workers, or workers that run several tasks at once."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def connect(scheduler: str | None, workers: int, env: dict[str, str]) -> Iterator[distributed.Client]:  # noqa: F821
     """A client of the given scheduler, or of a new loopback LocalCluster with ``workers`` processes."""
     import dask
@@ -74,9 +110,11 @@ def connect(scheduler: str | None, workers: int, env: dict[str, str]) -> Iterato
             dashboard_address="127.0.0.1:0",
             silence_logs=logging.CRITICAL,
             env=env,
+            preload=[__name__],
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.register_plugin(QuickExit())  # on this cluster's own workers only, never on a shared cluster's
         yield client
 
 
@@ -146,12 +184,74 @@ def run(client, function: Callable, jobs: Iterable[tuple[str, tuple]], window: i
                 raise SchedulerLost("the Dask scheduler went away")
             try:
                 result = future.result()
-            except (FutureCancelledError, CommClosedError, OSError) as error:
-                raise SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
-            except Exception as error:  # the task's own failure, e.g. KilledWorker: the caller records it
+            except Exception as error:  # the task's own failure (KilledWorker, or raised on the worker): recorded
+                if future.status != "error" and isinstance(error, (FutureCancelledError, CommClosedError, OSError)):
+                    raise SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
                 result = error
             future.release()
             yield key, result, max(1, starts[key])
             running.update(submit(1))
     finally:
         client.unsubscribe_topic(STARTED)
+
+
+class Loopback:
+    """A `dask scheduler` and ``workers`` `dask worker --nthreads 1` processes on loopback TCP, started as the
+    README says (with ``environment()``), each in a process group of its own: the cluster that
+    ``tools/bench_grading.py`` and the tests grade on with ``--scheduler``."""
+
+    def __init__(self, workers: int, env: dict[str, str], cwd: Path, folder: Path):
+        self.env, self.cwd = dict(env, **environment()), cwd
+        scheduler_file = folder / "scheduler.json"
+        self.scheduler = self._start(
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ]
+        )
+        deadline = time.monotonic() + 120
+        while not scheduler_file.is_file():
+            if self.scheduler.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Dask scheduler did not start (exit status {self.scheduler.returncode})")
+            time.sleep(0.2)
+        time.sleep(0.5)  # the file is written whole a moment after it appears
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        self.workers = [
+            self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"]) for _ in range(workers)
+        ]
+
+    def _start(self, args: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "dask"), *args],
+            cwd=self.cwd,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_for_workers(self, count: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(count, timeout=120)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        """Stop ``process`` and what it started at once (SIGKILL to its process group), as a machine going down would."""
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=60)
+
+    def stop(self) -> None:
+        for process in [*getattr(self, "workers", []), self.scheduler]:
+            self.kill(process)

@@ -15,7 +15,8 @@ every submission, so that a crash or a killed run loses no grade already written
 
 from __future__ import annotations
 
-import atexit
+import concurrent.futures
+import contextlib
 import csv
 import datetime
 import json
@@ -134,40 +135,97 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="nbgrader")
 
 
-def _api(course: Path, root: Path, db_url: str | None = None):
-    """nbgrader's API with the course's configuration, working in ``root`` (with its own gradebook unless given)."""
+def _api(course: Path, root: Path, db_url: str | None = None, release: Path | None = None):
+    """nbgrader's API with the course's configuration, working in ``root`` (with its own gradebook unless given,
+    and the student version written to ``release`` when given)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = db_url or f"sqlite:///{root / 'gradebook.db'}"
+    if release is not None:
+        config.CourseDirectory.release_directory = str(release)
     return NbGraderAPI(config=config)
 
 
 # --- On a worker: one submission --------------------------------------------------------------
 
-_SCRATCH: dict[tuple[str, str], Path] = {}  # (course, assignment) -> a scratch course with the assignment generated
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every task of a run carries besides its submission, built once by the instructor's process."""
+
+    gradebook: bytes  # a SQLite gradebook that holds the assignment (test cells, points, due date) and no student
+    fingerprint: str  # of the course that built it (``fingerprint``): a worker grades only with the same course
 
 
-def _scratch_course(course: Path, assignment: str) -> Path:
-    """A scratch course on this worker whose gradebook holds the assignment, generated from the course's solutions."""
-    key = (str(course), assignment)
-    if key not in _SCRATCH:
-        scratch = Path(
-            tempfile.mkdtemp(prefix=f"autograder-{assignment}-", dir="/tmp")
-        )  # all of /tmp is hidden in the sandbox
-        atexit.register(shutil.rmtree, scratch, True)
-        (scratch / "solutions").mkdir()
-        (scratch / "solutions" / assignment).symlink_to(course / "solutions" / assignment)
-        reply = _api(course, scratch).generate_assignment(assignment, force=True, create=True)
+def fingerprint(course: Path, assignment: str) -> str:
+    """A hash of what grading ``assignment`` runs: the autograder package's code and the assignment's fixtures
+    (where this process imports them from) and its folder of ``solutions/`` in ``course``. Hidden files and
+    caches (``.ipynb_checkpoints``, ``__pycache__``) are left out: one checkout has them, another not."""
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    files = [(package, p) for p in package.rglob("*.py")]
+    files += [(package, p) for p in (package / "fixtures" / assignment).rglob("*")]
+    files += [(course, p) for p in (course / "solutions" / assignment).rglob("*")]
+    digest = hashlib.sha256()
+    for top, path in sorted(files):
+        if not path.is_file() or any(
+            part.startswith(".") or part == "__pycache__" for part in path.relative_to(top).parts
+        ):
+            continue
+        digest.update(f"{path.relative_to(top).as_posix()}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare(course: Path, assignment: str, duedate=None, schema: str | None = None) -> Prepared:
+    """The workers' gradebook of ``assignment``, generated from ``course``'s solutions by nbgrader's own step.
+
+    Built here once rather than on every worker, whose first submission would wait for it. ``schema``:
+    the version of nbgrader's tables in the class's gradebook, recorded in the new one as nbgrader
+    records it; without it nbgrader asks an ``alembic`` process (2 s of CPU) for the version.
+    """
+    import sqlite3
+
+    from nbgrader.api import Gradebook
+
+    from . import preflight
+
+    with tempfile.TemporaryDirectory(prefix=f"autograder-{assignment}-") as scratch:
+        scratch = Path(scratch)
+        db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+        if schema:
+            with contextlib.closing(sqlite3.connect(scratch / "gradebook.db")) as db, db:
+                db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+                db.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (schema,))
+        # Rooted in the course itself, as `nbgrader generate_assignment` is: nbgrader changes this process's
+        # folder to the root while it works, and the workers started meanwhile begin in that folder.
+        reply = _api(course, course, db_url, release=scratch / "release").generate_assignment(
+            assignment, force=True, create=True
+        )
         if not reply["success"]:
-            raise RuntimeError(
-                f"this worker could not prepare {assignment}: "
-                + _last_error(reply.get("log", "") + reply.get("error", ""))
+            raise preflight.NotReady(
+                f"nbgrader could not build the workers' gradebook of {assignment} "
+                f"({_last_error(reply.get('log', '') + reply.get('error', ''))}): "
+                f"run `nbgrader generate_assignment {assignment} --force` to see why."
             )
-        _SCRATCH[key] = scratch
-    return _SCRATCH[key]
+        if duedate is not None:
+            with Gradebook(db_url) as gradebook:
+                gradebook.update_or_create_assignment(assignment, duedate=duedate)
+        return Prepared((scratch / "gradebook.db").read_bytes(), fingerprint(course, assignment))
+
+
+_FINGERPRINTS: dict[tuple[str, str], str] = {}  # (course, assignment) -> this worker's ``fingerprint``
+
+
+def _same_course(course: Path, assignment: str, expected: str) -> bool:
+    key = (str(course), assignment)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = fingerprint(course, assignment)
+    return _FINGERPRINTS[key] == expected
 
 
 class _TimeLimit:
@@ -226,12 +284,18 @@ def check_reference(assignment: str, device: str | None = None) -> tuple[bool, s
 
 
 def grade_one(
-    assignment: str, student: str, files: dict[str, bytes], timeout: float, duedate=None, device: str | None = None
+    assignment: str,
+    student: str,
+    files: dict[str, bytes],
+    timeout: float,
+    prepared: Prepared,
+    device: str | None = None,
 ) -> Graded:
     """Grade one student's submission (its files by relative path) on this machine; never raises.
 
-    Runs where the worker runs: the course is this machine's (its solutions and secret seed),
-    the gradebook a scratch one, the submission written into a scratch folder and graded there.
+    Runs where the worker runs: the course is this machine's (its solutions and secret seed), and
+    must be the instructor's (``prepared.fingerprint``); the gradebook is a copy of
+    ``prepared.gradebook``; the submission is written into a scratch folder and graded there.
     """
     started = time.perf_counter()
     outcome = Outcome(student)
@@ -244,18 +308,21 @@ def grade_one(
         from .grading import RUNS
 
         course = course_root()
-        scratch = _scratch_course(course, assignment)
+        if not _same_course(course, assignment, prepared.fingerprint):
+            outcome.status = GRADER_FAILED
+            outcome.detail = (
+                f"not graded: this worker's copy of the course ({course}) differs from the instructor's "
+                f"(its autograder package or solutions/{assignment}); update the worker's repository and grade it again"
+            )
+            return graded
         (work / "solutions").mkdir()
         (work / "solutions" / assignment).symlink_to(course / "solutions" / assignment)
-        shutil.copy(scratch / "gradebook.db", work / "gradebook.db")
+        (work / "gradebook.db").write_bytes(prepared.gradebook)
         submitted = work / "submitted" / student / assignment
         for relative, data in files.items():
             (submitted / relative).parent.mkdir(parents=True, exist_ok=True)
             (submitted / relative).write_bytes(data)
         db_url = f"sqlite:///{work / 'gradebook.db'}"
-        if duedate is not None:
-            with Gradebook(db_url) as gradebook:
-                gradebook.update_or_create_assignment(assignment, duedate=duedate)
         with _TimeLimit(timeout) as limit:
             reply = _api(course, work).autograde(assignment, student, force=True, create=True)
         autograded = work / "autograded" / student / assignment
@@ -329,6 +396,7 @@ class ClassGrader:
         self.db_url = db_url or self._configured_db_url()
         self.report = report_path(self.root, assignment)
         self.outcomes: dict[str, Outcome] = self._ledger()
+        self._preparing: concurrent.futures.Future | None = None
 
     def _configured_db_url(self) -> str:
         from traitlets.config.loader import PyFileConfigLoader
@@ -387,6 +455,15 @@ class ClassGrader:
             self._add_student(outcome.student)  # so that the exported grades list the student, with the reason
             self._record(outcome, progress)
 
+    def start_preparing(self) -> concurrent.futures.Future:
+        """The workers' gradebook (``prepare``), built in a thread of its own: it is ready when the cluster is."""
+        if self._preparing is None:
+            duedate, schema = self._duedate_and_schema()
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prepare")
+            self._preparing = pool.submit(prepare, self.root, self.assignment, duedate, schema)
+            pool.shutdown(wait=False)  # the thread ends once the gradebook is built
+        return self._preparing
+
     def run(
         self, todo: list[str], client, workers: int, progress=None, skipped: list[Outcome] = (), say=print
     ) -> dict[str, Outcome]:
@@ -398,15 +475,15 @@ class ClassGrader:
         """
         from . import cluster
 
-        duedate = self._duedate()
         run = uuid.uuid4().hex[:8]
         say(f"canary: grading {self.assignment}'s reference solution as a student's, through the same sandbox...")
         canary = client.submit(check_reference, self.assignment, self.device, key=f"canary-{run}", pure=False)
         passed = False
+        prepared = self.start_preparing().result()
         jobs = (
             (
                 f"grade-{self.assignment}-{student}-{run}",
-                (self.assignment, student, self._files(student), self.timeout, duedate, self.device),
+                (self.assignment, student, self._files(student), self.timeout, prepared, self.device),
             )
             for student in todo
         )
@@ -459,9 +536,9 @@ class ClassGrader:
 
         try:
             passed, said = canary.result()
-        except (FutureCancelledError, CommClosedError, OSError) as error:
-            raise cluster.SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
-        except Exception as error:  # Dask could not run it: the cluster's set-up
+        except Exception as error:  # Dask could not run it, or it raised on the worker: the cluster's set-up
+            if canary.status != "error" and isinstance(error, (FutureCancelledError, CommClosedError, OSError)):
+                raise cluster.SchedulerLost(f"the Dask scheduler went away ({type(error).__name__})") from None
             raise preflight.NotReady(
                 f"the cluster could not grade the reference notebook ({type(error).__name__}: {error}); "
                 "do the scheduler and workers have this course's environment?"
@@ -485,17 +562,25 @@ class ClassGrader:
         with self._gradebook() as gradebook:
             gradebook.update_or_create_student(student)
 
-    def _duedate(self):
+    def _duedate_and_schema(self) -> tuple[datetime.datetime | None, str | None]:
+        """The assignment's due date, and the version of nbgrader's tables (``alembic_version``) when recorded."""
         from nbgrader.api import MissingEntry
+        from sqlalchemy import exc, text
 
         with self._gradebook() as gradebook:
             try:
-                return gradebook.find_assignment(self.assignment).duedate
+                duedate = gradebook.find_assignment(self.assignment).duedate
             except MissingEntry:
                 raise SystemExit(
                     f"The gradebook {self.db_url} has no assignment {self.assignment!r}: "
                     f"run `nbgrader generate_assignment {self.assignment}` first."
                 ) from None
+            try:
+                schema = gradebook.db.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except exc.SQLAlchemyError:
+                gradebook.db.rollback()
+                schema = None
+        return duedate, schema
 
     def _write(self, graded: Graded, gradebook) -> Outcome:
         """A worker's result into the gradebook (one transaction) and autograded/, as nbgrader autograde would."""
@@ -513,9 +598,9 @@ class ClassGrader:
                     return Outcome(
                         outcome.student,
                         FAILED,
-                        f"the worker's copy of the course differs from this one "
+                        f"the gradebook's copy of {self.assignment} changed while it was graded "
                         f"({cell} is worth {worker_grade['max_score']:g} there, {grade.max_score:g} here); "
-                        "update the workers' repository and grade it again",
+                        "grade it again",
                         seconds=outcome.seconds,
                     )
                 grade.auto_score = worker_grade["auto_score"]
@@ -646,6 +731,7 @@ def main(
         with _progress(console, assignment, len(chosen)) as progress:
             todo, skipped = grader.screen(chosen)
             if todo:
+                grader.start_preparing()
                 with cluster.connect(scheduler, workers, {"AUTOGRADER_COURSE_ROOT": str(grader.root)}) as client:
                     progress.workers = count = cluster.check_workers(client)
                     grader.run(todo, client, count, progress.advance, skipped, lambda line: console.print(escape(line)))

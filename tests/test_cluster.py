@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,10 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import BIN, ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
 from graded_class import Grading
 
+from autograder.cluster import Loopback
 from autograder.release import filled_notebook
 
 pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("cluster")]
@@ -198,59 +198,6 @@ def postgres_server():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class DaskCluster:
-    """`dask scheduler` and `dask worker` processes on loopback TCP, each in its own process group."""
-
-    def __init__(self, course: Path, folder: Path, workers: int):
-        self.env = env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course))
-        scheduler_file = folder / "scheduler.json"
-        self.scheduler = self._start(
-            [
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(scheduler_file),
-            ],
-            course,
-        )
-        deadline = time.monotonic() + 120
-        while not scheduler_file.is_file():
-            assert time.monotonic() < deadline, "the Dask scheduler did not start"
-            time.sleep(0.2)
-        time.sleep(0.5)  # the file is written whole a moment after it appears
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        assert self.address.startswith("tcp://127.0.0.1:")
-        self.workers = [
-            self._start(["worker", self.address, "--nthreads", "1", "--no-dashboard"], course) for _ in range(workers)
-        ]
-
-    def _start(self, args: list[str], cwd: Path) -> subprocess.Popen:
-        return subprocess.Popen(
-            [str(BIN / "dask"), *args],
-            cwd=cwd,
-            env=self.env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    @staticmethod
-    def kill(process: subprocess.Popen) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=60)
-
-    def stop(self) -> None:
-        for process in [*self.workers, self.scheduler]:
-            self.kill(process)
-
-
 def kernel_running_under(process: subprocess.Popen) -> bool:
     try:
         return any(
@@ -295,9 +242,12 @@ def tcp(tmp_path_factory):
     """The same class on a scheduler and two TCP workers, into PostgreSQL; then graded again, then with a worker killed."""
     with postgres_server() as db_url:
         course = new_class(tmp_path_factory.mktemp("tcp"), db_url)
-        cluster = DaskCluster(course, tmp_path_factory.mktemp("dask"), workers=2)
+        cluster = Loopback(
+            2, env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course)), course, tmp_path_factory.mktemp("dask")
+        )
         on_the_cluster = ("--scheduler", cluster.address, "--db", db_url)
         try:
+            assert cluster.address.startswith("tcp://127.0.0.1:")
             first = Grading.read(course, ASSIGNMENT, grade(course, *on_the_cluster), gradebook_scores(db_url))
             again = Grading.read(course, ASSIGNMENT, grade(course, *on_the_cluster), gradebook_scores(db_url))
 
@@ -375,7 +325,7 @@ def test_a_worker_killed_mid_submission_loses_and_doubles_nothing(local, tcp):
 
 def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_path):
     course = new_class(tmp_path / "course")
-    cluster = DaskCluster(course, tmp_path, workers=1)
+    cluster = Loopback(1, env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(course)), course, tmp_path)
     try:
 
         def kill_scheduler() -> bool:
@@ -397,6 +347,22 @@ def test_scheduler_gone_stops_with_one_sentence_and_resume_finishes(local, tmp_p
     assert gradebook_scores(f"sqlite:///{course / 'gradebook.db'}") == local.scores
     after = report(course)
     assert {s: after[s]["graded_at"] for s in graded_before} == graded_before, "--resume graded a graded one again"
+
+
+def test_workers_without_the_course_stop_grading_with_the_clusters_fault_not_a_lost_scheduler(tmp_path):
+    """The canary fails on the worker (its course folder is empty): the cluster's set-up, said as such."""
+    course = new_class(tmp_path / "course")
+    (tmp_path / "elsewhere").mkdir()
+    cluster = Loopback(1, env_with_venv(**ENV, AUTOGRADER_COURSE_ROOT=str(tmp_path / "elsewhere")), course, tmp_path)
+    try:
+        run = grade(course, "--scheduler", cluster.address)
+    finally:
+        cluster.stop()
+    assert run.returncode == 2, run.stdout + run.stderr
+    said = " ".join(run.stdout.split())
+    assert "could not grade the reference notebook (FileNotFoundError" in said and "went away" not in said
+    assert_clean(run)
+    assert not (course / f"grading-report-{ASSIGNMENT}.json").exists() and not (course / "autograded").exists()
 
 
 def test_student_and_resume_add_to_the_ledger_and_feedback_is_regenerated(local):
@@ -443,19 +409,78 @@ def test_skipped_students_appear_in_the_exported_csv_with_the_reason(local, tmp_
 
 
 def test_a_submission_past_the_time_limit_is_stopped(tmp_path, monkeypatch):
-    from autograder.grade_class import TIMEOUT, grade_one
+    from autograder.grade_class import TIMEOUT, grade_one, prepare
 
     course = new_class(tmp_path / "course")
     notebook = read_notebook(course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     next(c for c in notebook.cells if grade_id(c) == "softmax").source = "import time\ntime.sleep(10**6)\n"
     for name, value in {**ENV, "AUTOGRADER_CELL_TIMEOUT": str(10**6)}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(course))
+    prepared = prepare(course, ASSIGNMENT)
     started = time.monotonic()
-    graded = grade_one(ASSIGNMENT, "sleeper", {f"{ASSIGNMENT}.ipynb": nbformat.writes(notebook).encode()}, 20.0)
+    graded = grade_one(
+        ASSIGNMENT, "sleeper", {f"{ASSIGNMENT}.ipynb": nbformat.writes(notebook).encode()}, 20.0, prepared
+    )
     assert graded.outcome.status == TIMEOUT and "longer than 20 s" in graded.outcome.detail
     assert graded.files == {} and graded.notebooks == {}
     assert time.monotonic() - started < 600
     assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+
+
+def test_a_worker_grades_only_with_the_instructors_course(tmp_path, monkeypatch):
+    """A clone of the course elsewhere grades; one whose solutions differ says so, with no score and no kernel."""
+    from autograder.grade_class import GRADER_FAILED, NEEDS_ANOTHER_RUN, Prepared, fingerprint, grade_one
+
+    clone = copy_course(tmp_path / "clone")
+    (clone / "solutions" / ASSIGNMENT / ".ipynb_checkpoints").mkdir()
+    (clone / "solutions" / ASSIGNMENT / ".ipynb_checkpoints" / f"{ASSIGNMENT}-checkpoint.ipynb").write_text("{}")
+    assert fingerprint(clone, ASSIGNMENT) == fingerprint(ROOT, ASSIGNMENT)
+    changed = copy_course(tmp_path / "changed")
+    reference = changed / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    reference.write_text(reference.read_text().replace("softmax", "softmax ", 1))
+    assert fingerprint(changed, ASSIGNMENT) != fingerprint(ROOT, ASSIGNMENT)
+    assert fingerprint(ROOT, ASSIGNMENT) != fingerprint(ROOT, "ch07_masking")
+
+    monkeypatch.setenv("AUTOGRADER_COURSE_ROOT", str(changed))
+    submission = (ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
+    graded = grade_one(
+        ASSIGNMENT, "alice", {f"{ASSIGNMENT}.ipynb": submission}, 60.0, Prepared(b"", fingerprint(ROOT, ASSIGNMENT))
+    )
+    assert graded.outcome.status == GRADER_FAILED and graded.outcome.status in NEEDS_ANOTHER_RUN
+    assert "differs from the instructor's" in graded.outcome.detail and graded.outcome.score is None
+    assert graded.files == {} and graded.notebooks == {}
+
+
+def test_the_workers_gradebook_records_the_class_gradebooks_schema_without_asking_alembic(tmp_path, monkeypatch):
+    import sqlite3
+
+    import nbgrader.api
+
+    from autograder.grade_class import prepare
+
+    course = copy_course(tmp_path / "course")
+    asked = prepare(course, ASSIGNMENT)  # nbgrader asks alembic for the version itself
+    schema = nbgrader.api.get_alembic_version()
+
+    def no_alembic():
+        raise AssertionError("alembic was asked")
+
+    monkeypatch.setattr(nbgrader.api, "get_alembic_version", no_alembic)
+    told = prepare(course, ASSIGNMENT, schema=schema)
+
+    def recorded(prepared, name: str) -> tuple[list, list]:
+        """The gradebook's schema version, and the assignment's graded cells with their points."""
+        (tmp_path / name).write_bytes(prepared.gradebook)
+        with sqlite3.connect(tmp_path / name) as db:
+            version = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        with nbgrader.api.Gradebook(f"sqlite:///{tmp_path / name}") as gradebook:
+            notebook = gradebook.find_notebook(ASSIGNMENT, ASSIGNMENT)
+            return version, sorted((cell.name, cell.max_score) for cell in notebook.grade_cells)
+
+    version, cells = recorded(told, "told.db")
+    assert version == [(schema,)] and cells and (version, cells) == recorded(asked, "asked.db")
+    assert told.fingerprint == asked.fingerprint
 
 
 def test_workers_started_as_the_readme_says_get_the_local_clusters_settings():

@@ -19,10 +19,8 @@ same run) and notebooks per core-hour, for the README's capacity table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -138,58 +136,6 @@ def graded_count(course: Path) -> int:
         return len(gradebook.assignment_submissions(ASSIGNMENT))
 
 
-class TcpCluster:
-    """A `dask scheduler` and ``workers`` `dask worker --nthreads 1` processes on loopback."""
-
-    def __init__(self, folder: Path, workers: int, env: dict):
-        dask = str(Path(sys.executable).parent / "dask")
-        scheduler_file = folder / "scheduler.json"
-        self.processes = [
-            subprocess.Popen(
-                [
-                    dask,
-                    "scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--no-dashboard",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                ],
-                env=env,
-                cwd=ROOT,
-                start_new_session=True,
-                stderr=subprocess.DEVNULL,
-            )
-        ]
-        while not scheduler_file.is_file():
-            time.sleep(0.2)
-        time.sleep(0.5)
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        self.processes += [
-            subprocess.Popen(
-                [dask, "worker", self.address, "--nthreads", "1", "--no-dashboard"],
-                env=env,
-                cwd=ROOT,
-                start_new_session=True,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(workers)
-        ]
-
-    def wait_for_workers(self, count: int) -> None:
-        from distributed import Client
-
-        with Client(self.address, timeout="60s") as client:
-            client.wait_for_workers(count, timeout=120)
-
-    def stop(self) -> None:
-        for process in self.processes:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=40)
@@ -229,11 +175,14 @@ def main() -> None:
         seconds["LocalCluster"], cpu["LocalCluster"] = timed(
             [*grade, "--workers", str(workers)], courses["LocalCluster"], env
         )
-        tcp = TcpCluster(scratch, workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT), **cluster.environment()))
+        tcp = cluster.Loopback(workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT)), ROOT, scratch)
         try:
             tcp.wait_for_workers(workers)
             seconds["TCP cluster"], cpu["TCP cluster"] = timed(
-                [*grade, "--scheduler", tcp.address], courses["TCP cluster"], env, [p.pid for p in tcp.processes]
+                [*grade, "--scheduler", tcp.address],
+                courses["TCP cluster"],
+                env,
+                [p.pid for p in (tcp.scheduler, *tcp.workers)],
             )
         finally:
             tcp.stop()

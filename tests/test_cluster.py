@@ -46,7 +46,10 @@ TAMPER = (
     "def softmax(x, dim=-1):\n    return x\n"
     "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n"
 )
-LOOP = "def softmax(x, dim=-1):\n    while True:\n        pass\n"
+# Past the cell limit without holding a core: the class is graded five times, and a busy loop would spin
+# for the whole limit each time while the other tests wait for the CPU. A busy, stubborn loop is one of the
+# attacks (tests/attacks/infinite_loop.md); here the point is the verdict a class gets, not the kill.
+LOOP = "def softmax(x, dim=-1):\n    import time\n    while True:\n        time.sleep(1)\n"
 
 
 def grade(course: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:

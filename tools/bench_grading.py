@@ -1,6 +1,6 @@
 """Grade one synthetic class four ways and compare them, all in one run.
 
-    .venv/bin/python tools/bench_grading.py [--students 40] [--workers 2]
+    .venv/bin/python tools/bench_grading.py [--students 40] [--workers 2] [--rounds 2]
 
 1. stock sequential `nbgrader autograde` (one process, one submission after another);
 2. the old engine: the hand-made multiprocessing pool this course used before Dask (fetched from
@@ -12,8 +12,11 @@
 
 The class mixes correct, partial, empty and tampered ch04 submissions; every way uses the
 course's nbgrader_config.py (sandboxed kernels, verdicts outside them) and grades its own copy.
-Prints seconds per notebook, the ratios, the floor (starting Python and importing torch, in the
-same run) and notebooks per core-hour, for the README's capacity table.
+The ways run ``--rounds`` times, in turn, the order reversed every other round (stock, pool,
+LocalCluster, TCP; then TCP, LocalCluster, pool, stock): this machine's speed drifts within minutes,
+and one pass in a fixed order would charge the drift to whichever way ran last. Prints each round,
+then the medians: seconds per notebook, the ratios, the floor (starting Python and importing
+torch, in the same run) and notebooks per core-hour, for the README's capacity table.
 """
 
 from __future__ import annotations
@@ -136,10 +139,36 @@ def graded_count(course: Path) -> int:
         return len(gradebook.assignment_submissions(ASSIGNMENT))
 
 
+def run_way(way: str, course: Path, env: dict, old_env: dict, grade: list[str], workers: int, scratch: Path):
+    """(wall seconds, CPU seconds) of grading ``course`` one ``way``; the TCP cluster is started before the clock."""
+    if way == "stock":
+        return timed(["nbgrader", "autograde", ASSIGNMENT], course, env)
+    if way == "old pool":
+        return timed(
+            [
+                sys.executable,
+                "-c",
+                f"import sys, old_grade_class; sys.exit(old_grade_class.main({ASSIGNMENT!r}, {workers}, 1800, False, []))",
+            ],
+            course,
+            old_env,
+        )
+    if way == "LocalCluster":
+        return timed([*grade, "--workers", str(workers)], course, env)
+    folder = Path(tempfile.mkdtemp(dir=scratch))
+    tcp = cluster.Loopback(workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT)), ROOT, folder)
+    try:
+        tcp.wait_for_workers(workers)
+        return timed([*grade, "--scheduler", tcp.address], course, env, [p.pid for p in (tcp.scheduler, *tcp.workers)])
+    finally:
+        tcp.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every way, in alternating order")
     args = parser.parse_args()
     n, workers = args.students, args.workers
     cores = min(workers, os.cpu_count() or 1)
@@ -151,45 +180,25 @@ def main() -> None:
     )
     floor = statistics.median(timed([sys.executable, "-c", "import torch"], ROOT, env)[0] for _ in range(3))
     grade = [sys.executable, "-m", "autograder", "grade", ASSIGNMENT]
-    seconds: dict[str, float] = {}
-    cpu: dict[str, float] = {}
+    ways = ["stock", "old pool", "LocalCluster", "TCP cluster"]
+    runs: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}  # (wall, CPU) of each round
+    graded: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        ways = ["stock", "old pool", "LocalCluster", "TCP cluster"]
-        courses = {way: scratch / way.replace(" ", "_") for way in ways}
-        for course in courses.values():
-            course.mkdir()
-            make_class(course, n, env)
         old_env = dict(env, PYTHONPATH=os.pathsep.join([str(old_engine(scratch)), str(ROOT)]))
-        seconds["stock"], cpu["stock"] = timed(["nbgrader", "autograde", ASSIGNMENT], courses["stock"], env)
-        seconds["old pool"], cpu["old pool"] = timed(
-            [
-                sys.executable,
-                "-c",
-                "import sys, old_grade_class; "
-                f"sys.exit(old_grade_class.main({ASSIGNMENT!r}, {workers}, 1800, False, []))",
-            ],
-            courses["old pool"],
-            old_env,
-        )
-        seconds["LocalCluster"], cpu["LocalCluster"] = timed(
-            [*grade, "--workers", str(workers)], courses["LocalCluster"], env
-        )
-        tcp = cluster.Loopback(workers, dict(env, AUTOGRADER_COURSE_ROOT=str(ROOT)), ROOT, scratch)
-        try:
-            tcp.wait_for_workers(workers)
-            seconds["TCP cluster"], cpu["TCP cluster"] = timed(
-                [*grade, "--scheduler", tcp.address],
-                courses["TCP cluster"],
-                env,
-                [p.pid for p in (tcp.scheduler, *tcp.workers)],
-            )
-        finally:
-            tcp.stop()
-        graded = {way: graded_count(course) for way, course in courses.items()}
+        for round_ in range(args.rounds):
+            for way in ways if round_ % 2 == 0 else ways[::-1]:
+                course = scratch / f"{way.replace(' ', '_')}-{round_}"
+                course.mkdir()
+                make_class(course, n, env)
+                runs[way].append(run_way(way, course, env, old_env, grade, workers, scratch))
+                graded[way] = min(graded.get(way, n), graded_count(course))
+                print(f"  round {round_ + 1}, {way:<13}: {runs[way][-1][0] / n:5.2f} s per notebook", flush=True)
+    seconds = {way: statistics.median(wall for wall, _ in runs[way]) for way in ways}
+    cpu = {way: statistics.median(used for _, used in runs[way]) for way in ways}
     print(
         f"{n} submissions of {ASSIGNMENT} (correct, partial, empty, tampered), on {os.cpu_count()} cores, "
-        f"{workers} workers for the parallel ways"
+        f"{workers} workers for the parallel ways; medians of {args.rounds} rounds"
     )
     for way in ways:
         print(

@@ -162,21 +162,25 @@ class Prepared:
 
 def fingerprint(course: Path, assignment: str) -> str:
     """A hash of what grading ``assignment`` runs: the autograder package's code and the assignment's fixtures
-    (where this process imports them from) and its folder of ``solutions/`` in ``course``. Hidden files and
-    caches (``.ipynb_checkpoints``, ``__pycache__``) are left out: one checkout has them, another not."""
+    (where this process imports them from) and its folder of ``solutions/`` in ``course``. Files are named
+    by their place in the package or the course, never by where those live: a worker's checkout and
+    installed package are elsewhere than the instructor's. Hidden files and caches (``.ipynb_checkpoints``,
+    ``__pycache__``) are left out: one checkout has them, another not."""
     import hashlib
 
     package = Path(__file__).resolve().parent
-    files = [(package, p) for p in package.rglob("*.py")]
-    files += [(package, p) for p in (package / "fixtures" / assignment).rglob("*")]
-    files += [(course, p) for p in (course / "solutions" / assignment).rglob("*")]
+    tops = {"autograder": package, "course": Path(course)}
+    found = [("autograder", p) for p in package.rglob("*.py")]
+    found += [("autograder", p) for p in (package / "fixtures" / assignment).rglob("*")]
+    found += [("course", p) for p in (Path(course) / "solutions" / assignment).rglob("*")]
+    files = {}
+    for top, path in found:
+        parts = path.relative_to(tops[top]).parts
+        if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in parts):
+            files["/".join((top, *parts))] = path
     digest = hashlib.sha256()
-    for top, path in sorted(files):
-        if not path.is_file() or any(
-            part.startswith(".") or part == "__pycache__" for part in path.relative_to(top).parts
-        ):
-            continue
-        digest.update(f"{path.relative_to(top).as_posix()}\0{path.stat().st_size}\0".encode())
+    for name, path in sorted(files.items()):
+        digest.update(f"{name}\0{path.stat().st_size}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

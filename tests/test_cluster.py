@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, copy_course, env_with_venv, grade_id, package_source, read_notebook
 from graded_class import Grading
 
 from autograder.cluster import Loopback
@@ -453,6 +453,29 @@ def test_a_worker_grades_only_with_the_instructors_course(tmp_path, monkeypatch)
     assert graded.outcome.status == GRADER_FAILED and graded.outcome.status in NEEDS_ANOTHER_RUN
     assert "differs from the instructor's" in graded.outcome.detail and graded.outcome.score is None
     assert graded.files == {} and graded.notebooks == {}
+
+
+def test_a_courses_fingerprint_does_not_depend_on_where_the_course_or_the_package_lives(tmp_path):
+    """The instructor's checkout and a worker's are in different places, and so are their packages (a
+    checkout, site-packages): the same files give the same fingerprint wherever they are. Paths either side
+    of the package's in sort order, since CI's fresh clone once sorted the other way from this machine's."""
+    from autograder.grade_class import fingerprint
+
+    package = package_source(tmp_path / "m")  # tmp_path/m/checkout/autograder
+    courses = [copy_course(tmp_path / "m" / name) for name in ("a", "checkout/b", "z")]
+    script = (
+        "import sys; from pathlib import Path; from autograder.grade_class import fingerprint; "
+        "print(*(fingerprint(Path(c), sys.argv[1]) for c in sys.argv[2:]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, ASSIGNMENT, *map(str, courses)],
+        cwd=tmp_path,
+        env={**env_with_venv(), "PYTHONPATH": str(package)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.split() == [fingerprint(ROOT, ASSIGNMENT)] * len(courses), run.stderr
 
 
 def test_the_workers_gradebook_records_the_class_gradebooks_schema_without_asking_alembic(tmp_path, monkeypatch):

@@ -65,11 +65,14 @@ def copy_course(destination: Path) -> Path:
     return destination
 
 
-def autograder_grade(course: Path, assignment: str, env: dict, *, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m autograder grade` of the class in `course`, as an instructor runs it (two workers);
-    it must not end in a traceback."""
+def autograder_grade(
+    course: Path, assignment: str, env: dict, *, timeout: int = 600, workers: int = 2
+) -> subprocess.CompletedProcess:
+    """`python -m autograder grade` of the class in `course`, as an instructor runs it; it must not end in a
+    traceback. Two workers by default; one where a test asks only what each notebook scores, since each
+    worker's start (torch, nbgrader) costs seconds of CPU that the other tests running beside it need."""
     run = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", "2", "--timeout", str(timeout)],
+        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", str(workers), "--timeout", str(timeout)],
         cwd=course,
         env=env,
         capture_output=True,

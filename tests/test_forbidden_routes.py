@@ -346,7 +346,7 @@ def graded_routes(tmp_path_factory):
         submissions[assignment] = students
     outputs = {}
     for assignment in GRADED:
-        outputs[assignment] = autograder_grade(course, assignment, env).stdout
+        outputs[assignment] = autograder_grade(course, assignment, env, workers=1).stdout
     from nbgrader.api import Gradebook
 
     scores = {}

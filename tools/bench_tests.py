@@ -6,7 +6,8 @@
 
 It prints the run's wall time and, per test file, its tests, CPU seconds and the seconds its
 tests ran; then, per xdist worker, the seconds it ran tests and when it ran out of work, and
-how many cores the tests kept busy on average (their CPU seconds over the run's wall time). A test's CPU is that of its worker process and of the processes the worker waited
+how many cores the tests kept busy on average (their CPU seconds over the run's wall time). Then the tests that ran
+longest (--slowest N). A test's CPU is that of its worker process and of the processes the worker waited
 for (nbgrader, `python -m autograder grade`, their kernels); a process that outlives its test
 (Chromium, driven by Playwright for the whole session) is not counted. Figures, not a test:
 nothing here fails on a slow machine.
@@ -43,6 +44,7 @@ def pytest_runtest_protocol(item, nextitem):
     cpu, wall = _cpu(), time.perf_counter()
     yield
     row = {
+        "test": item.nodeid,
         "file": item.nodeid.split("::")[0],
         "cpu": _cpu() - cpu,
         "wall": time.perf_counter() - wall,
@@ -58,10 +60,12 @@ def main() -> int:
     parser.add_argument("paths", nargs="*", help="test files or folders (default: the whole suite)")
     parser.add_argument("--tier", choices=sorted(TIERS), default="all")
     parser.add_argument("-n", default="auto", help="pytest-xdist workers (default: auto)")
+    parser.add_argument("--slowest", type=int, default=20, metavar="N", help="list the N tests that ran longest")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "tests.jsonl"
         env = dict(os.environ, **{LOG: str(log)})
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # as make puts it
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), str(ROOT), env.get("PYTHONPATH", "")])
         command = [sys.executable, "-m", "pytest", "-p", "bench_tests", "-p", "no:cacheprovider", "-q"]
         command += ["-n", args.n, "--dist", "loadgroup", *TIERS[args.tier], *args.paths]
@@ -77,6 +81,10 @@ def main() -> int:
     print(f"\n{'test file':44} {'tests':>6} {'CPU s':>8} {'test s':>8}")
     for name, (count, cpu, seconds) in sorted(files.items(), key=lambda item: -item[1][1]):
         print(f"{name:44} {count:6d} {cpu:8.1f} {seconds:8.1f}")
+    if args.slowest:
+        print(f"\n{'slowest tests':96} {'CPU s':>8} {'test s':>8}")
+        for row in sorted(rows, key=lambda row: -row["wall"])[: args.slowest]:
+            print(f"{row['test'][:96]:96} {row['cpu']:8.1f} {row['wall']:8.1f}")
     total_cpu = sum(cpu for _, cpu, _ in files.values())
     print(f"{'all':44} {len(rows):6d} {total_cpu:8.1f}")
     workers = collections.defaultdict(lambda: [0.0, 0.0])

@@ -3,6 +3,7 @@
     python tools/bench_tests.py                 # make test's run: every test, pytest -n auto --dist loadgroup
     python tools/bench_tests.py --tier check    # make check's run (no book, browser or full-class grading)
     python tools/bench_tests.py tests/test_x.py # some files only; -n 2 for two workers
+    python tools/bench_tests.py --each-file     # each test file alone, with the whole machine's CPU seconds
 
 It prints the run's wall time and, per test file, its tests, CPU seconds and the seconds its
 tests ran; then, per xdist worker, the seconds it ran tests and when it ran out of work, and
@@ -11,6 +12,12 @@ longest (--slowest N). A test's CPU is that of its worker process and of the pro
 for (nbgrader, `python -m autograder grade`, their kernels); a process that outlives its test
 (Chromium, driven by Playwright for the whole session) is not counted. Figures, not a test:
 nothing here fails on a slow machine.
+
+A test's own CPU misses the kernels its worker starts in-process, and it charges a test with the
+children that happen to be reaped during it. --each-file runs each test file in a pytest of its
+own (the book's and the browser's together: they share one build) and reads the whole machine's
+CPU seconds from /proc/stat before and after, so it wants a quiet machine; each run also pays its
+own pytest start (about 7 CPU s with two workers).
 """
 
 from __future__ import annotations
@@ -55,12 +62,39 @@ def pytest_runtest_protocol(item, nextitem):
         log.write(json.dumps(row) + "\n")
 
 
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has spent (user, nice, system, irq, softirq), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def each_file(command: list[str], env: dict, paths: list[str]) -> int:
+    """Run each test file alone; print its machine CPU seconds, wall seconds and pytest's last line."""
+    files = paths or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py"))
+    shared = ["tests/test_book.py", "tests/test_browser.py"]
+    runs = [[f] for f in files if f not in shared] + [[f for f in shared if f in files]]
+    print(f"{'test file':52} {'machine CPU s':>14} {'wall s':>8}  pytest")
+    worst, total = 0, 0.0
+    for run in (r for r in runs if r):
+        cpu, started = _machine_cpu(), time.time()
+        done = subprocess.run([*command, *run], cwd=ROOT, env=env, capture_output=True, text=True)
+        cpu, wall = _machine_cpu() - cpu, time.time() - started
+        total += cpu
+        last = (done.stdout.strip().splitlines() or [""])[-1]
+        print(f"{' + '.join(run):52} {cpu:14.1f} {wall:8.1f}  {last}")
+        worst = worst or done.returncode
+    print(f"{'all':52} {total:14.1f}")
+    return worst
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", help="test files or folders (default: the whole suite)")
     parser.add_argument("--tier", choices=sorted(TIERS), default="all")
     parser.add_argument("-n", default="auto", help="pytest-xdist workers (default: auto)")
     parser.add_argument("--slowest", type=int, default=20, metavar="N", help="list the N tests that ran longest")
+    parser.add_argument("--each-file", action="store_true", help="run each test file alone; machine-wide CPU")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "tests.jsonl"
@@ -68,7 +102,10 @@ def main() -> int:
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # as make puts it
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), str(ROOT), env.get("PYTHONPATH", "")])
         command = [sys.executable, "-m", "pytest", "-p", "bench_tests", "-p", "no:cacheprovider", "-q"]
-        command += ["-n", args.n, "--dist", "loadgroup", *TIERS[args.tier], *args.paths]
+        command += ["-n", args.n, "--dist", "loadgroup", *TIERS[args.tier]]
+        if args.each_file:
+            return each_file(command, env, args.paths)
+        command += args.paths
         started = time.time()
         run = subprocess.run(command, cwd=ROOT, env=env)
         wall = time.time() - started

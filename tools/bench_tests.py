@@ -8,13 +8,13 @@
 It prints the run's wall time and, per test file, its tests, CPU seconds and the seconds its
 tests ran; then, per xdist worker, the seconds it ran tests and when it ran out of work, and
 how many cores the tests kept busy on average (their CPU seconds over the run's wall time). Then the tests that ran
-longest (--slowest N). A test's CPU is that of its worker process and of the processes the worker waited
-for (nbgrader, `python -m autograder grade`, their kernels); a process that outlives its test
-(Chromium, driven by Playwright for the whole session) is not counted. Figures, not a test:
-nothing here fails on a slow machine.
+longest (--slowest N). A test's CPU is that of its worker process and of the child processes reaped
+while it ran (nbgrader, `python -m autograder grade` and the kernels they waited for); a process
+that outlives its test (Chromium, driven by Playwright for the whole session) is not counted.
+Figures, not a test: nothing here fails on a slow machine.
 
-A test's own CPU misses the kernels its worker starts in-process, and it charges a test with the
-children that happen to be reaped during it. --each-file runs each test file in a pytest of its
+So a test's own CPU misses the kernels its worker starts in-process, and it charges a test with
+children of earlier tests that happen to be reaped during it. --each-file runs each test file in a pytest of its
 own (the book's and the browser's together: they share one build) and reads the whole machine's
 CPU seconds from /proc/stat before and after, so it wants a quiet machine; each run also pays its
 own pytest start (about 7 CPU s with two workers).

@@ -106,9 +106,9 @@ def main() -> int:
         if args.each_file:
             return each_file(command, env, args.paths)
         command += args.paths
-        started = time.time()
+        machine, started = _machine_cpu(), time.time()
         run = subprocess.run(command, cwd=ROOT, env=env)
-        wall = time.time() - started
+        wall, machine = time.time() - started, _machine_cpu() - machine
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     files = collections.defaultdict(lambda: [0, 0.0, 0.0])
     for row in rows:
@@ -131,6 +131,7 @@ def main() -> int:
     for name, (busy, done) in sorted(workers.items()):
         print(f"worker {name}: ran tests for {busy:.0f} s, out of work {done:.0f} s after the start")
     print(f"cores kept busy by the tests: {total_cpu / wall:.2f} on average")
+    print(f"cores kept busy on the whole machine: {machine / wall:.2f} on average ({machine:.0f} CPU s, /proc/stat)")
     print(
         f"tier {args.tier}: {len(rows)} tests in {wall:.0f} s wall ({wall / 60:.1f} min), pytest exit status {run.returncode}"
     )

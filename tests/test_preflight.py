@@ -25,8 +25,11 @@ from autograder.release import filled_notebook
 ASSIGNMENT = "ch00_warmup"
 SEED = "8642"
 CELL_TIMEOUT = 20
-EXTRA_CELL = {  # a cell put before `to_heads` in an otherwise correct submission
-    "hang": "while True:\n    pass\n",
+# A cell put before `to_heads` in an otherwise correct submission. The hanging one sleeps: a busy loop would
+# hold a core for the whole time limit while the other tests wait for it, and the kill of a busy, stubborn loop
+# is one of the attacks (tests/attacks/infinite_loop.md); here the point is the sentence that says where it stopped.
+EXTRA_CELL = {
+    "hang": "import time\nwhile True:\n    time.sleep(1)\n",
     "hog": "hog = [bytearray(b'x') * 2**28 for _ in range(8)]  # 2 GiB, touched\n",
 }
 # A python3 kernel whose Python cannot import autograder: a grading set-up broken as when the sandbox hides it.

@@ -84,7 +84,7 @@ VARIANTS = {
     "correct": "def first(a, b):\n    return a + b",
     "wrong": "def first(a, b):\n    return a - b",
     "syntax": "def first(a, b)\n    return a + b",
-    "loop": "while True:\n    pass",
+    "loop": "import time\nwhile True:\n    time.sleep(0.05)",  # past the limit without holding a core
     "stubborn": "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n    except BaseException:\n        pass",
     "exits": "import os\nos._exit(1)",
     "beside": "def first(a, b):\n    return int(open('answer.txt').read())",

@@ -66,13 +66,16 @@ def copy_course(destination: Path) -> Path:
 
 
 def autograder_grade(
-    course: Path, assignment: str, env: dict, *, timeout: int = 600, workers: int = 2
+    course: Path, assignment: str, env: dict, *, timeout: int = 600, workers: int = 2, students: list[str] = ()
 ) -> subprocess.CompletedProcess:
-    """`python -m autograder grade` of the class in `course`, as an instructor runs it; it must not end in a
-    traceback. Two workers by default; one where a test asks only what each notebook scores, since each
-    worker's start (torch, nbgrader) costs seconds of CPU that the other tests running beside it need."""
+    """`python -m autograder grade` of the class in `course` (or of `students` only), as an instructor runs it;
+    it must not end in a traceback. Two workers by default; one where a test asks only what each notebook
+    scores, since each worker's start (torch, nbgrader) costs seconds of CPU that the other tests running
+    beside it need."""
+    chosen = [f"--student={student}" for student in students]
     run = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", str(workers), "--timeout", str(timeout)],
+        [sys.executable, "-m", "autograder", "grade", assignment, "--workers", str(workers), "--timeout", str(timeout)]
+        + chosen,
         cwd=course,
         env=env,
         capture_output=True,

@@ -5,7 +5,7 @@ offline, and must: log no console error; show every image (natural width > 0); l
 raw TeX behind (MathJax typeset every formula); link only to files that exist in
 `_build/html`, downloads included; and ask no other host for anything. A screenshot of
 every page is written to `_build/screenshots/` beside the build's `html/` folder. Every page
-is also opened at a phone's width (PHONE), where it must not be wider than the screen: a
+is then narrowed to a phone's width (PHONE), where it must not be wider than the screen: a
 reader should never have to scroll sideways.
 
 Needs Debian's Chromium (`apt-get install -y chromium`) and the `playwright` pip package
@@ -97,6 +97,7 @@ class Visit:
     other_hosts: list[str] = field(default_factory=list)  # requests to anything but the book's files
     report: dict = field(default_factory=dict)  # what INSPECT_PAGE returned
     screenshot: Path | None = None
+    on_a_phone: dict = field(default_factory=dict)  # what MEASURE_WIDTH returned at the phone's width
 
 
 def _chromium() -> str:
@@ -128,7 +129,8 @@ def browser():
 
 
 def _visit(browser, url: str, screenshot: Path, ready: str | None = None) -> Visit:
-    """Open one page in a fresh context, record everything it does, and screenshot it.
+    """Open one page in a fresh context, record everything it does, screenshot it, then narrow the window to
+    the phone's width and measure the page there (the layout follows the width, as when a phone turns).
 
     `ready`: a CSS selector to wait for before the page is inspected (content drawn by script).
     """
@@ -187,6 +189,9 @@ def _visit(browser, url: str, screenshot: Path, ready: str | None = None) -> Vis
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(screenshot), full_page=True)
         visit.screenshot = screenshot
+        page.set_viewport_size(PHONE)
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        visit.on_a_phone = page.evaluate(MEASURE_WIDTH)
     finally:
         context.close()
     return visit
@@ -200,19 +205,6 @@ def visits(browser, book_html) -> dict[str, Visit]:
         page: _visit(browser, (book_html / page).as_uri(), shots / page.replace("/", "__").replace(".html", ".png"))
         for page in PAGES
     }
-
-
-def _width_on_a_phone(browser, url: str) -> dict:
-    """Open a page at the phone's width and measure it (MEASURE_WIDTH)."""
-    context = browser.new_context(viewport=PHONE)
-    context.route(lambda url: urlsplit(url).scheme not in LOCAL_SCHEMES, lambda route: route.abort())
-    try:
-        page = context.new_page()
-        page.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
-        page.evaluate("async () => { if (window.MathJax && MathJax.startup) { await MathJax.startup.promise; } }")
-        return page.evaluate(MEASURE_WIDTH)
-    finally:
-        context.close()
 
 
 def _too_wide(measured: dict) -> str | None:
@@ -288,8 +280,8 @@ def test_chapter_downloads_its_student_notebook(visits, book_html, page):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_fits_a_phone_screen(browser, book_html, page):
-    problem = _too_wide(_width_on_a_phone(browser, (book_html / page).as_uri()))
+def test_page_fits_a_phone_screen(visits, page):
+    problem = _too_wide(visits[page].on_a_phone)
     assert problem is None, f"{page}: {problem}"
 
 
@@ -317,7 +309,7 @@ def test_the_phone_check_tells_a_wide_page_from_one_that_fits(browser, tmp_path,
         '<!doctype html><meta name="viewport" content="width=device-width">'
         "<style>code { overflow-wrap: break-word; }</style><body>" + wide + "</body>"
     )
-    problem = _too_wide(_width_on_a_phone(browser, page.as_uri()))
+    problem = _too_wide(_visit(browser, page.as_uri(), tmp_path / "page.png").on_a_phone)
     assert (problem is None) == fits, problem
     if not fits:
         assert "pixels wide on a 390-pixel screen" in problem and "<code> exercises/ch04" in problem, problem

@@ -1,10 +1,16 @@
 """The stock nbgrader flow, run from the root of a scratch copy of the course, as an instructor would.
 
-One test per assignment (so they spread over the test workers): generate the student
-version, autograde a correct, a partly correct and an empty submission, generate feedback,
-export, and check every score. The assignments share one scratch course per test worker, as
-one instructor's course holds them all: its gradebook, export and feedback hold every
-assignment graded so far, and each test reads its own.
+For each assignment (so they spread over the test workers): generate the student version,
+autograde a correct, a partly correct and an empty submission, generate feedback, export,
+and check every score. The assignments share one scratch course per test worker, as one
+instructor's course holds them all: its gradebook, export and feedback hold every assignment
+graded so far, and each test reads its own.
+
+The honest corpus (tests/honest/) joins the class of each chapter it names: every honest but
+unusual notebook must score its maximum by that same `nbgrader autograde`, and again by
+`python -m autograder grade --workers 1` of those students (which must end without a
+traceback; the cluster tests grade with several workers), and none may be listed for review.
+A chapter's two tests share one xdist group, so its class is graded once, on one worker.
 """
 
 from __future__ import annotations
@@ -12,26 +18,29 @@ from __future__ import annotations
 import csv
 import re
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from conftest import ROOT, autograder_grade, copy_course, env_with_venv, grade_id, read_notebook
+from graded_class import Grading
+from honest_corpus import CHAPTERS, honest_notebook, honest_students
 
 from autograder import conventions, release
 
 ASSIGNMENTS = release.assignments(ROOT)
-SEED = "424242"
+ENV = env_with_venv(AUTOGRADER_SEED="424242", AUTOGRADER_DEVICE="cpu")
+PLANS = ("correct", "partial", "empty")  # the students every assignment's class has, by what they filled in
+
+
+def one_worker(assignments: list[str]) -> list:
+    """The assignments as parameters whose tests share a worker, the one that grades the assignment's class."""
+    return [pytest.param(a, marks=pytest.mark.xdist_group(f"flow_{a}")) for a in assignments]
 
 
 def nbgrader(course, *args):
-    result = subprocess.run(
-        ["nbgrader", *args],
-        cwd=course,
-        env=env_with_venv(AUTOGRADER_SEED=SEED, AUTOGRADER_DEVICE="cpu"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = subprocess.run(["nbgrader", *args], cwd=course, env=ENV, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -43,48 +52,121 @@ def points(solutions, names) -> float:
     )
 
 
+@dataclass
+class Graded:
+    """One assignment's class after the stock flow: what each student was expected to score and what the export,
+    the gradebook and the feedback say."""
+
+    expected: dict[str, float]  # the points of what each of PLANS filled in
+    honest: list[str]  # the students of the honest corpus
+    rows: list[dict]  # grades.csv's rows of the assignment
+    feedback: dict[str, str]  # each student's feedback page (HTML)
+    autograded: dict[str, nbformat.NotebookNode]  # each honest student's notebook as nbgrader autograde left it
+
+
+def run_flow(course: Path, assignment: str) -> Graded:
+    nbgrader(course, "generate_assignment", assignment, "--force")
+    solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
+    student_version = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
+    names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    filled = dict(zip(PLANS, (set(names), {names[0]}, set())))
+    notebooks = {s: release.filled_notebook(student_version, solutions, filled[s]) for s in PLANS}
+    honest = honest_students(assignment)
+    notebooks |= {s: honest_notebook(course, assignment, s) for s in honest}
+    for student, nb in notebooks.items():
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{assignment}.ipynb")
+    nbgrader(course, "autograde", assignment)
+    nbgrader(course, "generate_feedback", assignment)
+    nbgrader(course, "export")
+    with open(course / "grades.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["assignment"] == assignment]
+    return Graded(
+        expected={s: points(solutions, filled[s]) for s in PLANS},
+        honest=honest,
+        rows=rows,
+        feedback={s: (course / "feedback" / s / assignment / f"{assignment}.html").read_text() for s in notebooks},
+        autograded={s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb") for s in honest},
+    )
+
+
 @pytest.fixture(scope="session")
 def course(tmp_path_factory):
     return copy_course(tmp_path_factory.mktemp("course"))
 
 
-@pytest.mark.grading
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_stock_nbgrader_flow(assignment, course):
-    nbgrader(course, "generate_assignment", assignment, "--force")
-    solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
-    student_version = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
-    names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    plans = {"correct": set(names), "partial": {names[0]}, "empty": set()}
-    expected = {}
-    for student, filled in plans.items():
-        folder = course / "submitted" / student / assignment
-        folder.mkdir(parents=True)
-        nbformat.write(release.filled_notebook(student_version, solutions, filled), folder / f"{assignment}.ipynb")
-        expected[student] = points(solutions, filled)
-    nbgrader(course, "autograde", assignment)
-    nbgrader(course, "generate_feedback", assignment)
-    nbgrader(course, "export")
+_GRADED: dict[str, Graded] = {}  # this worker's classes, by assignment, each graded once
 
-    with open(course / "grades.csv") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["assignment"] == assignment]
-    scores = {row["student_id"]: float(row["raw_score"]) for row in rows}
-    assert len(rows) == len(plans), rows
-    assert scores == pytest.approx(expected)
-    assert expected["correct"] > expected["partial"] > expected["empty"] == 0
+
+@pytest.fixture
+def graded(course, assignment) -> Graded:
+    if assignment not in _GRADED:
+        _GRADED[assignment] = run_flow(course, assignment)
+    return _GRADED[assignment]
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("assignment", one_worker(ASSIGNMENTS))
+def test_stock_nbgrader_flow(assignment, course, graded):
+    scores = {row["student_id"]: float(row["raw_score"]) for row in graded.rows}
+    assert len(scores) == len(graded.rows), f"the export lists a student twice: {graded.rows}"
+    assert {s: scores.get(s) for s in PLANS} == pytest.approx(graded.expected)
+    assert graded.expected["correct"] > graded.expected["partial"] > graded.expected["empty"] == 0
 
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        assert set(scores) == {s.id for s in gradebook.students}, "the export does not list every student once"
         untouched = gradebook.find_submission_notebook(assignment, assignment, "empty")
         assert untouched.grades, "no graded cells found"
         assert all(grade.score == 0 for grade in untouched.grades), "an untouched notebook earned points"
 
-    for student in plans:
-        html = (course / "feedback" / student / assignment / f"{assignment}.html").read_text()
-        assert "HIDDEN TESTS" not in html and "check_hidden" not in html, "feedback shows a hidden test"
+    for student, html in graded.feedback.items():
+        assert "HIDDEN TESTS" not in html, f"{student}'s feedback shows a hidden test"
+        # A hidden test cell calls check_hidden; an honest `%who` (tests/honest/magics.md) prints the name too.
+        if student in PLANS:
+            assert "check_hidden" not in html, f"{student}'s feedback shows a hidden test"
         assert not re.search(r"autograder[/\\]\w+\.py", html), (
-            "a traceback from inside the autograder reached the feedback"
+            f"a traceback from inside the autograder reached {student}'s feedback"
         )
-    partial = (course / "feedback" / "partial" / assignment / f"{assignment}.html").read_text()
-    assert "is not written yet" in partial
+    assert "is not written yet" in graded.feedback["partial"]
+
+
+def _failures(nb: nbformat.NotebookNode) -> list[str]:
+    """The verdicts of the test cells that did not pass, as the student's feedback shows them."""
+    return [
+        f"{grade_id(c)}: {o.get('evalue', '')}"
+        for c in nb.cells
+        if (grade_id(c) or "").startswith("test_")
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+
+
+def _scores(course: Path, assignment: str, students: list[str]) -> dict[str, tuple[float, float]]:
+    """Each student's (score, max score) in the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        found = {s: gradebook.find_submission(assignment, s) for s in students}
+        return {s: (submission.score, submission.max_score) for s, submission in found.items()}
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("assignment", one_worker(CHAPTERS))
+def test_honest_notebooks_score_full_marks(assignment, course, graded):
+    lost = {}
+    for student, (score, maximum) in _scores(course, assignment, graded.honest).items():
+        if not (maximum > 0 and score == maximum):
+            lost[student] = f"nbgrader autograde: {score} / {maximum}; {_failures(graded.autograded[student])}"
+    assert not lost, f"honest notebooks of {assignment} lost points: {lost}"
+
+    run = autograder_grade(course, assignment, ENV, timeout=900, workers=1, students=graded.honest)
+    ours = Grading.read(course, assignment, run, _scores(course, assignment, graded.honest))
+    assert set(ours.report) >= set(graded.honest), ours.run.stdout[-3000:]
+    for student in graded.honest:
+        outcome, (score, maximum) = ours.report[student], ours.scores[student]
+        if outcome["status"] != "graded" or outcome["review"] or score != maximum:
+            lost[student] = f"autograder grade: {outcome}"
+    assert not lost, f"honest notebooks of {assignment} lost points: {lost}"

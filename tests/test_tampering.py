@@ -4,7 +4,7 @@ Its cases are text notebooks of student code in tests/tampering/: honest code th
 tampering reaches for (honest.md), and code that reaches for it, with what the scan must say (tampering.md).
 
 The graded end-to-end proofs are tests/test_grading_attacks.py (tampering earns nothing and is
-listed for review) and tests/test_honest.py (honest notebooks score full marks).
+listed for review) and tests/test_nbgrader_flow.py (honest notebooks score full marks).
 """
 
 from __future__ import annotations

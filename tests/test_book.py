@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ROOT, grade_id, read_notebook, toc_pages
+from conftest import ROOT, grade_id, read_notebook, sphinx_problems, toc_pages
 
 PAGES = toc_pages()
 CHAPTERS = [page[: -len(".html")] for page in PAGES if re.fullmatch(r"book/ch\d\d_\w+\.html", page)]
@@ -34,6 +34,28 @@ def _exercise_points(assignment: str) -> dict[str, int]:
         tests = [c for c in notebook.cells if re.fullmatch(rf"test_{re.escape(name)}(_\w+)?", grade_id(c) or "")]
         points[name] = sum(c.metadata["nbgrader"].get("points", 0) for c in tests)
     return points
+
+
+# A build log's lines as they come: Sphinx's messages (plain, and coloured as on a terminal), then what
+# the executing kernels print through the build: their own log lines and ipykernel 6's shutdown race.
+BUILD_LOG = """\
+reading sources... [ 40%] book/ch04_scaled_dot_product
+/course/book/ch04_scaled_dot_product.md:12: WARNING: undefined label: 'fig-missing' [ref.ref]
+\x1b[91m/course/book/ch05_attention_types.md:3: WARNING: Executing notebook failed: CellExecutionError [mystnb.exec]\x1b[39;49;00m
+\x1b[91mERROR: Unknown directive type "exercise".\x1b[39;49;00m
+CRITICAL: the toc names a file that does not exist
+[I 2026-12-04 02:55:00] WARNING | Kernel does not have a connection file
+ERROR:tornado.general:Uncaught exception in ZMQStream callback
+zmq.error.ZMQError: Socket operation on non-socket
+build succeeded.
+"""
+
+
+def test_the_build_fails_on_sphinx_messages_and_not_on_kernel_log_lines():
+    found = sphinx_problems(BUILD_LOG)
+    messages = ("undefined label", "Executing notebook failed", "Unknown directive", "the toc names a file")
+    assert len(found) == len(messages) and all(m in line for m, line in zip(messages, found)), found
+    assert sphinx_problems("build succeeded.\n[I] WARNING | no connection file\nERROR:tornado.general:x\n") == []
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -19,7 +19,7 @@ export OMP_NUM_THREADS ?= 1
 # nbgrader runs `alembic` by name: the virtualenv's bin must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test check lint notebooks exercises fixtures vendor kit site clean
+.PHONY: book test check bytecode lint notebooks exercises fixtures vendor kit site clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,17 +45,23 @@ site: $(BIN)/.installed vendor kit
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/site-config.yml
 	@echo "publish _build/html (the book, every exercise notebook, the kit)"
 
+# The course package's bytecode, written ahead: where PYTHONDONTWRITEBYTECODE is set (it is on this project's machines),
+# no process writes it (a sandboxed kernel never can), and each of the hundreds of grading kernels and
+# commands a test run starts compiles the package again; compileall writes it regardless, for changed sources only.
+bytecode: $(BIN)/.installed
+	$(BIN)/python -m compileall -q autograder
+
 # ruff: the linter and the formatter (settings in pyproject.toml); CI fails on either.
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(BIN)/.installed vendor lint
+test: $(BIN)/.installed vendor lint bytecode
 	bash tools/system_packages.sh test
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 # The quick tier for authors: the markers are declared in pyproject.toml (tests/conftest.py sets them).
-check: $(BIN)/.installed lint
+check: $(BIN)/.installed lint bytecode
 	bash tools/system_packages.sh test
 	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not book and not browser and not grading"
 

@@ -210,14 +210,20 @@ class GradingExecute(Execute):
         """Before any student cell: can the kernel import what grading needs and write to the exchange?"""
         cell = NotebookNode(cell_type="code", source=protocol.PROBE, metadata={}, outputs=[])
         self.nb.cells.append(cell)  # nbclient keeps what it runs in the notebook: it goes again at once
+        # The probe is part of starting the kernel, not a student's cell: it has the kernel's start-up limit, so
+        # that a short cell limit is not spent importing torch (seconds on a busy machine, more on a cold GPU).
+        self.timeout = self.startup_timeout
         try:
             self.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
         except (CellTimeoutError, DeadKernelError) as error:
             raise GraderFailure(
-                preflight.probe_stopped(isinstance(error, CellTimeoutError), self.km.memory_exceeded, self.cell_timeout)
+                preflight.probe_stopped(
+                    isinstance(error, CellTimeoutError), self.km.memory_exceeded, self.startup_timeout
+                )
             ) from None
         finally:
             self.nb.cells.pop()
+            self.timeout = self.cell_timeout
         found = protocol.read_probe(exchange)
         if found is None:
             errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs if o.get("output_type") == "error"]

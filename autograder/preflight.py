@@ -205,8 +205,8 @@ def probe_stopped(timed_out: bool, memory_exceeded: bool, timeout: int) -> str:
         )
     if timed_out:
         return (
-            f"the grading kernel did not import torch and the checks within {timeout} s: the machine is too busy "
-            "(grade with fewer --workers) or AUTOGRADER_CELL_TIMEOUT is too short."
+            f"the grading kernel did not import torch and the checks within {timeout} s of starting: the machine "
+            "is too busy (grade with fewer --workers)."
         )
     return "the grading kernel stopped while importing torch and the checks: run `python -m autograder doctor`."
 

@@ -17,14 +17,15 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT, copy_course, env_with_venv, grade_id, read_notebook
+from nbclient.exceptions import CellTimeoutError
 
 from autograder import config, doctor, grade_class, preflight, sandbox
-from autograder.grading import Run
+from autograder.grading import GraderFailure, GradingExecute, Run
 from autograder.release import filled_notebook
 
 ASSIGNMENT = "ch00_warmup"
 SEED = "8642"
-CELL_TIMEOUT = 20
+CELL_TIMEOUT = 6  # the hanging one waits it out; a correct cell of ch00 takes milliseconds
 # A cell put before `to_heads` in an otherwise correct submission. The hanging one sleeps: a busy loop would
 # hold a core for the whole time limit while the other tests wait for it, and the kill of a busy, stubborn loop
 # is one of the attacks (tests/attacks/infinite_loop.md); here the point is the sentence that says where it stopped.
@@ -37,6 +38,20 @@ BLIND_KERNEL = [
     sys.executable,
     "-c",
     "import sys; sys.modules['autograder'] = None; from ipykernel import kernelapp; kernelapp.launch_new_instance()",
+    "-f",
+    "{connection_file}",
+]
+# A python3 kernel in which the probe's import of the checks takes SLOW_PROBE_SECONDS longer: a busy machine.
+SLOW_PROBE_SECONDS = 3
+SLOW_PROBE_KERNEL = [
+    sys.executable,
+    "-c",
+    "import sys, time\n"
+    "class Slow:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    f"        if name == 'autograder.checks': time.sleep({SLOW_PROBE_SECONDS})\n"
+    "sys.meta_path.insert(0, Slow())\n"
+    "from ipykernel import kernelapp; kernelapp.launch_new_instance()",
     "-f",
     "{connection_file}",
 ]
@@ -62,11 +77,13 @@ def run(course: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=900,
         env=env_with_venv(
-            AUTOGRADER_DEVICE="cpu",
-            AUTOGRADER_CELL_TIMEOUT=str(CELL_TIMEOUT),
-            AUTOGRADER_MEMORY_LIMIT=str(2**30),
-            COLUMNS="250",
-            **env,
+            **{
+                "AUTOGRADER_DEVICE": "cpu",
+                "AUTOGRADER_CELL_TIMEOUT": str(CELL_TIMEOUT),
+                "AUTOGRADER_MEMORY_LIMIT": str(2**30),
+                "COLUMNS": "250",
+                **env,
+            }
         ),
     )
     assert "Traceback" not in done.stdout, done.stdout[-3000:]
@@ -84,12 +101,11 @@ def scores(course: Path) -> dict[str, float]:
         return {s.student.id: s.score for s in gradebook.assignment_submissions(ASSIGNMENT)}
 
 
-def blind_kernel(folder: Path) -> str:
+def python3_kernel(folder: Path, argv: list[str]) -> str:
+    """A JUPYTER_PATH under which the python3 kernel runs ``argv``."""
     spec = folder / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps({"argv": BLIND_KERNEL, "display_name": "Python 3", "language": "python"})
-    )
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
     return str(folder)
 
 
@@ -153,7 +169,7 @@ def test_a_notebook_stopped_early_says_where_and_why(course):
 def test_a_kernel_that_cannot_import_the_course_records_no_score(course, tmp_path):
     course, _, _, _, before = course
     submit(course, "late", {"pairwise_dot", "to_heads"})
-    broken = blind_kernel(tmp_path / "jupyter")
+    broken = python3_kernel(tmp_path / "jupyter", BLIND_KERNEL)
     plain = run(
         course, "nbgrader", "autograde", ASSIGNMENT, "--student=[cl]*", AUTOGRADER_SEED=SEED, JUPYTER_PATH=broken
     )
@@ -173,6 +189,50 @@ def test_a_kernel_that_cannot_import_the_course_records_no_score(course, tmp_pat
     assert f"Not grading {ASSIGNMENT}: The grader cannot run {ASSIGNMENT}'s reference notebook" in said
     assert "cannot use the course's packages (ModuleNotFoundError" in said
     assert scores(course) == after, "the canary's failure let grading start"
+
+
+@pytest.mark.grading
+@pytest.mark.xdist_group("preflight_course")
+def test_the_probe_is_not_held_to_the_cell_limit(course, tmp_path):
+    """Importing torch and the checks before the first cell is the kernel's start, not a student's cell: a busy
+    machine that takes longer over it than the cell limit still grades, each cell within the limit."""
+    course, _, _, _, _ = course
+    submit(course, "slowprobe", {"pairwise_dot", "to_heads"})
+    slow = python3_kernel(tmp_path / "jupyter", SLOW_PROBE_KERNEL)
+    limit = str(SLOW_PROBE_SECONDS - 1)
+    graded = run(
+        course,
+        "nbgrader",
+        "autograde",
+        ASSIGNMENT,
+        "--student=slowprobe",
+        AUTOGRADER_SEED=SEED,
+        AUTOGRADER_CELL_TIMEOUT=limit,
+        JUPYTER_PATH=slow,
+    )
+    assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+    assert scores(course)["slowprobe"] == 4
+
+
+class _TimedOutProbe(GradingExecute):
+    """GradingExecute whose probe cell runs past its limit; it notes the limit the probe had."""
+
+    probe_limit = None
+
+    def execute_cell(self, cell, index, **kw):
+        self.probe_limit = self.timeout
+        raise CellTimeoutError("timed out")
+
+
+def test_a_probe_past_the_kernels_start_up_limit_is_the_graders_failure(tmp_path):
+    execute = _TimedOutProbe(cell_timeout=2, startup_timeout=45)
+    execute.km = type("Kernel", (), {"memory_exceeded": False})()
+    execute.nb = nbformat.v4.new_notebook()
+    with pytest.raises(GraderFailure) as failure:
+        execute._probe(tmp_path)
+    assert execute.probe_limit == 45, "the probe ran under the cell limit"
+    assert execute.timeout == 2 and execute.nb.cells == [], "the probe left its limit or its cell behind"
+    assert "did not import torch and the checks within 45 s of starting" in str(failure.value)
 
 
 def test_a_sandbox_that_cannot_start_is_named_with_its_fix(tmp_path, monkeypatch):

@@ -108,7 +108,7 @@ def snapshot(course: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course, env = scratch_class(tmp_path_factory.mktemp("course"), [ASSIGNMENT], seed="97531", cell_timeout=20)
+    course, env = scratch_class(tmp_path_factory.mktemp("course"), [ASSIGNMENT], seed="97531", cell_timeout=10)
     listener = Listener()
     port_file = tmp_path_factory.mktemp("outside") / "port"
     port_file.write_text(str(listener.port))

@@ -90,7 +90,7 @@ VARIANTS = {
     "beside": "def first(a, b):\n    return int(open('answer.txt').read())",
     "setup_fails": "def first(a, b):\n    return a + b",
 }
-LIMITS = Limits(cell=5, notebook=120, grace=3)
+LIMITS = Limits(cell=3, notebook=120, grace=3)
 
 
 def nbgrader_cell(source, name, **meta):
@@ -180,7 +180,7 @@ def test_reasons_are_one_clear_sentence(variants):
     assert found["wrong", "first"].reason == "AssertionError"
     assert found["syntax", "first"].reason.startswith("the cell that defines it raised SyntaxError")
     assert "(line 1)" in found["syntax", "first"].reason
-    assert found["loop", "first"].reason == "the cell that defines `first` ran longer than 5 s and was stopped."
+    assert found["loop", "first"].reason == "the cell that defines `first` ran longer than 3 s and was stopped."
     assert "did not stop when interrupted" in found["stubborn", "first"].reason
     assert found["stubborn", "second"].reason == "the notebook stopped at the cell that defines `first`."
     assert found["exits", "first"].reason.startswith("the Python process stopped in the cell that defines `first`")

@@ -18,6 +18,11 @@ children of earlier tests that happen to be reaped during it. --each-file runs e
 own (the book's and the browser's together: they share one build) and reads the whole machine's
 CPU seconds from /proc/stat before and after, so it wants a quiet machine; each run also pays its
 own pytest start (about 7 CPU s with two workers).
+
+Cores that sit idle while tests run are time a test spends waiting (a submission sleeping out its
+cell limit, a server starting) while the other worker has only one core's work. The run reads
+/proc/stat once a second, and it lists the tests that were running while cores sat idle, each
+charged its share of the idle core-seconds of each second it ran in (--idle N: the N most charged).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +75,35 @@ def _machine_cpu() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+class MachineSampler(threading.Thread):
+    """The whole machine's busy CPU seconds, read once a second as (time, seconds) until ``stop`` is set."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.samples.append((time.time(), _machine_cpu()))
+            if self.stop.wait(1.0):
+                self.samples.append((time.time(), _machine_cpu()))
+                return
+
+
+def idle_by_test(samples: list[tuple[float, float]], rows: list[dict], cores: int) -> tuple[float, collections.Counter]:
+    """Idle core-seconds in all, and each test's share of those of the seconds it ran in."""
+    total, charged = 0.0, collections.Counter()
+    for (start, busy_start), (end, busy_end) in zip(samples, samples[1:]):
+        idle = max(0.0, cores * (end - start) - (busy_end - busy_start))
+        total += idle
+        middle = (start + end) / 2
+        running = [row["test"] for row in rows if row["ended"] - row["wall"] <= middle <= row["ended"]]
+        for test in running or ["(between tests)"]:
+            charged[test] += idle / max(1, len(running))
+    return total, charged
+
+
 def each_file(command: list[str], env: dict, paths: list[str]) -> int:
     """Run each test file alone; print its machine CPU seconds, wall seconds and pytest's last line."""
     files = paths or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py"))
@@ -94,6 +129,9 @@ def main() -> int:
     parser.add_argument("--tier", choices=sorted(TIERS), default="all")
     parser.add_argument("-n", default="auto", help="pytest-xdist workers (default: auto)")
     parser.add_argument("--slowest", type=int, default=20, metavar="N", help="list the N tests that ran longest")
+    parser.add_argument(
+        "--idle", type=int, default=10, metavar="N", help="list the N tests most charged with idle cores"
+    )
     parser.add_argument("--each-file", action="store_true", help="run each test file alone; machine-wide CPU")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -106,9 +144,13 @@ def main() -> int:
         if args.each_file:
             return each_file(command, env, args.paths)
         command += args.paths
+        sampler = MachineSampler()
         machine, started = _machine_cpu(), time.time()
+        sampler.start()
         run = subprocess.run(command, cwd=ROOT, env=env)
         wall, machine = time.time() - started, _machine_cpu() - machine
+        sampler.stop.set()
+        sampler.join()
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     files = collections.defaultdict(lambda: [0, 0.0, 0.0])
     for row in rows:
@@ -132,6 +174,12 @@ def main() -> int:
         print(f"worker {name}: ran tests for {busy:.0f} s, out of work {done:.0f} s after the start")
     print(f"cores kept busy by the tests: {total_cpu / wall:.2f} on average")
     print(f"cores kept busy on the whole machine: {machine / wall:.2f} on average ({machine:.0f} CPU s, /proc/stat)")
+    idle, charged = idle_by_test(sampler.samples, rows, os.cpu_count() or 1)
+    print(f"idle core-seconds while the suite ran: {idle:.0f}")
+    if args.idle:
+        print(f"\n{'tests running while cores sat idle':96} {'idle s':>8}")
+        for test, seconds in charged.most_common(args.idle):
+            print(f"{test[:96]:96} {seconds:8.1f}")
     print(
         f"tier {args.tier}: {len(rows)} tests in {wall:.0f} s wall ({wall / 60:.1f} min), pytest exit status {run.returncode}"
     )

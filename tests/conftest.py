@@ -54,14 +54,12 @@ def env_with_venv(**extra: str) -> dict:
     return env
 
 
-def copy_course(destination: Path) -> Path:
-    """A scratch copy of the course, as an instructor's checkout would be."""
-    for name in ("solutions", "nbgrader_config.py"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, destination / name)
-        else:
-            shutil.copy(source, destination / name)
+def copy_course(destination: Path, assignments: list[str] | None = None) -> Path:
+    """A scratch copy of the course, as an instructor's checkout would be; with ``assignments``, only theirs."""
+    for folder in (ROOT / "solutions").iterdir():
+        if assignments is None or folder.name in assignments:
+            shutil.copytree(folder, destination / "solutions" / folder.name)
+    shutil.copy(ROOT / "nbgrader_config.py", destination / "nbgrader_config.py")
     return destination
 
 

@@ -1,16 +1,17 @@
 """The stock nbgrader flow, run from the root of a scratch copy of the course, as an instructor would.
 
-For each assignment (so they spread over the test workers): generate the student version,
-autograde a correct, a partly correct and an empty submission, generate feedback, export,
-and check every score. The assignments share one scratch course per test worker, as one
-instructor's course holds them all: its gradebook, export and feedback hold every assignment
-graded so far, and each test reads its own.
+For each assignment: generate the student version, autograde a correct, a partly correct and an
+empty submission, generate feedback, export, and check every score. The assignments are dealt
+into two scratch courses (so that they spread over two test workers), and each nbgrader command
+runs once per course over all its assignments (`nbgrader autograde "*"`), as an instructor may run
+it at the end of a term: its gradebook, export and feedback hold every assignment, and each test
+reads its own.
 
 The honest corpus (tests/honest/) joins the class of each chapter it names: every honest but
 unusual notebook must score its maximum by that same `nbgrader autograde`, and again by
 `python -m autograder grade --workers 1` of those students (which must end without a
 traceback; the cluster tests grade with several workers), and none may be listed for review.
-A chapter's two tests share one xdist group, so its class is graded once, on one worker.
+A course's tests share one xdist group, so its classes are graded once, on one worker.
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ ENV = env_with_venv(AUTOGRADER_SEED="424242", AUTOGRADER_DEVICE="cpu")
 PLANS = ("correct", "partial", "empty")  # the students every assignment's class has, by what they filled in
 
 
+# Two courses of alternate assignments: each holds about half of the notebooks to grade, ch12's training included in one.
+COURSES = {f"flow_{index}": ASSIGNMENTS[index::2] for index in range(2)}
+COURSE_OF = {assignment: name for name, assignments in COURSES.items() for assignment in assignments}
+
+
 def one_worker(assignments: list[str]) -> list:
-    """The assignments as parameters whose tests share a worker, the one that grades the assignment's class."""
-    return [pytest.param(a, marks=pytest.mark.xdist_group(f"flow_{a}")) for a in assignments]
+    """The assignments as parameters whose tests share a worker, the one that grades their course."""
+    return [pytest.param(a, marks=pytest.mark.xdist_group(COURSE_OF[a])) for a in assignments]
 
 
 def nbgrader(course, *args):
@@ -64,45 +70,60 @@ class Graded:
     autograded: dict[str, nbformat.NotebookNode]  # each honest student's notebook as nbgrader autograde left it
 
 
-def run_flow(course: Path, assignment: str) -> Graded:
-    nbgrader(course, "generate_assignment", assignment, "--force")
-    solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
-    student_version = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
-    names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    filled = dict(zip(PLANS, (set(names), {names[0]}, set())))
-    notebooks = {s: release.filled_notebook(student_version, solutions, filled[s]) for s in PLANS}
-    honest = honest_students(assignment)
-    notebooks |= {s: honest_notebook(course, assignment, s) for s in honest}
-    for student, nb in notebooks.items():
-        folder = course / "submitted" / student / assignment
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / f"{assignment}.ipynb")
-    nbgrader(course, "autograde", assignment)
-    nbgrader(course, "generate_feedback", assignment)
+def run_flow(course: Path, assignments: list[str]) -> dict[str, Graded]:
+    """The stock flow over every assignment of ``course``, each nbgrader command once for them all."""
+    nbgrader(course, "generate_assignment", "*", "--force")
+    plans, honest = {}, {}
+    for assignment in assignments:
+        solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
+        student_version = read_notebook(course / "exercises" / assignment / f"{assignment}.ipynb")
+        names = [grade_id(c) for c in solutions.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        filled = plans[assignment] = dict(zip(PLANS, (set(names), {names[0]}, set())))
+        notebooks = {s: release.filled_notebook(student_version, solutions, filled[s]) for s in PLANS}
+        honest[assignment] = honest_students(assignment)
+        notebooks |= {s: honest_notebook(course, assignment, s) for s in honest[assignment]}
+        for student, nb in notebooks.items():
+            folder = course / "submitted" / student / assignment
+            folder.mkdir(parents=True)
+            nbformat.write(nb, folder / f"{assignment}.ipynb")
+    nbgrader(course, "autograde", "*")
+    nbgrader(course, "generate_feedback", "*")
     nbgrader(course, "export")
     with open(course / "grades.csv") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["assignment"] == assignment]
-    return Graded(
-        expected={s: points(solutions, filled[s]) for s in PLANS},
-        honest=honest,
-        rows=rows,
-        feedback={s: (course / "feedback" / s / assignment / f"{assignment}.html").read_text() for s in notebooks},
-        autograded={s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb") for s in honest},
-    )
+        rows = list(csv.DictReader(handle))
+    graded = {}
+    for assignment in assignments:
+        solutions = read_notebook(course / "solutions" / assignment / f"{assignment}.ipynb")
+        students = [*PLANS, *honest[assignment]]
+        graded[assignment] = Graded(
+            expected={s: points(solutions, plans[assignment][s]) for s in PLANS},
+            honest=honest[assignment],
+            rows=[row for row in rows if row["assignment"] == assignment],
+            feedback={s: (course / "feedback" / s / assignment / f"{assignment}.html").read_text() for s in students},
+            autograded={
+                s: read_notebook(course / "autograded" / s / assignment / f"{assignment}.ipynb")
+                for s in honest[assignment]
+            },
+        )
+    return graded
 
 
-@pytest.fixture(scope="session")
-def course(tmp_path_factory):
-    return copy_course(tmp_path_factory.mktemp("course"))
+_GRADED: dict[str, Graded] = {}  # this worker's classes, by assignment, each course graded once
+_COURSES: dict[str, Path] = {}  # this worker's courses, by name
 
 
-_GRADED: dict[str, Graded] = {}  # this worker's classes, by assignment, each graded once
+@pytest.fixture
+def course(tmp_path_factory, assignment) -> Path:
+    name = COURSE_OF[assignment]
+    if name not in _COURSES:
+        _COURSES[name] = copy_course(tmp_path_factory.mktemp(name), COURSES[name])
+    return _COURSES[name]
 
 
 @pytest.fixture
 def graded(course, assignment) -> Graded:
     if assignment not in _GRADED:
-        _GRADED[assignment] = run_flow(course, assignment)
+        _GRADED.update(run_flow(course, COURSES[COURSE_OF[assignment]]))
     return _GRADED[assignment]
 
 
